@@ -1,0 +1,181 @@
+//! Budgets: caps on steps, tokens and cost that a crash cannot reset.
+//!
+//! What each step spent is journaled in its [`StepRecord`](crate::StepRecord); a resumed run
+//! sums the journal before its first step, so the totals survive any number of crashes.
+
+use serde::{Deserialize, Serialize};
+
+/// The limits of a run. `None` means unlimited.
+///
+/// ```
+/// use workflow_runtime::Budget;
+/// const AGENT: Budget = Budget::UNLIMITED.with_max_steps(50).with_max_cost_usd(2.0);
+/// assert_eq!(AGENT.max_steps, Some(50));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Budget {
+    /// The most steps the run may execute (journaled steps count; replayed ones are not
+    /// counted twice).
+    pub max_steps: Option<u64>,
+    /// The most the run may spend, in US dollars, as reported by its steps.
+    pub max_cost_usd: Option<f64>,
+    /// The most tokens (input plus output) the run may use, as reported by its steps.
+    pub max_tokens: Option<u64>,
+}
+
+impl Budget {
+    /// No limits.
+    pub const UNLIMITED: Budget = Budget {
+        max_steps: None,
+        max_cost_usd: None,
+        max_tokens: None,
+    };
+
+    /// This budget with a step cap.
+    pub const fn with_max_steps(mut self, steps: u64) -> Budget {
+        self.max_steps = Some(steps);
+        self
+    }
+
+    /// This budget with a cost cap in US dollars.
+    pub const fn with_max_cost_usd(mut self, usd: f64) -> Budget {
+        self.max_cost_usd = Some(usd);
+        self
+    }
+
+    /// This budget with a token cap.
+    pub const fn with_max_tokens(mut self, tokens: u64) -> Budget {
+        self.max_tokens = Some(tokens);
+        self
+    }
+
+    /// Whether a run that has spent `spent` may start another step; if not, the message says
+    /// which budget, its limit and the amount spent.
+    pub(crate) fn check_before_step(&self, spent: &Spent) -> Result<(), String> {
+        if let Some(max) = self.max_steps
+            && spent.steps >= max
+        {
+            return Err(format!(
+                "budget exceeded: max_steps = {max}, {} steps executed",
+                spent.steps
+            ));
+        }
+        if let Some(max) = self.max_cost_usd
+            && spent.cost_usd >= max
+        {
+            return Err(format!(
+                "budget exceeded: max_cost_usd = {max:.4}, spent {:.4} USD",
+                spent.cost_usd
+            ));
+        }
+        if let Some(max) = self.max_tokens
+            && spent.tokens >= max
+        {
+            return Err(format!(
+                "budget exceeded: max_tokens = {max}, used {} tokens",
+                spent.tokens
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a step reports it spent, summed over its attempts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Input (prompt) tokens.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Output (completion) tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Cost in US dollars.
+    #[serde(default)]
+    pub cost_usd: f64,
+    /// The model that was called, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+impl Usage {
+    /// Usage of a model call.
+    pub fn tokens(model: impl Into<String>, input_tokens: u64, output_tokens: u64) -> Usage {
+        Usage {
+            input_tokens,
+            output_tokens,
+            cost_usd: 0.0,
+            model: Some(model.into()),
+        }
+    }
+
+    /// This usage with a cost in US dollars.
+    pub fn with_cost_usd(mut self, usd: f64) -> Usage {
+        self.cost_usd = usd;
+        self
+    }
+
+    pub(crate) fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_usd += other.cost_usd;
+        if other.model.is_some() {
+            self.model.clone_from(&other.model);
+        }
+    }
+}
+
+/// What a run has spent so far: journaled steps plus steps run in this process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spent {
+    /// Steps executed (each journaled step counts once).
+    pub steps: u64,
+    /// Tokens used, input plus output.
+    pub tokens: u64,
+    /// Cost in US dollars.
+    pub cost_usd: f64,
+}
+
+impl Spent {
+    pub(crate) fn charge(&mut self, usage: &Usage) {
+        self.steps += 1;
+        self.tokens += usage.input_tokens + usage.output_tokens;
+        self.cost_usd += usage.cost_usd;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_cap_allows_exactly_max_steps() {
+        let budget = Budget::UNLIMITED.with_max_steps(2);
+        let mut spent = Spent::default();
+        assert!(budget.check_before_step(&spent).is_ok());
+        spent.charge(&Usage::default());
+        assert!(budget.check_before_step(&spent).is_ok());
+        spent.charge(&Usage::default());
+        let message = budget.check_before_step(&spent).expect_err("third step must be refused");
+        assert!(message.contains("max_steps = 2"), "{message}");
+    }
+
+    #[test]
+    fn cost_cap_names_limit_and_amount() {
+        let budget = Budget::UNLIMITED.with_max_cost_usd(0.01);
+        let mut spent = Spent::default();
+        spent.charge(&Usage::tokens("m", 1000, 1000).with_cost_usd(0.018));
+        let message = budget.check_before_step(&spent).expect_err("over the cap");
+        assert!(message.contains("max_cost_usd = 0.0100"), "{message}");
+        assert!(message.contains("0.0180"), "{message}");
+    }
+
+    #[test]
+    fn token_cap_counts_input_and_output() {
+        let budget = Budget::UNLIMITED.with_max_tokens(100);
+        let mut spent = Spent::default();
+        spent.charge(&Usage::tokens("m", 60, 30));
+        assert!(budget.check_before_step(&spent).is_ok());
+        spent.charge(&Usage::tokens("m", 5, 5));
+        assert!(budget.check_before_step(&spent).is_err());
+    }
+}

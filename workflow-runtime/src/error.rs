@@ -1,0 +1,366 @@
+//! Errors: one enum per operation that can fail in its own ways, and the umbrella [`Error`].
+//!
+//! Step failures are different: they are data, journaled and handed to the workflow body, so
+//! they live in [`StepError`], which is serializable.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an engine could not open its journal file.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Another process (or another engine in this one) holds the file. redb takes an exclusive
+    /// lock, so only one engine at a time may use a journal.
+    Locked {
+        /// The journal file.
+        path: PathBuf,
+    },
+    /// The file exists but is not a workflow journal: not a redb file at all, or a redb file
+    /// written by something else. Nothing was written to it.
+    NotAJournal {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        detail: String,
+    },
+    /// The journal was written by a newer version of this library.
+    NewerFormat {
+        /// The journal file.
+        path: PathBuf,
+        /// The format version found in the file.
+        found: u32,
+        /// The newest format version this build understands.
+        supported: u32,
+    },
+    /// The storage layer failed.
+    Storage {
+        /// The journal file.
+        path: PathBuf,
+        /// The underlying error.
+        detail: String,
+    },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Locked { path } => write!(
+                f,
+                "journal {} is held by another process (redb allows one engine per file); stop the other engine or open another file",
+                path.display()
+            ),
+            OpenError::NotAJournal { path, detail } => write!(
+                f,
+                "{} is not a workflow journal ({detail}); nothing was written to it",
+                path.display()
+            ),
+            OpenError::NewerFormat {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "journal {} has format version {found}, newer than the {supported} this build supports; upgrade workflow-runtime",
+                path.display()
+            ),
+            OpenError::Storage { path, detail } => {
+                write!(f, "cannot open journal {}: {detail}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// A failure of the storage layer while reading or writing the journal.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The underlying storage failed (I/O, disk full, a closed database).
+    Backend(String),
+    /// A journal record could not be decoded: the file was damaged or edited.
+    CorruptRecord {
+        /// Which record, for example `run "r1" step 3`.
+        record: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The store was closed.
+    Closed,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Backend(detail) => write!(f, "journal storage failed: {detail}"),
+            StoreError::CorruptRecord { record, detail } => {
+                write!(f, "corrupted journal record ({record}): {detail}")
+            }
+            StoreError::Closed => f.write_str("the journal store is closed"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A resumed run took a different path than the journal recorded.
+///
+/// The run is parked, not failed: a binary whose workflow takes the journaled path again can
+/// resume it with [`Engine::resume`](crate::Engine::resume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonDeterminism {
+    /// The run.
+    pub run_id: String,
+    /// The sequence number at which the paths diverged.
+    pub seq: u64,
+    /// The step name in the journal.
+    pub journaled: String,
+    /// The step name the current code asked for at that sequence number.
+    pub current: String,
+    /// True when the workflow body's compile-time fingerprint differs from the one the run
+    /// started with: the code changed since.
+    pub body_changed: bool,
+}
+
+impl fmt::Display for NonDeterminism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "non-determinism in run {:?} at step #{}: the journal has step `{}` but the workflow now calls `{}`",
+            self.run_id, self.seq, self.journaled, self.current
+        )?;
+        if self.body_changed {
+            f.write_str(" (the workflow body changed since this run started)")?;
+        }
+        f.write_str("; the run is parked until code that takes the journaled path resumes it")
+    }
+}
+
+impl std::error::Error for NonDeterminism {}
+
+/// The umbrella error of the engine's operations.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The journal file could not be opened.
+    Open(OpenError),
+    /// Reading or writing the journal failed.
+    Store(StoreError),
+    /// `start` was called with a run id that belongs to a run of another workflow.
+    RunIdConflict {
+        /// The run id.
+        run_id: String,
+        /// The workflow the existing run belongs to.
+        existing: String,
+        /// The workflow that was asked for.
+        requested: String,
+    },
+    /// Two different workflow types were registered under the same journal name.
+    DuplicateWorkflowName {
+        /// The name both use.
+        name: String,
+    },
+    /// No run has this id.
+    RunNotFound {
+        /// The run id.
+        run_id: String,
+    },
+    /// The run belongs to a workflow this engine has not been told about.
+    WorkflowNotRegistered {
+        /// The run.
+        run_id: String,
+        /// The journaled workflow name.
+        workflow: String,
+    },
+    /// A journaled value no longer decodes into the type the current code expects. The run is
+    /// parked and its journal kept.
+    Decode {
+        /// The run.
+        run_id: String,
+        /// What was decoded: `input`, `output`, or `step #3 (search)`.
+        what: String,
+        /// The Rust type it was decoded into.
+        type_name: &'static str,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// A value could not be encoded for the journal.
+    Encode {
+        /// What was encoded.
+        what: String,
+        /// The encoder's message.
+        detail: String,
+    },
+    /// The run ended in failure; the message is the workflow's error or panic.
+    RunFailed {
+        /// The run.
+        run_id: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// The run is parked: non-determinism, a value that no longer decodes, or a storage
+    /// failure. Its journal is intact; fix the cause and resume it.
+    RunParked {
+        /// The run.
+        run_id: String,
+        /// Why it is parked.
+        reason: String,
+    },
+    /// The run was stopped by one of its budgets.
+    BudgetExceeded {
+        /// The run.
+        run_id: String,
+        /// Which budget, its limit and the amount spent.
+        message: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Open(e) => e.fmt(f),
+            Error::Store(e) => e.fmt(f),
+            Error::RunIdConflict {
+                run_id,
+                existing,
+                requested,
+            } => write!(
+                f,
+                "run id {run_id:?} already belongs to a run of workflow `{existing}`, not `{requested}`"
+            ),
+            Error::DuplicateWorkflowName { name } => write!(
+                f,
+                "two different workflows are registered under the name `{name}`; give one of them #[workflow(name = \"...\")]"
+            ),
+            Error::RunNotFound { run_id } => write!(f, "no run with id {run_id:?}"),
+            Error::WorkflowNotRegistered { run_id, workflow } => write!(
+                f,
+                "run {run_id:?} belongs to workflow `{workflow}`, which this engine does not know; register it first"
+            ),
+            Error::Decode {
+                run_id,
+                what,
+                type_name,
+                detail,
+            } => write!(
+                f,
+                "run {run_id:?}: the journaled {what} no longer decodes into `{type_name}`: {detail}; the run is parked and its journal kept"
+            ),
+            Error::Encode { what, detail } => {
+                write!(f, "cannot encode {what} for the journal: {detail}")
+            }
+            Error::RunFailed { run_id, message } => write!(f, "run {run_id:?} failed: {message}"),
+            Error::RunParked { run_id, reason } => {
+                write!(f, "run {run_id:?} is parked: {reason}")
+            }
+            Error::BudgetExceeded { run_id, message } => {
+                write!(f, "run {run_id:?} stopped: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Open(e) => Some(e),
+            Error::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        Error::Open(e)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+/// What kind of failure ended a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StepErrorKind {
+    /// The step's body returned an error on its last attempt.
+    Failed,
+    /// The last attempt ran past the step's timeout.
+    Timeout,
+    /// The step's body panicked. Panics are bugs, so they are not retried.
+    Panicked,
+    /// A kind written by a newer version of this library.
+    #[serde(other)]
+    Unknown,
+}
+
+impl fmt::Display for StepErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StepErrorKind::Failed => "failed",
+            StepErrorKind::Timeout => "timed out",
+            StepErrorKind::Panicked => "panicked",
+            StepErrorKind::Unknown => "failed (unknown kind)",
+        })
+    }
+}
+
+/// The final failure of a step, after its retries: journaled, and handed to the workflow body
+/// in the same form whether the step ran now or is replayed from the journal.
+///
+/// It implements [`std::error::Error`], so `?` turns it into `anyhow::Error` or a boxed error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    /// The step's name.
+    pub step: String,
+    /// What kind of failure it was.
+    pub kind: StepErrorKind,
+    /// The error's message (its `Display`, with its chain of causes).
+    pub message: String,
+    /// How many attempts were made.
+    pub attempts: u32,
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "step `{}` {} after {} attempt{plural}: {}",
+            self.step, self.kind, self.attempts, self.message
+        )
+    }
+}
+
+impl std::error::Error for StepError {}
+
+/// How a workflow body ended when it did not return a value: its error's message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowFailure {
+    /// The error's `Display` (with `{:#}`, so anyhow errors include their causes).
+    pub message: String,
+}
+
+impl WorkflowFailure {
+    /// A failure with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        WorkflowFailure {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for WorkflowFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WorkflowFailure {}

@@ -1,0 +1,240 @@
+//! What the journal holds (runs and their steps) and the replay rule.
+//!
+//! Invariant: a [`StepRecord`] is written once, when its step has finished (completed, or failed
+//! after its retries), in a transaction committed with `Durability::Immediate` before the
+//! workflow body sees the outcome. A step that was running when the process died therefore has
+//! no record, and runs again on resume under the same idempotency key.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::budget::{Budget, Usage};
+use crate::error::{NonDeterminism, StepError};
+
+/// The lifecycle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// Persisted, not yet picked up by an engine.
+    Pending,
+    /// Being executed, or interrupted by a crash and waiting to be resumed.
+    Running,
+    /// Finished with a value.
+    Completed,
+    /// Finished with the workflow's error (or a panic).
+    Failed,
+    /// Stopped for a person or a fixed binary: non-determinism, a journaled value that no longer
+    /// decodes, or a storage failure. Resumable.
+    Parked,
+    /// Stopped by one of its budgets.
+    BudgetExceeded,
+}
+
+impl RunStatus {
+    /// True for statuses a run never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::BudgetExceeded
+        )
+    }
+
+    /// The status as the journal spells it: `running`, `budget_exceeded`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Parked => "parked",
+            RunStatus::BudgetExceeded => "budget_exceeded",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run as the journal holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The id given at start; unique in the journal.
+    pub run_id: String,
+    /// The workflow's stable name.
+    pub workflow: String,
+    /// The compile-time fingerprint of the workflow body the run started with.
+    pub fingerprint: u64,
+    /// Where the run is in its lifecycle.
+    pub status: RunStatus,
+    /// The workflow's arguments, as JSON.
+    pub input: Box<RawValue>,
+    /// The workflow's value, as JSON, once completed.
+    pub output: Option<Box<RawValue>>,
+    /// Why the run failed, is parked, or was stopped by a budget.
+    pub error: Option<String>,
+    /// The limits in force for this run.
+    pub budget: Budget,
+    /// The fingerprint of the code that parked the run; resuming it on registration is pointless
+    /// until the code changes.
+    #[serde(default)]
+    pub parked_by_fingerprint: Option<u64>,
+    /// When the run was created, in microseconds since the Unix epoch.
+    pub created_at_us: u64,
+    /// When the record last changed, in microseconds since the Unix epoch.
+    pub updated_at_us: u64,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StepStatus {
+    /// The step returned a value.
+    Completed,
+    /// The step failed after its retries.
+    Failed,
+}
+
+/// A finished step as the journal holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The sequence number allocated when the step was called.
+    pub seq: u64,
+    /// The step's name.
+    pub name: String,
+    /// How it ended.
+    pub status: StepStatus,
+    /// How many attempts ran in the process that finished it.
+    pub attempts: u32,
+    /// When its first attempt started, in microseconds since the Unix epoch.
+    pub started_at_us: u64,
+    /// When it finished, in microseconds since the Unix epoch.
+    pub finished_at_us: u64,
+    /// Its value, as JSON, when completed.
+    pub output: Option<Box<RawValue>>,
+    /// Its error, when failed.
+    pub error: Option<StepError>,
+    /// What its attempts spent, all of them.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// The idempotency key of a step: the same in every attempt and in every process.
+pub fn idempotency_key(run_id: &str, seq: u64, name: &str) -> String {
+    format!("{run_id}/{seq}/{name}")
+}
+
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The journal of one run, loaded once per resume and consumed as the body replays.
+///
+/// The replay rule lives here: a step called with sequence number `seq` and name `name` either
+/// finds a record with that `seq` (same name: the record is its outcome; other name:
+/// non-determinism), or finds none and runs for real.
+#[derive(Debug, Default)]
+pub(crate) struct ReplayJournal {
+    /// Indexed by sequence number; `None` where no step finished (or one was already claimed).
+    records: Vec<Option<StepRecord>>,
+}
+
+/// What the replay rule decided for a step call.
+pub(crate) enum Replay {
+    /// The journal holds this step's outcome.
+    Journaled(StepRecord),
+    /// No outcome is journaled: run the step.
+    Execute,
+}
+
+impl ReplayJournal {
+    pub(crate) fn new(steps: Vec<StepRecord>) -> Self {
+        let len = steps.iter().map(|s| s.seq + 1).max().unwrap_or(0) as usize;
+        let mut records: Vec<Option<StepRecord>> = (0..len).map(|_| None).collect();
+        for step in steps {
+            let seq = step.seq as usize;
+            records[seq] = Some(step);
+        }
+        ReplayJournal { records }
+    }
+
+    /// Applies the replay rule to the step called with `seq` and `name`.
+    pub(crate) fn claim(
+        &mut self,
+        run_id: &str,
+        seq: u64,
+        name: &str,
+        body_changed: bool,
+    ) -> Result<Replay, NonDeterminism> {
+        let slot = self.records.get_mut(seq as usize);
+        match slot {
+            Some(slot @ Some(_)) => {
+                let journaled_name = slot.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
+                if journaled_name != name {
+                    return Err(NonDeterminism {
+                        run_id: run_id.to_owned(),
+                        seq,
+                        journaled: journaled_name.to_owned(),
+                        current: name.to_owned(),
+                        body_changed,
+                    });
+                }
+                Ok(slot.take().map_or(Replay::Execute, Replay::Journaled))
+            }
+            _ => Ok(Replay::Execute),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, name: &str) -> StepRecord {
+        StepRecord {
+            seq,
+            name: name.into(),
+            status: StepStatus::Completed,
+            attempts: 1,
+            started_at_us: 0,
+            finished_at_us: 0,
+            output: Some(RawValue::from_string("1".into()).expect("valid json")),
+            error: None,
+            usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn claim_returns_journaled_record_once_then_executes() {
+        let mut journal = ReplayJournal::new(vec![record(0, "a"), record(2, "c")]);
+        assert!(matches!(
+            journal.claim("r", 0, "a", false),
+            Ok(Replay::Journaled(r)) if r.name == "a"
+        ));
+        assert!(matches!(journal.claim("r", 1, "b", false), Ok(Replay::Execute)));
+        assert!(matches!(journal.claim("r", 2, "c", false), Ok(Replay::Journaled(_))));
+        assert!(matches!(journal.claim("r", 3, "d", false), Ok(Replay::Execute)));
+    }
+
+    #[test]
+    fn claim_with_other_name_is_non_determinism_naming_both() {
+        let mut journal = ReplayJournal::new(vec![record(0, "plan")]);
+        let Err(err) = journal.claim("run-7", 0, "search", true) else {
+            panic!("a different name at a journaled sequence number must be rejected");
+        };
+        assert_eq!(err.seq, 0);
+        assert_eq!(err.journaled, "plan");
+        assert_eq!(err.current, "search");
+        let text = err.to_string();
+        assert!(text.contains("run-7") && text.contains("plan") && text.contains("search"));
+    }
+}

@@ -1,0 +1,192 @@
+//! Durable execution for async Rust.
+//!
+//! Mark an `async fn` with `#[workflow]` and the awaited calls inside it with `#[step]`. Each
+//! step's outcome is committed to an embedded [redb](https://docs.rs/redb) file before the
+//! workflow moves on. When the process dies, an engine opened on the same file resumes the
+//! run: finished steps hand back their journaled values without running again, and the step
+//! that was interrupted runs again under the same idempotency key.
+//!
+//! ```
+//! use workflow_runtime::{Engine, StepContext, step, workflow};
+//!
+//! async fn plan_questions(goal: &str) -> Result<Vec<String>, std::io::Error> {
+//!     Ok(vec![format!("what is {goal}?"), format!("why {goal}?")])
+//! }
+//!
+//! #[step(retries = 3, timeout = "60s")]
+//! async fn research(question: &str) -> Result<String, std::io::Error> {
+//!     let key = StepContext::current().map(|c| c.idempotency_key().to_owned());
+//!     Ok(format!("answer to {question} (request {})", key.unwrap_or_default()))
+//! }
+//!
+//! #[workflow(max_steps = 50)]
+//! async fn research_agent(goal: String) -> Result<String, workflow_runtime::StepError> {
+//!     #[step]
+//!     let plan = plan_questions(&goal).await?;
+//!     let mut findings = Vec::new();
+//!     for question in &plan {
+//!         findings.push(research(question).await?);
+//!     }
+//!     Ok(findings.join("\n"))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), workflow_runtime::Error> {
+//! let dir = std::env::temp_dir().join(format!("wf-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let engine = Engine::open(dir.join("agent.redb")).await?;
+//! let run = engine.start::<research_agent>("goal-42", ("rust".to_owned(),)).await?;
+//! let report = run.result().await?;
+//! assert!(report.contains("answer to what is rust?"));
+//! assert!(report.contains("goal-42/1/research"));
+//! // Starting the same run id again returns the finished run: nothing runs twice.
+//! let again = engine.start::<research_agent>("goal-42", ("rust".to_owned(),)).await?;
+//! assert_eq!(again.result().await?, report);
+//! assert_eq!(engine.journal("goal-42").await?.len(), 3);
+//! # drop(engine); std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
+//! ```
+//!
+//! # What the macros do
+//!
+//! `#[workflow]` keeps the function callable with its own signature and adds a companion type
+//! with the same name, implementing [`Workflow`], which the engine's methods take as a type
+//! parameter: `engine.start::<research_agent>(run_id, (goal,))`. `#[step]` on a statement or
+//! an `async fn` becomes a call of the closure-based [`step`] API, which can also be used
+//! directly, without the macros.
+//!
+//! Called directly, outside an engine, a workflow function runs its steps with their retries
+//! and timeouts but journals nothing: handy in unit tests.
+//!
+//! # Guarantees
+//!
+//! 1. A step's outcome is committed with `Durability::Immediate` before the body sees it.
+//! 2. Resuming re-executes the body; journaled steps return their outcome without running. The
+//!    journal is read once per resume.
+//! 3. A step interrupted by a crash runs again (at least once), with the same
+//!    [idempotency key](StepContext::idempotency_key).
+//! 4. A step's identity is its sequence number and name; a mismatch on replay parks the run
+//!    with a [`NonDeterminism`] error.
+//! 5. The body receives the same types fresh and replayed: values decoded from the journaled
+//!    bytes, failures as a [`StepError`].
+//! 6. Starting an existing run id returns the existing run.
+//! 7. Budgets are summed from the journal, so a crash never resets them.
+//! 8. Bad input (a foreign file, a locked file, an undecodable value, a panic) gives a clear
+//!    error and loses nothing journaled.
+#![warn(missing_docs, unreachable_pub)]
+
+mod budget;
+mod context;
+mod engine;
+mod error;
+mod journal;
+mod retry;
+mod step;
+mod store;
+mod workflow;
+
+pub use budget::{Budget, Spent, Usage};
+pub use engine::{Engine, RunHandle, RunOptions};
+pub use error::{
+    Error, NonDeterminism, OpenError, StepError, StepErrorKind, StoreError, WorkflowFailure,
+};
+pub use journal::{RunRecord, RunStatus, StepRecord, StepStatus, idempotency_key};
+pub use retry::{Backoff, RetryPolicy};
+pub use step::{Step, StepContext, step};
+pub use store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
+pub use workflow::Workflow;
+// MACROS pub use workflow_macros::{step, workflow};
+
+/// What macro-generated code uses. Not public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    use std::fmt::Display;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    pub use crate::step::step;
+    pub use crate::store::BoxFuture;
+    use crate::error::WorkflowFailure;
+
+    /// The return type of a workflow: a `Result` whose error becomes the run's failure.
+    #[diagnostic::on_unimplemented(
+        message = "a #[workflow] function must return `Result<T, E>`, not `{Self}`",
+        label = "the run's value is the `Ok` value, its failure the `Err` value",
+        note = "E only needs to implement Display (anyhow::Error, Box<dyn Error>, String, ...)"
+    )]
+    pub trait WorkflowResult {
+        /// The run's value.
+        type Ok;
+        /// Splits the body's result into the run's value or failure.
+        fn into_outcome(self) -> Result<Self::Ok, WorkflowFailure>;
+    }
+
+    impl<T, E: Display> WorkflowResult for Result<T, E> {
+        type Ok = T;
+        fn into_outcome(self) -> Result<T, WorkflowFailure> {
+            // `{:#}` prints anyhow's chain of causes; other types ignore the flag.
+            self.map_err(|e| WorkflowFailure::new(format!("{e:#}")))
+        }
+    }
+
+    /// The return type of a `#[step]` function.
+    #[diagnostic::on_unimplemented(
+        message = "a #[step] function must return `Result<T, E>`, not `{Self}`",
+        label = "steps return Result so that their failures can be retried and journaled"
+    )]
+    pub trait StepResult {
+        /// The step's value.
+        type Ok;
+    }
+
+    impl<T, E> StepResult for Result<T, E> {
+        type Ok = T;
+    }
+
+    /// A value the journal can hold.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be journaled: it must implement serde's `Serialize` and `DeserializeOwned`",
+        label = "journaled here",
+        note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`, or journal an owned type that has them"
+    )]
+    pub trait Journaled {}
+
+    impl<T: Serialize + DeserializeOwned> Journaled for T {}
+
+    /// Fails to compile, at the argument's type, when a workflow argument cannot be journaled.
+    pub fn assert_workflow_arg<T: Journaled>() {}
+
+    /// Fails to compile, at the return type, when a workflow's value cannot be journaled.
+    pub fn assert_workflow_output<T: Journaled>() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn public_types_are_send_sync_static() {
+        assert_send_sync_static::<Engine>();
+        assert_send_sync_static::<RunHandle<DummyWorkflow>>();
+        assert_send_sync_static::<Error>();
+        assert_send_sync_static::<StepError>();
+        assert_send_sync_static::<StepContext>();
+        assert_send_sync_static::<RedbStore>();
+        assert_send_sync_static::<MemoryStore>();
+        assert_send_sync_static::<RunRecord>();
+        assert_send_sync_static::<StepRecord>();
+        assert_send_sync_static::<Step>();
+    }
+
+    struct DummyWorkflow;
+    impl Workflow for DummyWorkflow {
+        type Input = ();
+        type Output = ();
+        const NAME: &'static str = "dummy";
+        fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+}

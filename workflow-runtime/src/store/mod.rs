@@ -1,0 +1,64 @@
+//! Storage: the async [`Store`] trait the engine talks to, and its two implementations,
+//! [`RedbStore`] (one embedded file, the default) and [`MemoryStore`] (tests, direct calls).
+//!
+//! The write path takes a batch ([`Store::commit`]) and resolves once the batch is durable.
+//! A store is free to merge the batches of many concurrent callers into one transaction (group
+//! commit, as [`RedbStore`] does): callers cannot tell, except by the throughput.
+
+mod memory;
+mod redb;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use self::memory::MemoryStore;
+pub use self::redb::RedbStore;
+use crate::error::StoreError;
+use crate::journal::{RunRecord, StepRecord};
+
+/// A boxed, sendable future, the return type of the [`Store`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One write of a commit batch.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Write {
+    /// Insert or replace a run's record.
+    Run(RunRecord),
+    /// Insert a finished step of a run.
+    Step {
+        /// The run it belongs to.
+        run_id: String,
+        /// The step.
+        step: StepRecord,
+    },
+}
+
+/// What [`Store::create_run`] found.
+#[derive(Debug, Clone)]
+pub enum CreateRun {
+    /// The run was new and is now persisted.
+    Created,
+    /// A run with this id already existed; nothing was written.
+    Existing(RunRecord),
+}
+
+/// Where the engine keeps its journal.
+///
+/// Every method's future resolves only once its effect is durable (for stores that persist).
+pub trait Store: Send + Sync + 'static {
+    /// Persists `run` unless a run with its id exists, atomically.
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>>;
+
+    /// The run with this id, if any.
+    fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>>;
+
+    /// Every run, ordered by id.
+    fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+
+    /// The finished steps of a run, ordered by sequence number.
+    fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>>;
+
+    /// Applies `writes` atomically and durably.
+    fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>>;
+}

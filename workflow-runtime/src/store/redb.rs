@@ -1,0 +1,396 @@
+//! The embedded default: one redb file.
+//!
+//! Layout: `workflow_meta` (magic string and format version, written on create and checked on
+//! open), `workflow_runs` (run id -> JSON [`RunRecord`]) and `workflow_steps`
+//! ((run id, sequence number) -> JSON [`StepRecord`]).
+//!
+//! Writes go through one writer thread that owns the only write transaction. It takes every
+//! batch waiting in its queue, applies them in one transaction committed with
+//! `Durability::Immediate`, and only then answers each caller: concurrent runs share one fsync
+//! (group commit), and a lone sequential run still gets exactly one fsync per commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+use redb::{
+    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, StorageError,
+    TableDefinition, TableHandle,
+};
+use tokio::sync::oneshot;
+
+use super::{BoxFuture, CreateRun, Store, Write};
+use crate::error::{OpenError, StoreError};
+use crate::journal::{RunRecord, StepRecord};
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("workflow_meta");
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflow_runs");
+const STEPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("workflow_steps");
+
+const MAGIC: &str = "workflow-runtime journal";
+/// Bumped on any change to the tables or records that an older build would misread.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// The most batches one transaction takes, so one commit's latency stays bounded under load.
+const MAX_BATCHES_PER_TRANSACTION: usize = 4096;
+
+/// A journal in one redb file, with group commit.
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+    writer: Option<mpsc::Sender<Op>>,
+    writer_thread: Option<thread::JoinHandle<()>>,
+}
+
+enum Op {
+    Create(RunRecord, oneshot::Sender<Result<CreateRun, StoreError>>),
+    Commit(Vec<Write>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore").field("path", &self.path).finish()
+    }
+}
+
+impl RedbStore {
+    /// Opens the journal at `path`, creating it if the file does not exist or is empty.
+    ///
+    /// Fails without writing anything when the file is not a journal, was written by a newer
+    /// format, or is held by another process.
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        check_or_initialize(&db, &path)?;
+        let db = Arc::new(db);
+        let (sender, receiver) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let writer_thread = thread::Builder::new()
+            .name("workflow-journal-writer".into())
+            .spawn(move || run_writer(&writer_db, &receiver))
+            .map_err(|e| OpenError::Storage {
+                path: path.clone(),
+                detail: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(RedbStore {
+            db,
+            path,
+            writer: Some(sender),
+            writer_thread: Some(writer_thread),
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.writer
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(op)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let db = Arc::clone(&self.db);
+        Box::pin(async move {
+            // redb reads block on file I/O: keep them off the async workers.
+            tokio::task::spawn_blocking(move || f(&db))
+                .await
+                .map_err(|e| StoreError::Backend(format!("journal read task failed: {e}")))?
+        })
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after the batches already queued; joining it
+        // releases the file lock before `drop` returns, so the file can be opened again at once.
+        self.writer.take();
+        if let Some(handle) = self.writer_thread.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn open_error(path: &Path, e: DatabaseError) -> OpenError {
+    let path = path.to_path_buf();
+    match e {
+        DatabaseError::DatabaseAlreadyOpen => OpenError::Locked { path },
+        DatabaseError::Storage(StorageError::Corrupted(detail)) => OpenError::NotAJournal {
+            path,
+            detail: format!("not a valid redb file: {detail}"),
+        },
+        DatabaseError::UpgradeRequired(version) => OpenError::NotAJournal {
+            path,
+            detail: format!("a redb file of old file format {version}"),
+        },
+        other => {
+            let detail = other.to_string();
+            // redb reports a file that is not a database at all as an I/O or format problem;
+            // either way nothing was written.
+            if detail.contains("magic") || detail.contains("header") || detail.contains("invalid")
+            {
+                OpenError::NotAJournal { path, detail }
+            } else {
+                OpenError::Storage { path, detail }
+            }
+        }
+    }
+}
+
+fn storage(path: &Path) -> impl Fn(redb::Error) -> OpenError + '_ {
+    move |e| OpenError::Storage {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+fn check_or_initialize(db: &Database, path: &Path) -> Result<(), OpenError> {
+    let read = db.begin_read().map_err(|e| storage(path)(e.into()))?;
+    let tables: Vec<String> = read
+        .list_tables()
+        .map_err(|e| storage(path)(e.into()))?
+        .map(|t| t.name().to_owned())
+        .collect();
+    if tables.is_empty() {
+        drop(read);
+        return initialize(db).map_err(storage(path));
+    }
+    if !tables.iter().any(|t| t == META.name()) {
+        return Err(OpenError::NotAJournal {
+            path: path.to_path_buf(),
+            detail: format!(
+                "a redb database without a `{}` table (it has: {})",
+                META.name(),
+                tables.join(", ")
+            ),
+        });
+    }
+    let meta = read
+        .open_table(META)
+        .map_err(|e| storage(path)(e.into()))?;
+    let magic = meta
+        .get("magic")
+        .map_err(|e| storage(path)(e.into()))?
+        .map(|v| v.value().to_owned());
+    if magic.as_deref() != Some(MAGIC) {
+        return Err(OpenError::NotAJournal {
+            path: path.to_path_buf(),
+            detail: format!("its magic string is {magic:?}, expected {MAGIC:?}"),
+        });
+    }
+    let version = meta
+        .get("format_version")
+        .map_err(|e| storage(path)(e.into()))?
+        .map(|v| v.value().to_owned())
+        .unwrap_or_default();
+    let found: u32 = version.parse().map_err(|_| OpenError::NotAJournal {
+        path: path.to_path_buf(),
+        detail: format!("its format version {version:?} is not a number"),
+    })?;
+    if found > FORMAT_VERSION {
+        return Err(OpenError::NewerFormat {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn initialize(db: &Database) -> Result<(), redb::Error> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate)?;
+    {
+        let mut meta = tx.open_table(META)?;
+        meta.insert("magic", MAGIC)?;
+        meta.insert("format_version", FORMAT_VERSION.to_string().as_str())?;
+        tx.open_table(RUNS)?;
+        tx.open_table(STEPS)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn run_writer(db: &Database, queue: &mpsc::Receiver<Op>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCHES_PER_TRANSACTION {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match write_batch(db, &batch) {
+            Ok(created) => {
+                let mut created = created.into_iter();
+                for op in batch {
+                    match op {
+                        Op::Create(_, reply) => {
+                            let outcome = created.next().unwrap_or(Ok(CreateRun::Created));
+                            let _ = reply.send(outcome);
+                        }
+                        Op::Commit(_, reply) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                let error = StoreError::Backend(error.to_string());
+                for op in batch {
+                    match op {
+                        Op::Create(_, reply) => {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                        Op::Commit(_, reply) => {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies every op of `batch` in one durable transaction; returns the outcome of each create.
+fn write_batch(
+    db: &Database,
+    batch: &[Op],
+) -> Result<Vec<Result<CreateRun, StoreError>>, redb::Error> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate)?;
+    let mut created = Vec::new();
+    {
+        let mut runs = tx.open_table(RUNS)?;
+        let mut steps = tx.open_table(STEPS)?;
+        for op in batch {
+            match op {
+                Op::Create(run, _) => {
+                    let existing = runs
+                        .get(run.run_id.as_str())?
+                        .map(|bytes| decode_run(&run.run_id, bytes.value()));
+                    match existing {
+                        Some(Ok(existing)) => created.push(Ok(CreateRun::Existing(existing))),
+                        // A damaged record is never overwritten: report it to this caller.
+                        Some(Err(e)) => created.push(Err(e)),
+                        None => {
+                            runs.insert(run.run_id.as_str(), encode(run).as_slice())?;
+                            created.push(Ok(CreateRun::Created));
+                        }
+                    }
+                }
+                Op::Commit(writes, _) => {
+                    for write in writes {
+                        match write {
+                            Write::Run(run) => {
+                                runs.insert(run.run_id.as_str(), encode(run).as_slice())?;
+                            }
+                            Write::Step { run_id, step } => {
+                                steps.insert((run_id.as_str(), step.seq), encode(step).as_slice())?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(created)
+}
+
+fn encode<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    // Records are plain structs of strings, numbers and already-encoded JSON: they always
+    // serialize.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+fn decode_run(run_id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptRecord {
+        record: format!("run {run_id:?}"),
+        detail: e.to_string(),
+    })
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(e.into().to_string())
+}
+
+impl Store for RedbStore {
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(Op::Create(run, reply));
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
+        self.read(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let runs = tx.open_table(RUNS).map_err(backend)?;
+            let found = runs.get(run_id.as_str()).map_err(backend)?;
+            found
+                .map(|bytes| decode_run(&run_id, bytes.value()))
+                .transpose()
+        })
+    }
+
+    fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        self.read(|db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let runs = tx.open_table(RUNS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in runs.iter().map_err(backend)? {
+                let (key, value) = entry.map_err(backend)?;
+                out.push(decode_run(key.value(), value.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
+        self.read(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let steps = tx.open_table(STEPS).map_err(backend)?;
+            let mut out = Vec::new();
+            let range = steps
+                .range((run_id.as_str(), 0)..=(run_id.as_str(), u64::MAX))
+                .map_err(backend)?;
+            for entry in range {
+                let (key, value) = entry.map_err(backend)?;
+                let seq = key.value().1;
+                let step: StepRecord =
+                    serde_json::from_slice(value.value()).map_err(|e| StoreError::CorruptRecord {
+                        record: format!("run {run_id:?} step #{seq}"),
+                        detail: e.to_string(),
+                    })?;
+                if step.seq != seq {
+                    return Err(StoreError::CorruptRecord {
+                        record: format!("run {run_id:?} step #{seq}"),
+                        detail: format!("the record says it is step #{}", step.seq),
+                    });
+                }
+                out.push(step);
+            }
+            Ok(out)
+        })
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(Op::Commit(writes, reply));
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! The [`Workflow`] trait: what the engine needs to know about a workflow.
+//!
+//! `#[workflow]` implements it on a companion type named like the function; it can also be
+//! implemented by hand, over any async code that calls [`step`](crate::step).
+
+use std::any::TypeId;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::budget::Budget;
+use crate::error::{Error, WorkflowFailure};
+use crate::store::BoxFuture;
+
+/// A durable workflow.
+///
+/// ```
+/// use workflow_runtime::{Budget, Workflow, WorkflowFailure, __private::BoxFuture, step};
+///
+/// /// Counts the characters of a page, by hand instead of with `#[workflow]`.
+/// struct PageLength;
+///
+/// impl Workflow for PageLength {
+///     type Input = (String,);
+///     type Output = usize;
+///     const NAME: &'static str = "page_length";
+///
+///     fn run((url,): (String,)) -> BoxFuture<'static, Result<usize, WorkflowFailure>> {
+///         Box::pin(async move {
+///             let page = step("fetch")
+///                 .run(|| async { Ok::<_, std::io::Error>(format!("<html>{url}</html>")) })
+///                 .await
+///                 .map_err(|e| WorkflowFailure::new(e.to_string()))?;
+///             Ok(page.len())
+///         })
+///     }
+/// }
+/// # let _ = Budget::UNLIMITED;
+/// ```
+pub trait Workflow: Send + Sync + 'static {
+    /// The arguments, as a tuple; journaled when the run starts.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The value of a completed run; journaled when it completes.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The name under which runs are journaled. Keep it stable: an engine finds the code of an
+    /// unfinished run by this name.
+    const NAME: &'static str;
+    /// A hash of the workflow body, computed by `#[workflow]` at compile time; a run resumed
+    /// under another fingerprint is reported as resumed under changed code.
+    const FINGERPRINT: u64 = 0;
+
+    /// The budget of every run, unless overridden when the run is started.
+    fn budget() -> Budget {
+        Budget::UNLIMITED
+    }
+
+    /// Runs the body.
+    fn run(input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowFailure>>;
+}
+
+/// How a body ended: its value as JSON, or its failure.
+pub(crate) type BodyOutcome = Result<Box<RawValue>, WorkflowFailure>;
+
+/// A workflow with its types erased, so that one engine can hold many.
+pub(crate) trait ErasedWorkflow: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn fingerprint(&self) -> u64;
+    fn type_id(&self) -> TypeId;
+    /// Decodes the journaled input and builds the body's future.
+    fn start(
+        &self,
+        run_id: &str,
+        input: &RawValue,
+    ) -> Result<BoxFuture<'static, BodyOutcome>, Error>;
+}
+
+pub(crate) struct Erased<W>(std::marker::PhantomData<fn() -> W>);
+
+impl<W> Erased<W> {
+    pub(crate) fn new() -> Self {
+        Erased(std::marker::PhantomData)
+    }
+}
+
+impl<W: Workflow> ErasedWorkflow for Erased<W> {
+    fn name(&self) -> &'static str {
+        W::NAME
+    }
+
+    fn fingerprint(&self) -> u64 {
+        W::FINGERPRINT
+    }
+
+    fn type_id(&self) -> TypeId {
+        TypeId::of::<W>()
+    }
+
+    fn start(
+        &self,
+        run_id: &str,
+        input: &RawValue,
+    ) -> Result<BoxFuture<'static, BodyOutcome>, Error> {
+        let input: W::Input = serde_json::from_str(input.get()).map_err(|e| Error::Decode {
+            run_id: run_id.to_owned(),
+            what: "input".into(),
+            type_name: std::any::type_name::<W::Input>(),
+            detail: e.to_string(),
+        })?;
+        let body = W::run(input);
+        Ok(Box::pin(async move {
+            let output = body.await?;
+            serde_json::value::to_raw_value(&output).map_err(|e| {
+                WorkflowFailure::new(format!(
+                    "the workflow's value of type `{}` cannot be encoded as JSON: {e}",
+                    std::any::type_name::<W::Output>()
+                ))
+            })
+        }))
+    }
+}
