@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use crate::budget::{Budget, Spent, Usage};
 use crate::error::NonDeterminism;
+use crate::event::{Event, Listeners};
 use crate::journal::{Replay, ReplayJournal};
 use crate::store::Store;
 
@@ -31,6 +32,7 @@ pub(crate) enum Abort {
 pub(crate) struct RunContext {
     pub(crate) run_id: String,
     pub(crate) store: Arc<dyn Store>,
+    listeners: Arc<Listeners>,
     budget: Budget,
     body_changed: bool,
     state: Mutex<RunState>,
@@ -48,6 +50,7 @@ impl RunContext {
     pub(crate) fn new(
         run_id: String,
         store: Arc<dyn Store>,
+        listeners: Arc<Listeners>,
         budget: Budget,
         body_changed: bool,
         journal: ReplayJournal,
@@ -56,6 +59,7 @@ impl RunContext {
         RunContext {
             run_id,
             store,
+            listeners,
             budget,
             body_changed,
             state: Mutex::new(RunState {
@@ -94,6 +98,10 @@ impl RunContext {
 
     pub(crate) fn charge(&self, usage: &Usage) {
         self.state().spent.charge(usage);
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        self.listeners.emit(event);
     }
 
     /// Stops the run: the driver drops the body at its next poll. The first reason wins.

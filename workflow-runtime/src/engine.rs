@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::budget::{Budget, Spent};
 use crate::context::{Abort, RunContext};
 use crate::error::Error;
+use crate::event::{Event, Listeners};
 use crate::journal::{self, ReplayJournal, RunRecord, RunStatus, StepRecord};
 use crate::step::catch_unwind_future;
 use crate::store::{CreateRun, MemoryStore, RedbStore, Store, Write};
@@ -27,6 +28,7 @@ pub struct Engine {
 
 struct Inner {
     store: Arc<dyn Store>,
+    listeners: Arc<Listeners>,
     workflows: Mutex<HashMap<&'static str, Arc<dyn ErasedWorkflow>>>,
     active: Mutex<HashMap<String, ActiveRun>>,
 }
@@ -92,10 +94,17 @@ impl Engine {
         Engine {
             inner: Arc::new(Inner {
                 store: Arc::new(store),
+                listeners: Arc::new(Listeners::default()),
                 workflows: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Calls `listener` with every [`Event`] of every run this engine executes, on the task of
+    /// the run, as it happens. Keep it quick; send to a channel for anything slow.
+    pub fn on_event(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+        self.inner.listeners.add(Arc::new(listener));
     }
 
     /// Makes workflow `W` known to the engine and resumes its unfinished runs: those that were
@@ -303,7 +312,7 @@ impl Engine {
         );
         let task = tokio::spawn(
             async move {
-                drive(&engine.inner.store, run, workflow).await;
+                drive(&engine.inner, run, workflow).await;
                 lock(&engine.inner.active).remove(&task_run_id);
                 let _ = done.send(true);
             }
@@ -317,8 +326,8 @@ impl Engine {
 }
 
 /// Executes (or replays) one run to its end and journals how it ended.
-async fn drive(store: &Arc<dyn Store>, mut run: RunRecord, workflow: Arc<dyn ErasedWorkflow>) {
-    let ending = execute(store, &run, workflow.as_ref()).await;
+async fn drive(engine: &Inner, mut run: RunRecord, workflow: Arc<dyn ErasedWorkflow>) {
+    let ending = execute(engine, &run, workflow.as_ref()).await;
     let (status, output, error) = match ending {
         Ending::Completed(output) => (RunStatus::Completed, Some(output), None),
         Ending::Failed(message) => (RunStatus::Failed, None, Some(message)),
@@ -333,12 +342,18 @@ async fn drive(store: &Arc<dyn Store>, mut run: RunRecord, workflow: Arc<dyn Era
     run.parked_by_fingerprint = (status == RunStatus::Parked).then(|| workflow.fingerprint());
     run.status = status;
     run.output = output;
-    run.error = error;
+    run.error = error.clone();
     run.updated_at_us = journal::now_us();
-    if let Err(e) = store.commit(vec![Write::Run(run)]).await {
+    let run_id = run.run_id.clone();
+    if let Err(e) = engine.store.commit(vec![Write::Run(run)]).await {
         // The run stays `running` in the journal and resumes in the next engine.
         tracing::error!(error = %e, "could not journal how the run ended");
     }
+    engine.listeners.emit(Event::RunFinished {
+        run_id,
+        status,
+        message: error,
+    });
 }
 
 enum Ending {
@@ -348,7 +363,8 @@ enum Ending {
     BudgetExceeded(String),
 }
 
-async fn execute(store: &Arc<dyn Store>, run: &RunRecord, workflow: &dyn ErasedWorkflow) -> Ending {
+async fn execute(engine: &Inner, run: &RunRecord, workflow: &dyn ErasedWorkflow) -> Ending {
+    let store = &engine.store;
     // The journal is read once per resume; replay then costs O(steps).
     let steps = match store.load_steps(run.run_id.clone()).await {
         Ok(steps) => steps,
@@ -369,10 +385,21 @@ async fn execute(store: &Arc<dyn Store>, run: &RunRecord, workflow: &dyn ErasedW
     }
     if replaying > 0 {
         tracing::info!(journaled_steps = replaying, "run resumed");
+        engine.listeners.emit(Event::RunResumed {
+            run_id: run.run_id.clone(),
+            workflow: run.workflow.clone(),
+            journaled_steps: replaying,
+        });
+    } else {
+        engine.listeners.emit(Event::RunStarted {
+            run_id: run.run_id.clone(),
+            workflow: run.workflow.clone(),
+        });
     }
     let context = Arc::new(RunContext::new(
         run.run_id.clone(),
         Arc::clone(store),
+        Arc::clone(&engine.listeners),
         run.budget,
         body_changed,
         ReplayJournal::new(steps),

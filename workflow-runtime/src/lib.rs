@@ -78,6 +78,7 @@ mod budget;
 mod context;
 mod engine;
 mod error;
+mod event;
 mod journal;
 mod retry;
 mod step;
@@ -89,6 +90,7 @@ pub use engine::{Engine, RunHandle, RunOptions};
 pub use error::{
     Error, NonDeterminism, OpenError, StepError, StepErrorKind, StoreError, WorkflowFailure,
 };
+pub use event::Event;
 pub use journal::{RunRecord, RunStatus, StepRecord, StepStatus, idempotency_key};
 pub use retry::{Backoff, RetryPolicy};
 pub use step::{Step, StepContext, step};

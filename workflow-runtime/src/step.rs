@@ -35,6 +35,7 @@ use tracing::Instrument;
 use crate::budget::Usage;
 use crate::context::{Abort, RunContext, current_run};
 use crate::error::{Error, StepError, StepErrorKind};
+use crate::event::Event;
 use crate::journal::{self, Replay, StepRecord, StepStatus};
 use crate::retry::{Backoff, RetryPolicy};
 use crate::store::Write;
@@ -108,7 +109,7 @@ impl Step {
                 None => {
                     let key = direct_key(&self.name);
                     let target = Target {
-                        run_id: None,
+                        run: None,
                         seq: 0,
                         key,
                     };
@@ -139,6 +140,11 @@ impl Step {
             }
             Ok(Replay::Journaled(record)) => {
                 tracing::debug!(run_id = %run.run_id, seq, step = %name, "step replayed");
+                run.emit(Event::StepReplayed {
+                    run_id: run.run_id.clone(),
+                    seq,
+                    name: name.clone(),
+                });
                 return match hand_back(run, &record) {
                     Ok(outcome) => outcome,
                     Err(error) => park(run, Abort::Park(error.to_string())).await,
@@ -152,7 +158,7 @@ impl Step {
         }
 
         let target = Target {
-            run_id: Some(run.run_id.clone()),
+            run: Some(Arc::clone(run)),
             seq,
             key: journal::idempotency_key(&run.run_id, seq, &name),
         };
@@ -214,6 +220,17 @@ impl Step {
             }
             _ => tracing::warn!(run_id = %run.run_id, seq, step = %name, attempts, "step failed"),
         }
+        run.emit(Event::StepFinished {
+            run_id: run.run_id.clone(),
+            seq,
+            name: name.clone(),
+            attempts,
+            latency: Duration::from_micros(
+                record.finished_at_us.saturating_sub(record.started_at_us),
+            ),
+            usage: record.usage.clone(),
+            error: record.error.clone(),
+        });
         if let Some(message) = panicked {
             return park(run, Abort::Fail(message)).await;
         }
@@ -241,7 +258,7 @@ impl Step {
         let outcome = loop {
             let context = StepContext {
                 inner: Arc::new(StepInner {
-                    run_id: target.run_id.clone(),
+                    run_id: target.run.as_ref().map(|run| run.run_id.clone()),
                     seq: target.seq,
                     name: self.name.clone(),
                     key: target.key.clone(),
@@ -280,6 +297,16 @@ impl Step {
             }
             let delay = self.policy.backoff.delay_after(number);
             tracing::warn!(step = %self.name, seq = target.seq, attempt = number, error = %error.message, delay_ms = delay.as_millis() as u64, "step attempt failed; retrying");
+            if let Some(run) = &target.run {
+                run.emit(Event::StepRetrying {
+                    run_id: run.run_id.clone(),
+                    seq: target.seq,
+                    name: self.name.clone(),
+                    attempt: number,
+                    error: error.clone(),
+                    delay,
+                });
+            }
             previous_error = Some(error);
             tokio::time::sleep(delay).await;
             number += 1;
@@ -290,7 +317,7 @@ impl Step {
 }
 
 struct Target {
-    run_id: Option<String>,
+    run: Option<Arc<RunContext>>,
     seq: u64,
     key: String,
 }

@@ -62,3 +62,26 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `writes` atomically and durably.
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
+
+/// A shared store, so that several engines (one after another, in tests) can use the same one.
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
+        (**self).create_run(run)
+    }
+
+    fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
+        (**self).load_run(run_id)
+    }
+
+    fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        (**self).list_runs()
+    }
+
+    fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
+        (**self).load_steps(run_id)
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).commit(writes)
+    }
+}

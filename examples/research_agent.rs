@@ -1,0 +1,330 @@
+//! A research agent: plan sub-questions, research each one, synthesize a cited report.
+//!
+//! Every model call is a journaled step. Kill the process at any moment (Ctrl-C, or
+//! `kill -9`), run the same command again, and the run continues from the step that was
+//! running; run it once more after it finished and every step replays in milliseconds.
+//!
+//! ```text
+//! cargo run --example research_agent -- [GOAL] [--db PATH] [--run-id ID] [--new]
+//!     [--latency-ms N] [--fail-rate F] [--json]
+//! ```
+//!
+//! It runs offline against a simulated LLM (see `src/sim_llm.rs`) that is deterministic from
+//! its prompt and fails transiently at `--fail-rate`, decided from each step's idempotency key
+//! and attempt, so that every run is reproducible.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use workflow_examples::sim_llm::{LlmError, SimLlm, stable_hash};
+use workflow_runtime::{Engine, Event, RunStatus, workflow};
+
+/// What the agent learned about one sub-question.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Finding {
+    question: String,
+    summary: String,
+    sources: Vec<String>,
+}
+
+static LLM: OnceLock<SimLlm> = OnceLock::new();
+
+fn llm() -> SimLlm {
+    LLM.get().copied().unwrap_or(SimLlm {
+        latency: Duration::from_millis(300),
+        fail_rate: 0.0,
+    })
+}
+
+async fn plan_questions(goal: &str) -> Result<Vec<String>, LlmError> {
+    llm()
+        .complete(&format!("Break this research goal into sub-questions: {goal}"), 16)
+        .await?;
+    let angles = [
+        "What is {}, and what problem does it solve?",
+        "How do the main approaches to {} differ?",
+        "What fails in production with {}, and how is it recovered?",
+        "What do benchmarks say about {}?",
+    ];
+    let count = 3 + (stable_hash(&[goal]) % 2) as usize;
+    Ok(angles[..count]
+        .iter()
+        .map(|angle| angle.replace("{}", goal))
+        .collect())
+}
+
+async fn search_and_summarize(question: &str) -> Result<Finding, LlmError> {
+    let completion = llm()
+        .complete(&format!("Search the web and summarize: {question}"), 24)
+        .await?;
+    let slug = format!("{:x}", stable_hash(&[question]) & 0xff_ffff);
+    Ok(Finding {
+        question: question.to_owned(),
+        summary: completion.text,
+        sources: vec![
+            format!("https://example.org/papers/{slug}"),
+            format!("https://example.com/blog/{slug}-field-notes"),
+        ],
+    })
+}
+
+async fn synthesize(goal: &str, findings: &[Finding]) -> Result<String, LlmError> {
+    let prompt = format!(
+        "Write a cited answer to '{goal}' from: {}",
+        findings
+            .iter()
+            .map(|f| f.summary.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let conclusion = llm().complete(&prompt, 30).await?;
+    let mut report = format!("# {goal}\n\n");
+    let mut sources = Vec::new();
+    for finding in findings {
+        let first = sources.len() + 1;
+        sources.extend(finding.sources.iter().cloned());
+        report.push_str(&format!(
+            "- {} {} [{first}][{}]\n",
+            finding.question,
+            finding.summary,
+            first + 1
+        ));
+    }
+    report.push_str(&format!("\nIn short: {}.\n\nSources:\n", conclusion.text));
+    for (i, source) in sources.iter().enumerate() {
+        report.push_str(&format!("[{}] {source}\n", i + 1));
+    }
+    Ok(report)
+}
+
+/// The agent: plan, research each sub-question, synthesize.
+#[workflow(max_steps = 50, max_cost_usd = 2.00)]
+async fn research_agent(goal: String) -> anyhow::Result<String> {
+    #[step]
+    let plan = plan_questions(&goal).await?;
+    let mut findings = Vec::new();
+    for question in &plan {
+        #[step(retries = 3, timeout = "60s")]
+        let finding = search_and_summarize(question).await?;
+        findings.push(finding);
+    }
+    #[step]
+    let report = synthesize(&goal, &findings).await?;
+    Ok(report)
+}
+
+struct Options {
+    goal: String,
+    db: String,
+    run_id: Option<String>,
+    new: bool,
+    latency_ms: u64,
+    fail_rate: f64,
+    json: bool,
+}
+
+const USAGE: &str = "usage: research_agent [GOAL] [--db PATH] [--run-id ID] [--new] [--latency-ms N] [--fail-rate F] [--json]";
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        goal: "durable execution for AI agents".into(),
+        db: "research_agent.redb".into(),
+        run_id: None,
+        new: false,
+        latency_ms: 300,
+        fail_rate: 0.1,
+        json: false,
+    };
+    let mut goal_given = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--db" => options.db = value("--db")?,
+            "--run-id" => options.run_id = Some(value("--run-id")?),
+            "--new" => options.new = true,
+            "--json" => options.json = true,
+            "--latency-ms" => {
+                let text = value("--latency-ms")?;
+                options.latency_ms = text
+                    .parse()
+                    .map_err(|_| format!("--latency-ms wants a whole number of milliseconds, not {text:?}"))?;
+            }
+            "--fail-rate" => {
+                let text = value("--fail-rate")?;
+                options.fail_rate = text
+                    .parse()
+                    .ok()
+                    .filter(|rate: &f64| (0.0..=1.0).contains(rate))
+                    .ok_or_else(|| format!("--fail-rate wants a number from 0 to 1, not {text:?}"))?;
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}\n{USAGE}"));
+            }
+            goal if !goal_given => {
+                options.goal = goal.to_owned();
+                goal_given = true;
+            }
+            extra => return Err(format!("unexpected argument {extra:?}\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+#[derive(Default)]
+struct Counts {
+    executed: u64,
+    replayed: u64,
+    retries: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<ExitCode, String> {
+    let _ = LLM.set(SimLlm {
+        latency: Duration::from_millis(options.latency_ms),
+        fail_rate: options.fail_rate,
+    });
+    let mut run_id = options
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("research-{:012x}", stable_hash(&[&options.goal]) >> 16));
+    if options.new {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        run_id = format!("{run_id}-{now}");
+    }
+
+    let engine = Engine::open(&options.db).await.map_err(|e| e.to_string())?;
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let watched = run_id.clone();
+    let listener_counts = Arc::clone(&counts);
+    engine.on_event(move |event| print_step_line(event, &watched, &listener_counts));
+
+    println!("run {run_id}: {}", options.goal);
+    let started = Instant::now();
+    let handle = engine
+        .start::<research_agent>(run_id.clone(), (options.goal.clone(),))
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = handle.result().await;
+    let elapsed = started.elapsed();
+
+    let journal = engine.journal(&run_id).await.map_err(|e| e.to_string())?;
+    let cost_usd: f64 = journal.iter().map(|step| step.usage.cost_usd).sum();
+    let status = engine
+        .run(&run_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_or(RunStatus::Running, |record| record.status);
+    let counts = std::mem::take(&mut *counts.lock().unwrap_or_else(|p| p.into_inner()));
+
+    let output = match &result {
+        Ok(report) => {
+            println!("\n{report}");
+            Some(report.clone())
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            None
+        }
+    };
+    println!(
+        "run {run_id} {status} in {:.2?}: {} steps ({} executed, {} replayed), {} retries, ${cost_usd:.6} spent in total",
+        elapsed,
+        counts.executed + counts.replayed,
+        counts.executed,
+        counts.replayed,
+        counts.retries
+    );
+    if options.json {
+        let summary = serde_json::json!({
+            "run_id": run_id,
+            "status": status.as_str(),
+            "steps_total": counts.executed + counts.replayed,
+            "steps_executed": counts.executed,
+            "steps_replayed": counts.replayed,
+            "retries": counts.retries,
+            "cost_usd": cost_usd,
+            "output": output,
+        });
+        println!("{summary}");
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_step_line(event: &Event, run_id: &str, counts: &Mutex<Counts>) {
+    let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    match event {
+        Event::StepReplayed {
+            run_id: id,
+            seq,
+            name,
+        } if id == run_id => {
+            counts.replayed += 1;
+            println!("  #{seq:<2} {name:<22} replayed from the journal");
+        }
+        Event::StepRetrying {
+            run_id: id,
+            seq,
+            name,
+            attempt,
+            error,
+            delay,
+        } if id == run_id => {
+            counts.retries += 1;
+            println!(
+                "  #{seq:<2} {name:<22} attempt {attempt} failed: {}; retrying in {delay:.1?}",
+                error.message
+            );
+        }
+        Event::StepFinished {
+            run_id: id,
+            seq,
+            name,
+            attempts,
+            latency,
+            usage,
+            error,
+        } if id == run_id => {
+            counts.executed += 1;
+            let outcome = match error {
+                None => "executed".to_owned(),
+                Some(error) => format!("FAILED ({})", error.message),
+            };
+            println!(
+                "  #{seq:<2} {name:<22} {outcome}  attempt {attempts}  {:>6.0?}  {} in / {} out tokens  ${:.6}",
+                latency, usage.input_tokens, usage.output_tokens, usage.cost_usd
+            );
+        }
+        _ => {}
+    }
+}
