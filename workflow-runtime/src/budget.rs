@@ -155,7 +155,9 @@ mod tests {
         spent.charge(&Usage::default());
         assert!(budget.check_before_step(&spent).is_ok());
         spent.charge(&Usage::default());
-        let message = budget.check_before_step(&spent).expect_err("third step must be refused");
+        let message = budget
+            .check_before_step(&spent)
+            .expect_err("third step must be refused");
         assert!(message.contains("max_steps = 2"), "{message}");
     }
 

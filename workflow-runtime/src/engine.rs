@@ -300,7 +300,8 @@ impl Engine {
         }
         let (done, finished) = watch::channel(false);
         let run_id = run.run_id.clone();
-        let span = tracing::info_span!("workflow_run", workflow = workflow.name(), run_id = %run_id);
+        let span =
+            tracing::info_span!("workflow_run", workflow = workflow.name(), run_id = %run_id);
         let engine = self.clone();
         let task_run_id = run_id.clone();
         active.insert(

@@ -220,9 +220,18 @@ mod tests {
             journal.claim("r", 0, "a", false),
             Ok(Replay::Journaled(r)) if r.name == "a"
         ));
-        assert!(matches!(journal.claim("r", 1, "b", false), Ok(Replay::Execute)));
-        assert!(matches!(journal.claim("r", 2, "c", false), Ok(Replay::Journaled(_))));
-        assert!(matches!(journal.claim("r", 3, "d", false), Ok(Replay::Execute)));
+        assert!(matches!(
+            journal.claim("r", 1, "b", false),
+            Ok(Replay::Execute)
+        ));
+        assert!(matches!(
+            journal.claim("r", 2, "c", false),
+            Ok(Replay::Journaled(_))
+        ));
+        assert!(matches!(
+            journal.claim("r", 3, "d", false),
+            Ok(Replay::Execute)
+        ));
     }
 
     #[test]

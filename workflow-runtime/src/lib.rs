@@ -106,9 +106,9 @@ pub mod __private {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
+    use crate::error::WorkflowFailure;
     pub use crate::step::step;
     pub use crate::store::BoxFuture;
-    use crate::error::WorkflowFailure;
 
     /// The return type of a workflow: a `Result` whose error becomes the run's failure.
     #[diagnostic::on_unimplemented(

@@ -209,7 +209,9 @@ impl Step {
             tracing::error!(run_id = %run.run_id, seq, step = %name, error = %e, "journal write failed: run parked");
             return park(
                 run,
-                Abort::Park(format!("the outcome of step #{seq} ({name}) could not be journaled: {e}")),
+                Abort::Park(format!(
+                    "the outcome of step #{seq} ({name}) could not be journaled: {e}"
+                )),
             )
             .await;
         }
@@ -267,8 +269,11 @@ impl Step {
                     usage: Arc::clone(&usage),
                 }),
             };
-            let span = tracing::info_span!("step", name = %self.name, seq = target.seq, attempt = number);
-            let guarded = CURRENT_STEP.scope(context, CatchUnwind(attempt())).instrument(span);
+            let span =
+                tracing::info_span!("step", name = %self.name, seq = target.seq, attempt = number);
+            let guarded = CURRENT_STEP
+                .scope(context, CatchUnwind(attempt()))
+                .instrument(span);
             let result = match self.policy.timeout {
                 Some(limit) => match tokio::time::timeout(limit, guarded).await {
                     Ok(result) => result,

@@ -50,7 +50,9 @@ enum Op {
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStore").field("path", &self.path).finish()
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -135,8 +137,7 @@ fn open_error(path: &Path, e: DatabaseError) -> OpenError {
             let detail = other.to_string();
             // redb reports a file that is not a database at all as an I/O or format problem;
             // either way nothing was written.
-            if detail.contains("magic") || detail.contains("header") || detail.contains("invalid")
-            {
+            if detail.contains("magic") || detail.contains("header") || detail.contains("invalid") {
                 OpenError::NotAJournal { path, detail }
             } else {
                 OpenError::Storage { path, detail }
@@ -173,9 +174,7 @@ fn check_or_initialize(db: &Database, path: &Path) -> Result<(), OpenError> {
             ),
         });
     }
-    let meta = read
-        .open_table(META)
-        .map_err(|e| storage(path)(e.into()))?;
+    let meta = read.open_table(META).map_err(|e| storage(path)(e.into()))?;
     let magic = meta
         .get("magic")
         .map_err(|e| storage(path)(e.into()))?
@@ -294,7 +293,8 @@ fn write_batch(
                                 runs.insert(run.run_id.as_str(), encode(run).as_slice())?;
                             }
                             Write::Step { run_id, step } => {
-                                steps.insert((run_id.as_str(), step.seq), encode(step).as_slice())?;
+                                steps
+                                    .insert((run_id.as_str(), step.seq), encode(step).as_slice())?;
                             }
                         }
                     }
@@ -368,11 +368,12 @@ impl Store for RedbStore {
             for entry in range {
                 let (key, value) = entry.map_err(backend)?;
                 let seq = key.value().1;
-                let step: StepRecord =
-                    serde_json::from_slice(value.value()).map_err(|e| StoreError::CorruptRecord {
+                let step: StepRecord = serde_json::from_slice(value.value()).map_err(|e| {
+                    StoreError::CorruptRecord {
                         record: format!("run {run_id:?} step #{seq}"),
                         detail: e.to_string(),
-                    })?;
+                    }
+                })?;
                 if step.seq != seq {
                     return Err(StoreError::CorruptRecord {
                         record: format!("run {run_id:?} step #{seq}"),
