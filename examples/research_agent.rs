@@ -40,7 +40,10 @@ fn llm() -> SimLlm {
 
 async fn plan_questions(goal: &str) -> Result<Vec<String>, LlmError> {
     llm()
-        .complete(&format!("Break this research goal into sub-questions: {goal}"), 16)
+        .complete(
+            &format!("Break this research goal into sub-questions: {goal}"),
+            16,
+        )
         .await?;
     let angles = [
         "What is {}, and what problem does it solve?",
@@ -151,9 +154,9 @@ fn parse_options() -> Result<Options, String> {
             "--json" => options.json = true,
             "--latency-ms" => {
                 let text = value("--latency-ms")?;
-                options.latency_ms = text
-                    .parse()
-                    .map_err(|_| format!("--latency-ms wants a whole number of milliseconds, not {text:?}"))?;
+                options.latency_ms = text.parse().map_err(|_| {
+                    format!("--latency-ms wants a whole number of milliseconds, not {text:?}")
+                })?;
             }
             "--fail-rate" => {
                 let text = value("--fail-rate")?;
@@ -161,7 +164,9 @@ fn parse_options() -> Result<Options, String> {
                     .parse()
                     .ok()
                     .filter(|rate: &f64| (0.0..=1.0).contains(rate))
-                    .ok_or_else(|| format!("--fail-rate wants a number from 0 to 1, not {text:?}"))?;
+                    .ok_or_else(|| {
+                        format!("--fail-rate wants a number from 0 to 1, not {text:?}")
+                    })?;
             }
             "-h" | "--help" => return Err(USAGE.into()),
             flag if flag.starts_with("--") => {
@@ -227,11 +232,22 @@ async fn run(options: Options) -> Result<ExitCode, String> {
 
     println!("run {run_id}: {}", options.goal);
     let started = Instant::now();
-    let handle = engine
-        .start::<research_agent>(run_id.clone(), (options.goal.clone(),))
+    let finished_before = engine
+        .run(&run_id)
         .await
-        .map_err(|e| e.to_string())?;
-    let result = handle.result().await;
+        .map_err(|e| e.to_string())?
+        .is_some_and(|record| record.status == RunStatus::Completed);
+    let result = if finished_before {
+        // The run completed in an earlier process: replay it from its journal, which runs
+        // no step and checks that this code still takes the journaled path.
+        engine.replay::<research_agent>(&run_id).await
+    } else {
+        let handle = engine
+            .start::<research_agent>(run_id.clone(), (options.goal.clone(),))
+            .await
+            .map_err(|e| e.to_string())?;
+        handle.result().await
+    };
     let elapsed = started.elapsed();
 
     let journal = engine.journal(&run_id).await.map_err(|e| e.to_string())?;
@@ -243,16 +259,10 @@ async fn run(options: Options) -> Result<ExitCode, String> {
         .map_or(RunStatus::Running, |record| record.status);
     let counts = std::mem::take(&mut *counts.lock().unwrap_or_else(|p| p.into_inner()));
 
-    let output = match &result {
-        Ok(report) => {
-            println!("\n{report}");
-            Some(report.clone())
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            None
-        }
-    };
+    let output = result.as_ref().ok().cloned();
+    if let Some(report) = &output {
+        println!("\n{report}");
+    }
     println!(
         "run {run_id} {status} in {:.2?}: {} steps ({} executed, {} replayed), {} retries, ${cost_usd:.6} spent in total",
         elapsed,
@@ -274,11 +284,13 @@ async fn run(options: Options) -> Result<ExitCode, String> {
         });
         println!("{summary}");
     }
-    Ok(if result.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn print_step_line(event: &Event, run_id: &str, counts: &Mutex<Counts>) {

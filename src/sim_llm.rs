@@ -51,7 +51,7 @@ impl fmt::Display for LlmError {
 
 impl std::error::Error for LlmError {}
 
-/// FNV-1a: stable across processes and builds, unlike std's randomly seeded hasher.
+/// FNV-1a with a finalizer: stable across processes and builds, unlike std's randomly seeded hasher.
 pub fn stable_hash(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
@@ -60,7 +60,13 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    hash
+    // FNV mixes its last bytes poorly into the high bits; a splitmix64 finalizer spreads them,
+    // so keys that differ in one digit roll independent dice.
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
 fn unit_interval(hash: u64) -> f64 {
@@ -68,9 +74,26 @@ fn unit_interval(hash: u64) -> f64 {
 }
 
 const WORDS: &[&str] = &[
-    "durable", "journal", "replay", "latency", "throughput", "idempotent", "retry", "budget",
-    "commit", "fsync", "workflow", "agent", "evidence", "trade-off", "benchmark", "failure",
-    "recovery", "checkpoint", "determinism", "queue",
+    "durable",
+    "journal",
+    "replay",
+    "latency",
+    "throughput",
+    "idempotent",
+    "retry",
+    "budget",
+    "commit",
+    "fsync",
+    "workflow",
+    "agent",
+    "evidence",
+    "trade-off",
+    "benchmark",
+    "failure",
+    "recovery",
+    "checkpoint",
+    "determinism",
+    "queue",
 ];
 
 impl SimLlm {
@@ -130,8 +153,14 @@ mod tests {
             latency: Duration::from_millis(100),
             fail_rate: 0.0,
         };
-        let a = llm.complete("what is durable execution?", 12).await.unwrap();
-        let b = llm.complete("what is durable execution?", 12).await.unwrap();
+        let a = llm
+            .complete("what is durable execution?", 12)
+            .await
+            .unwrap();
+        let b = llm
+            .complete("what is durable execution?", 12)
+            .await
+            .unwrap();
         let c = llm.complete("something else", 12).await.unwrap();
         assert_eq!(a, b);
         assert_ne!(a.text, c.text);

@@ -35,6 +35,9 @@ pub(crate) struct RunContext {
     listeners: Arc<Listeners>,
     budget: Budget,
     body_changed: bool,
+    /// Set when a finished run is replayed to check the current code against its journal:
+    /// every step must come from the journal, and nothing is written.
+    pub(crate) verify_only: bool,
     state: Mutex<RunState>,
     abort_signal: Notify,
     abort_reason: Mutex<Option<Abort>>,
@@ -62,6 +65,7 @@ impl RunContext {
             listeners,
             budget,
             body_changed,
+            verify_only: false,
             state: Mutex::new(RunState {
                 next_seq: 0,
                 journal,

@@ -250,6 +250,43 @@ impl Engine {
         Ok(())
     }
 
+    /// Replays a finished run of `W` against its journal, without executing or writing
+    /// anything: every step must come from the journal. Returns the value the current code
+    /// computes from the journaled steps, which a deterministic workflow makes equal to the
+    /// journaled output.
+    ///
+    /// Use it to check that new code still replays old runs before deploying it (a step the
+    /// journal does not hold, or a renamed one, is an [`Error::RunParked`] naming it; the run
+    /// itself is left untouched).
+    pub async fn replay<W: Workflow>(&self, run_id: &str) -> Result<W::Output, Error> {
+        let run = self
+            .run(run_id)
+            .await?
+            .ok_or_else(|| Error::RunNotFound {
+                run_id: run_id.to_owned(),
+            })?;
+        if run.workflow != W::NAME {
+            return Err(Error::RunIdConflict {
+                run_id: run_id.to_owned(),
+                existing: run.workflow,
+                requested: W::NAME.to_owned(),
+            });
+        }
+        let workflow = Erased::<W>::new();
+        let run_id = run_id.to_owned();
+        match execute_with(&self.inner, &run, &workflow, true).await {
+            Ending::Completed(raw) => serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
+                run_id,
+                what: "output".into(),
+                type_name: std::any::type_name::<W::Output>(),
+                detail: e.to_string(),
+            }),
+            Ending::Failed(message) => Err(Error::RunFailed { run_id, message }),
+            Ending::Parked(reason) => Err(Error::RunParked { run_id, reason }),
+            Ending::BudgetExceeded(message) => Err(Error::BudgetExceeded { run_id, message }),
+        }
+    }
+
     /// Every run in the journal, ordered by id.
     pub async fn runs(&self) -> Result<Vec<RunRecord>, Error> {
         Ok(self.inner.store.list_runs().await?)
@@ -365,6 +402,15 @@ enum Ending {
 }
 
 async fn execute(engine: &Inner, run: &RunRecord, workflow: &dyn ErasedWorkflow) -> Ending {
+    execute_with(engine, run, workflow, false).await
+}
+
+async fn execute_with(
+    engine: &Inner,
+    run: &RunRecord,
+    workflow: &dyn ErasedWorkflow,
+    verify_only: bool,
+) -> Ending {
     let store = &engine.store;
     // The journal is read once per resume; replay then costs O(steps).
     let steps = match store.load_steps(run.run_id.clone()).await {
@@ -384,7 +430,7 @@ async fn execute(engine: &Inner, run: &RunRecord, workflow: &dyn ErasedWorkflow)
             "resuming under a changed workflow body; steps are checked by name on replay"
         );
     }
-    if replaying > 0 {
+    if replaying > 0 || verify_only {
         tracing::info!(journaled_steps = replaying, "run resumed");
         engine.listeners.emit(Event::RunResumed {
             run_id: run.run_id.clone(),
@@ -397,7 +443,7 @@ async fn execute(engine: &Inner, run: &RunRecord, workflow: &dyn ErasedWorkflow)
             workflow: run.workflow.clone(),
         });
     }
-    let context = Arc::new(RunContext::new(
+    let mut context = RunContext::new(
         run.run_id.clone(),
         Arc::clone(store),
         Arc::clone(&engine.listeners),
@@ -405,7 +451,9 @@ async fn execute(engine: &Inner, run: &RunRecord, workflow: &dyn ErasedWorkflow)
         body_changed,
         ReplayJournal::new(steps),
         spent,
-    ));
+    );
+    context.verify_only = verify_only;
+    let context = Arc::new(context);
     let body = match workflow.start(&run.run_id, &run.input) {
         Ok(body) => body,
         Err(e) => return Ending::Parked(e.to_string()),

@@ -96,7 +96,7 @@ pub use retry::{Backoff, RetryPolicy};
 pub use step::{Step, StepContext, step};
 pub use store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
 pub use workflow::Workflow;
-// MACROS pub use workflow_macros::{step, workflow};
+pub use workflow_macros::{step, workflow};
 
 /// What macro-generated code uses. Not public API: it may change in any release.
 #[doc(hidden)]

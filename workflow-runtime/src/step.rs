@@ -156,6 +156,13 @@ impl Step {
             tracing::warn!(run_id = %run.run_id, seq, step = %name, %message, "budget exceeded");
             return park(run, Abort::Budget(message)).await;
         }
+        if run.verify_only {
+            let reason = format!(
+                "replaying run {:?}: the workflow calls step #{seq} ({name}), which its journal does not hold",
+                run.run_id
+            );
+            return park(run, Abort::Park(reason)).await;
+        }
 
         let target = Target {
             run: Some(Arc::clone(run)),
