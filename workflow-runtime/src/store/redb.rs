@@ -63,7 +63,11 @@ impl RedbStore {
     /// format, or is held by another process.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, OpenError> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        let is_new = std::fs::metadata(&path).map_or(true, |m| m.len() == 0);
+        if is_new {
+            create_atomically(&path)?;
+        }
+        let db = Database::open(&path).map_err(|e| open_error(&path, e))?;
         check_or_initialize(&db, &path)?;
         let db = Arc::new(db);
         let (sender, receiver) = mpsc::channel();
@@ -119,6 +123,47 @@ impl Drop for RedbStore {
             let _ = handle.join();
         }
     }
+}
+
+/// Creates a new, initialized journal at `path` so that no crash can leave a half-created file
+/// there: redb writes its magic number last, and a file killed before that would read as "not a
+/// redb file" forever. The journal is built under a temporary name, synced, then hard-linked
+/// into place, which fails instead of replacing a file another process created meanwhile.
+fn create_atomically(path: &Path) -> Result<(), OpenError> {
+    let storage_error = |detail: String| OpenError::Storage {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| storage_error("the path names no file".into()))?
+        .to_string_lossy()
+        .into_owned();
+    let temporary = path.with_file_name(format!(".{file_name}.creating-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    {
+        let db = Database::create(&temporary).map_err(|e| open_error(&temporary, e))?;
+        initialize(&db).map_err(|e| storage_error(e.to_string()))?;
+    }
+    // An empty file is what `touch` or a crash before the first write leaves: nothing to keep.
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(path);
+    }
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {}
+        // Another process created the journal first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(storage_error(format!("cannot create the journal: {e}"))),
+    }
+    // Make the new directory entry durable too.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 fn open_error(path: &Path, e: DatabaseError) -> OpenError {
