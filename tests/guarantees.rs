@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use redb::ReadableTable;
 use workflow_runtime::{
-    BoxFuture, Budget, Engine, Error, MemoryStore, OpenError, RunStatus, StepContext, StepError,
-    StepErrorKind, Usage, Workflow, WorkflowFailure, step,
+    Backoff, BoxFuture, Budget, Engine, Error, MemoryStore, OpenError, RunStatus, StepContext,
+    StepError, StepErrorKind, Usage, Workflow, WorkflowFailure, step,
 };
 
 fn failure(e: StepError) -> WorkflowFailure {
@@ -715,6 +715,12 @@ async fn outside_an_engine_a_step_retries_and_times_out_without_a_journal() {
     let result: Result<(), StepError> = step("slow")
         .retries(2)
         .timeout(Duration::from_secs(1))
+        .backoff(Backoff {
+            initial: Duration::from_secs(1),
+            factor: 2.0,
+            max: Duration::from_secs(30),
+            jitter: 0.0,
+        })
         .run(|| async {
             attempts.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -725,7 +731,7 @@ async fn outside_an_engine_a_step_retries_and_times_out_without_a_journal() {
     assert_eq!(error.kind, StepErrorKind::Timeout);
     assert_eq!(error.attempts, 3);
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
-    // Three 1 s attempts and the default backoff waits of 1 s and 2 s, in virtual time.
+    // Three 1 s attempts and backoff waits of 1 s and 2 s, in virtual time.
     assert_eq!(started.elapsed(), Duration::from_secs(6));
 }
 

@@ -3,6 +3,9 @@
 //! What each step spent is journaled in its [`StepRecord`](crate::StepRecord); a resumed run
 //! sums the journal before its first step, so the totals survive any number of crashes.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// The limits of a run. `None` means unlimited.
@@ -21,6 +24,12 @@ pub struct Budget {
     pub max_cost_usd: Option<f64>,
     /// The most tokens (input plus output) the run may use, as reported by its steps.
     pub max_tokens: Option<u64>,
+    /// The longest the run may take, from its start (wall clock, so a crash does not reset it).
+    #[serde(default)]
+    pub max_duration: Option<Duration>,
+    /// The most steps of the run in flight at once (a fan-out width cap); more wait their turn.
+    #[serde(default)]
+    pub max_in_flight_steps: Option<u32>,
 }
 
 impl Budget {
@@ -29,6 +38,8 @@ impl Budget {
         max_steps: None,
         max_cost_usd: None,
         max_tokens: None,
+        max_duration: None,
+        max_in_flight_steps: None,
     };
 
     /// This budget with a step cap.
@@ -49,9 +60,29 @@ impl Budget {
         self
     }
 
+    /// This budget with a cap on the run's duration.
+    pub const fn with_max_duration(mut self, duration: Duration) -> Budget {
+        self.max_duration = Some(duration);
+        self
+    }
+
+    /// This budget with a cap on the steps in flight at once.
+    pub const fn with_max_in_flight_steps(mut self, steps: u32) -> Budget {
+        self.max_in_flight_steps = Some(steps);
+        self
+    }
+
     /// Whether a run that has spent `spent` may start another step; if not, the message says
     /// which budget, its limit and the amount spent.
     pub(crate) fn check_before_step(&self, spent: &Spent) -> Result<(), String> {
+        if let Some(max) = self.max_duration
+            && spent.elapsed >= max
+        {
+            return Err(format!(
+                "budget exceeded: max_duration = {max:?}, the run has taken {:.1?}",
+                spent.elapsed
+            ));
+        }
         if let Some(max) = self.max_steps
             && spent.steps >= max
         {
@@ -124,6 +155,43 @@ impl Usage {
     }
 }
 
+/// Prices of models, per million tokens, that turn reported token counts into US dollars.
+///
+/// ```
+/// use workflow_runtime::{Pricing, Usage};
+/// let mut pricing = Pricing::default();
+/// pricing.set("claude-sonnet", 3.0, 15.0);
+/// let usage = pricing.price(Usage::tokens("claude-sonnet", 1_000_000, 100_000));
+/// assert!((usage.cost_usd - 4.5).abs() < 1e-9);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Pricing {
+    per_million: HashMap<String, (f64, f64)>,
+}
+
+impl Pricing {
+    /// Sets a model's price in US dollars per million input and output tokens.
+    pub fn set(&mut self, model: impl Into<String>, input_usd: f64, output_usd: f64) {
+        self.per_million
+            .insert(model.into(), (input_usd, output_usd));
+    }
+
+    /// `usage` with its cost computed from its tokens, when it names a priced model and
+    /// reports no cost of its own.
+    pub fn price(&self, mut usage: Usage) -> Usage {
+        if usage.cost_usd == 0.0
+            && let Some((input, output)) = usage
+                .model
+                .as_deref()
+                .and_then(|model| self.per_million.get(model))
+        {
+            usage.cost_usd =
+                (usage.input_tokens as f64 * input + usage.output_tokens as f64 * output) / 1e6;
+        }
+        usage
+    }
+}
+
 /// What a run has spent so far: journaled steps plus steps run in this process.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Spent {
@@ -133,9 +201,22 @@ pub struct Spent {
     pub tokens: u64,
     /// Cost in US dollars.
     pub cost_usd: f64,
+    /// Time since the run started.
+    pub elapsed: Duration,
 }
 
 impl Spent {
+    /// What `self` would be once `usage` (of a step still running) is charged too, without
+    /// counting a step.
+    pub(crate) fn with_pending(&self, usage: &Usage) -> Spent {
+        Spent {
+            steps: self.steps,
+            tokens: self.tokens + usage.input_tokens + usage.output_tokens,
+            cost_usd: self.cost_usd + usage.cost_usd,
+            elapsed: self.elapsed,
+        }
+    }
+
     pub(crate) fn charge(&mut self, usage: &Usage) {
         self.steps += 1;
         self.tokens += usage.input_tokens + usage.output_tokens;

@@ -4,18 +4,46 @@
 //! a step looks up the run it belongs to with [`current_run`]. Outside an engine there is none,
 //! and steps run directly, with their retries and timeouts but without a journal.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
-use crate::budget::{Budget, Spent, Usage};
+use crate::budget::{Budget, Pricing, Spent, Usage};
+use crate::circuit::Circuits;
 use crate::error::NonDeterminism;
-use crate::event::{Event, Listeners};
-use crate::journal::{Replay, ReplayJournal};
+use crate::event::{AlertKind, Event, Listeners};
+use crate::journal::{self, Replay, ReplayJournal};
 use crate::store::Store;
 
 tokio::task_local! {
     static CURRENT_RUN: Arc<RunContext>;
+}
+
+/// What an engine shares with all of its runs.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) listeners: Listeners,
+    pub(crate) circuits: Circuits,
+    pub(crate) pricing: RwLock<Pricing>,
+}
+
+impl Shared {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Shared {
+            store,
+            listeners: Listeners::default(),
+            circuits: Circuits::default(),
+            pricing: RwLock::new(Pricing::default()),
+        }
+    }
+
+    pub(crate) fn price(&self, usage: Usage) -> Usage {
+        self.pricing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .price(usage)
+    }
 }
 
 /// Why a run stopped before its body returned.
@@ -23,21 +51,31 @@ tokio::task_local! {
 pub(crate) enum Abort {
     /// Parked: resumable once the cause is fixed (non-determinism, undecodable value, storage).
     Park(String),
-    /// Failed for good (a step panicked).
+    /// Failed for good (a step panicked, or was refused for authentication).
     Fail(String),
     /// A budget was exhausted.
     Budget(String),
 }
 
-pub(crate) struct RunContext {
+/// What a run is started with, besides its journal.
+pub(crate) struct RunSetup {
     pub(crate) run_id: String,
-    pub(crate) store: Arc<dyn Store>,
-    listeners: Arc<Listeners>,
-    budget: Budget,
-    body_changed: bool,
+    pub(crate) budget: Budget,
+    pub(crate) created_at_us: u64,
+    pub(crate) body_changed: bool,
     /// Set when a finished run is replayed to check the current code against its journal:
     /// every step must come from the journal, and nothing is written.
     pub(crate) verify_only: bool,
+}
+
+pub(crate) struct RunContext {
+    pub(crate) run_id: String,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) verify_only: bool,
+    budget: Budget,
+    created_at_us: u64,
+    body_changed: bool,
+    in_flight: Option<Semaphore>,
     state: Mutex<RunState>,
     abort_signal: Notify,
     abort_reason: Mutex<Option<Abort>>,
@@ -51,21 +89,22 @@ struct RunState {
 
 impl RunContext {
     pub(crate) fn new(
-        run_id: String,
-        store: Arc<dyn Store>,
-        listeners: Arc<Listeners>,
-        budget: Budget,
-        body_changed: bool,
+        setup: RunSetup,
+        shared: Arc<Shared>,
         journal: ReplayJournal,
         spent: Spent,
     ) -> Self {
         RunContext {
-            run_id,
-            store,
-            listeners,
-            budget,
-            body_changed,
-            verify_only: false,
+            run_id: setup.run_id,
+            shared,
+            verify_only: setup.verify_only,
+            budget: setup.budget,
+            created_at_us: setup.created_at_us,
+            body_changed: setup.body_changed,
+            in_flight: setup
+                .budget
+                .max_in_flight_steps
+                .map(|n| Semaphore::new(n.max(1) as usize)),
             state: Mutex::new(RunState {
                 next_seq: 0,
                 journal,
@@ -96,16 +135,49 @@ impl RunContext {
             .claim(&self.run_id, seq, name, self.body_changed)
     }
 
+    fn spent_now(&self, state: &RunState) -> Spent {
+        let mut spent = state.spent.clone();
+        let elapsed_us = journal::now_us().saturating_sub(self.created_at_us);
+        spent.elapsed = Duration::from_micros(elapsed_us);
+        spent
+    }
+
+    /// Whether another step may start.
     pub(crate) fn check_budget(&self) -> Result<(), String> {
-        self.budget.check_before_step(&self.state().spent)
+        let state = self.state();
+        self.budget.check_before_step(&self.spent_now(&state))
+    }
+
+    /// Whether a step that has spent `pending` so far may make another attempt.
+    pub(crate) fn check_budget_for_retry(&self, pending: &Usage) -> Result<(), String> {
+        let state = self.state();
+        let spent = self.spent_now(&state).with_pending(pending);
+        let mut budget = self.budget;
+        // The step itself is already counted as started: only money, tokens and time matter.
+        budget.max_steps = None;
+        budget.check_before_step(&spent)
     }
 
     pub(crate) fn charge(&self, usage: &Usage) {
         self.state().spent.charge(usage);
     }
 
+    /// Waits for a slot under the run's cap on steps in flight.
+    pub(crate) async fn in_flight_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.in_flight {
+            Some(slots) => slots.acquire().await.ok(),
+            None => None,
+        }
+    }
+
     pub(crate) fn emit(&self, event: Event) {
-        self.listeners.emit(event);
+        self.shared.listeners.emit(event);
+    }
+
+    pub(crate) fn alert(&self, kind: AlertKind, step: Option<&str>, message: String) {
+        self.shared
+            .listeners
+            .alert(kind, Some(&self.run_id), step, message);
     }
 
     /// Stops the run: the driver drops the body at its next poll. The first reason wins.

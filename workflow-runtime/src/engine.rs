@@ -10,9 +10,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::budget::{Budget, Spent};
-use crate::context::{Abort, RunContext};
+use crate::circuit::CircuitConfig;
+use crate::context::{Abort, RunContext, RunSetup, Shared};
 use crate::error::Error;
-use crate::event::{Event, Listeners};
+use crate::event::Event;
 use crate::journal::{self, ReplayJournal, RunRecord, RunStatus, StepRecord};
 use crate::step::catch_unwind_future;
 use crate::store::{CreateRun, MemoryStore, RedbStore, Store, Write};
@@ -27,8 +28,8 @@ pub struct Engine {
 }
 
 struct Inner {
+    shared: Arc<Shared>,
     store: Arc<dyn Store>,
-    listeners: Arc<Listeners>,
     workflows: Mutex<HashMap<&'static str, Arc<dyn ErasedWorkflow>>>,
     active: Mutex<HashMap<String, ActiveRun>>,
 }
@@ -91,10 +92,11 @@ impl Engine {
 
     /// An engine over any [`Store`].
     pub fn with_store(store: impl Store) -> Engine {
+        let store: Arc<dyn Store> = Arc::new(store);
         Engine {
             inner: Arc::new(Inner {
-                store: Arc::new(store),
-                listeners: Arc::new(Listeners::default()),
+                shared: Arc::new(Shared::new(Arc::clone(&store))),
+                store,
                 workflows: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
             }),
@@ -104,7 +106,25 @@ impl Engine {
     /// Calls `listener` with every [`Event`] of every run this engine executes, on the task of
     /// the run, as it happens. Keep it quick; send to a channel for anything slow.
     pub fn on_event(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
-        self.inner.listeners.add(Arc::new(listener));
+        self.inner.shared.listeners.add(Arc::new(listener));
+    }
+
+    /// Sets the thresholds of the circuit breaker `name` (default
+    /// [`CircuitConfig::DEFAULT`]), which steps use with `#[step(circuit = "name")]`.
+    pub fn configure_circuit(&self, name: &str, config: CircuitConfig) {
+        self.inner.shared.circuits.configure(name, config);
+    }
+
+    /// Sets a model's price in US dollars per million input and output tokens, so that steps
+    /// reporting tokens ([`StepContext::report_usage`](crate::StepContext::report_usage)) are
+    /// charged in US dollars too.
+    pub fn set_price(&self, model: &str, input_usd_per_million: f64, output_usd_per_million: f64) {
+        self.inner
+            .shared
+            .pricing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .set(model, input_usd_per_million, output_usd_per_million);
     }
 
     /// Makes workflow `W` known to the engine and resumes its unfinished runs: those that were
@@ -259,12 +279,9 @@ impl Engine {
     /// journal does not hold, or a renamed one, is an [`Error::RunParked`] naming it; the run
     /// itself is left untouched).
     pub async fn replay<W: Workflow>(&self, run_id: &str) -> Result<W::Output, Error> {
-        let run = self
-            .run(run_id)
-            .await?
-            .ok_or_else(|| Error::RunNotFound {
-                run_id: run_id.to_owned(),
-            })?;
+        let run = self.run(run_id).await?.ok_or_else(|| Error::RunNotFound {
+            run_id: run_id.to_owned(),
+        })?;
         if run.workflow != W::NAME {
             return Err(Error::RunIdConflict {
                 run_id: run_id.to_owned(),
@@ -387,7 +404,7 @@ async fn drive(engine: &Inner, mut run: RunRecord, workflow: Arc<dyn ErasedWorkf
         // The run stays `running` in the journal and resumes in the next engine.
         tracing::error!(error = %e, "could not journal how the run ended");
     }
-    engine.listeners.emit(Event::RunFinished {
+    engine.shared.listeners.emit(Event::RunFinished {
         run_id,
         status,
         message: error,
@@ -432,28 +449,30 @@ async fn execute_with(
     }
     if replaying > 0 || verify_only {
         tracing::info!(journaled_steps = replaying, "run resumed");
-        engine.listeners.emit(Event::RunResumed {
+        engine.shared.listeners.emit(Event::RunResumed {
             run_id: run.run_id.clone(),
             workflow: run.workflow.clone(),
             journaled_steps: replaying,
         });
     } else {
-        engine.listeners.emit(Event::RunStarted {
+        engine.shared.listeners.emit(Event::RunStarted {
             run_id: run.run_id.clone(),
             workflow: run.workflow.clone(),
         });
     }
-    let mut context = RunContext::new(
-        run.run_id.clone(),
-        Arc::clone(store),
-        Arc::clone(&engine.listeners),
-        run.budget,
+    let setup = RunSetup {
+        run_id: run.run_id.clone(),
+        budget: run.budget,
+        created_at_us: run.created_at_us,
         body_changed,
+        verify_only,
+    };
+    let context = Arc::new(RunContext::new(
+        setup,
+        Arc::clone(&engine.shared),
         ReplayJournal::new(steps),
         spent,
-    );
-    context.verify_only = verify_only;
-    let context = Arc::new(context);
+    ));
     let body = match workflow.start(&run.run_id, &run.input) {
         Ok(body) => body,
         Err(e) => return Ending::Parked(e.to_string()),

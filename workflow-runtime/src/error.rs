@@ -285,17 +285,37 @@ impl From<StoreError> for Error {
     }
 }
 
-/// What kind of failure ended a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What kind of failure ended a step: the [`ErrorClass`](crate::ErrorClass) of its last
+/// attempt's error, or what stopped it otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StepErrorKind {
-    /// The step's body returned an error on its last attempt.
-    Failed,
-    /// The last attempt ran past the step's timeout.
+    /// A transient error that outlasted its retries.
+    Transient,
+    /// The last attempt ran past the step's timeout (or the service timed out).
     Timeout,
-    /// The step's body panicked. Panics are bugs, so they are not retried.
+    /// Rate limited on every attempt.
+    RateLimited,
+    /// The service failed (HTTP 5xx) on every attempt.
+    Server,
+    /// The model's output did not match the schema.
+    Schema,
+    /// The request was rejected (HTTP 4xx); not retried.
+    Client,
+    /// Authentication or permission failure; not retried, and the run stops.
+    Auth,
+    /// Marked non-retryable.
+    Terminal,
+    /// The step's body panicked. Panics are bugs, so they are not retried, and the run fails.
     Panicked,
+    /// The step's circuit was open, so the step failed fast without calling anything.
+    CircuitOpen,
+    /// An at-most-once step was started by a process that died before its outcome was
+    /// journaled: whether it took effect is unknown, and it is not called again.
+    OutcomeUnknown,
+    /// The run's budget ran out while the step was retrying.
+    BudgetExceeded,
     /// A kind written by a newer version of this library.
     #[serde(other)]
     Unknown,
@@ -304,9 +324,18 @@ pub enum StepErrorKind {
 impl fmt::Display for StepErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            StepErrorKind::Failed => "failed",
+            StepErrorKind::Transient => "failed",
             StepErrorKind::Timeout => "timed out",
+            StepErrorKind::RateLimited => "was rate limited",
+            StepErrorKind::Server => "hit server errors",
+            StepErrorKind::Schema => "got output that does not match the schema",
+            StepErrorKind::Client => "was rejected",
+            StepErrorKind::Auth => "was refused (authentication)",
+            StepErrorKind::Terminal => "failed (not retryable)",
             StepErrorKind::Panicked => "panicked",
+            StepErrorKind::CircuitOpen => "failed fast (circuit open)",
+            StepErrorKind::OutcomeUnknown => "has an unknown outcome",
+            StepErrorKind::BudgetExceeded => "ran out of budget",
             StepErrorKind::Unknown => "failed (unknown kind)",
         })
     }

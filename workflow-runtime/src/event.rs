@@ -69,6 +69,18 @@ pub enum Event {
         /// Its error, if it failed.
         error: Option<StepError>,
     },
+    /// Something a person should look at: see [`AlertKind`]. Also emitted as a tracing event
+    /// at warn or error level with the fields `alert`, `run_id`, `step` and `message`.
+    Alert {
+        /// What happened.
+        kind: AlertKind,
+        /// The run, if the alert concerns one.
+        run_id: Option<String>,
+        /// The step, if the alert concerns one.
+        step: Option<String>,
+        /// A sentence saying what happened.
+        message: String,
+    },
     /// A run stopped executing in this engine, with this status.
     RunFinished {
         /// The run.
@@ -78,6 +90,32 @@ pub enum Event {
         /// Its error, park reason or budget message, if any.
         message: Option<String>,
     },
+}
+
+/// What an [`Event::Alert`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// A step was refused for authentication or permission (HTTP 401/403); its run stopped.
+    AuthFailure,
+    /// A step got HTTP 503 on several attempts in a row.
+    RepeatedServiceUnavailable,
+    /// A circuit opened.
+    CircuitOpened,
+    /// A run was stopped by its budget.
+    BudgetExceeded,
+}
+
+impl AlertKind {
+    /// The stable name of the alert, as in the tracing field `alert`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::AuthFailure => "auth_failure",
+            AlertKind::RepeatedServiceUnavailable => "repeated_503",
+            AlertKind::CircuitOpened => "circuit_opened",
+            AlertKind::BudgetExceeded => "budget_exceeded",
+        }
+    }
 }
 
 type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -94,6 +132,38 @@ impl Listeners {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(listener);
+    }
+
+    /// Emits an alert to the listeners and as a tracing event.
+    pub(crate) fn alert(
+        &self,
+        kind: AlertKind,
+        run_id: Option<&str>,
+        step: Option<&str>,
+        message: String,
+    ) {
+        match kind {
+            AlertKind::AuthFailure => tracing::error!(
+                alert = kind.as_str(),
+                run_id = run_id.unwrap_or(""),
+                step = step.unwrap_or(""),
+                message = %message,
+                "workflow alert"
+            ),
+            _ => tracing::warn!(
+                alert = kind.as_str(),
+                run_id = run_id.unwrap_or(""),
+                step = step.unwrap_or(""),
+                message = %message,
+                "workflow alert"
+            ),
+        }
+        self.emit(Event::Alert {
+            kind,
+            run_id: run_id.map(str::to_owned),
+            step: step.map(str::to_owned),
+            message,
+        });
     }
 
     pub(crate) fn emit(&self, event: Event) {

@@ -99,6 +99,9 @@ pub enum StepStatus {
     Completed,
     /// The step failed after its retries.
     Failed,
+    /// An at-most-once step was about to be called: the intent is journaled before the call,
+    /// so a process that dies before the outcome leaves this record behind.
+    Started,
 }
 
 /// A finished step as the journal holds it.

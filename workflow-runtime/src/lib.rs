@@ -75,24 +75,29 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod budget;
+mod circuit;
 mod context;
 mod engine;
 mod error;
 mod event;
 mod journal;
-mod retry;
+pub mod retry;
 mod step;
 mod store;
 mod workflow;
 
-pub use budget::{Budget, Spent, Usage};
+pub use budget::{Budget, Pricing, Spent, Usage};
+pub use circuit::CircuitConfig;
 pub use engine::{Engine, RunHandle, RunOptions};
 pub use error::{
     Error, NonDeterminism, OpenError, StepError, StepErrorKind, StoreError, WorkflowFailure,
 };
-pub use event::Event;
+pub use event::{AlertKind, Event};
 pub use journal::{RunRecord, RunStatus, StepRecord, StepStatus, idempotency_key};
-pub use retry::{Backoff, RetryPolicy};
+pub use retry::{
+    Backoff, Classify, ErrorClass, HttpError, RetryPolicy, StepFailure, classify_http,
+    parse_retry_after,
+};
 pub use step::{Step, StepContext, step};
 pub use store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
 pub use workflow::Workflow;
@@ -154,6 +159,68 @@ pub mod __private {
     pub trait Journaled {}
 
     impl<T: Serialize + DeserializeOwned> Journaled for T {}
+
+    /// Picks how the `#[step]` macro classifies a step's error, by autoref specialization at
+    /// the call site, where the error type is concrete: `(&error).__workflow_error_kind()`
+    /// resolves to [`ViaClassify`] when the type implements [`Classify`](crate::Classify), and
+    /// to [`ViaChain`] otherwise.
+    pub trait ClassifyKind {
+        /// The classifier for errors that implement `Classify`.
+        fn __workflow_error_kind(&self) -> ViaClassify {
+            ViaClassify
+        }
+    }
+
+    impl<E: crate::Classify> ClassifyKind for E {}
+
+    /// The fallback of [`ClassifyKind`].
+    pub trait ChainKind {
+        /// The classifier for any other error.
+        fn __workflow_error_kind(&self) -> ViaChain {
+            ViaChain
+        }
+    }
+
+    impl<E> ChainKind for &E {}
+
+    /// Classifies with the error's own `Classify` implementation.
+    pub struct ViaClassify;
+
+    impl ViaClassify {
+        /// The error with its class.
+        pub fn into_failure<E>(self, error: E) -> crate::StepFailure
+        where
+            E: crate::Classify + Into<Box<dyn std::error::Error + Send + Sync>>,
+        {
+            crate::StepFailure::classified(error)
+        }
+    }
+
+    /// Classifies by the error's chain of causes.
+    pub struct ViaChain;
+
+    impl ViaChain {
+        /// The error with its class.
+        pub fn into_failure<E>(self, error: E) -> crate::StepFailure
+        where
+            E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        {
+            crate::StepFailure::from_error(error)
+        }
+    }
+
+    /// Maps the error of a step's attempt with `classify`, which the macro writes at the call
+    /// site so that the concrete error type picks its classifier.
+    pub async fn classified<Fut, T, E, C>(
+        attempt: Fut,
+        classify: C,
+    ) -> Result<T, crate::StepFailure>
+    where
+        Fut: std::future::Future<Output = Result<T, E>>,
+        C: FnOnce(E) -> crate::StepFailure,
+    {
+        attempt.await.map_err(classify)
+    }
 
     /// Fails to compile, at the argument's type, when a workflow argument cannot be journaled.
     pub fn assert_workflow_arg<T: Journaled>() {}

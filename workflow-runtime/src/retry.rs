@@ -1,8 +1,376 @@
-//! Retry policy: how many attempts a step gets and how long to wait between them.
+//! Retry policy by error class: what is retried, how often, and how long to wait.
+//!
+//! | failure | class | default |
+//! | --- | --- | --- |
+//! | network error, plain std error | [`ErrorClass::Transient`] | 3 retries, backoff 1 s, 5 s, 25 s (x5, capped at 30 s), 10% jitter |
+//! | attempt timeout, HTTP 408 | [`ErrorClass::Timeout`] | as transient |
+//! | HTTP 429 | [`ErrorClass::RateLimited`] | waits for Retry-After when given, else backoff; 5 attempts, then the step's circuit opens |
+//! | HTTP 5xx | [`ErrorClass::Server`] | 3 retries; repeated 503s raise an alert |
+//! | model output does not match the schema (`serde_json::Error`) | [`ErrorClass::Schema`] | 1 retry, the previous error readable by the step |
+//! | HTTP 4xx other than 401, 403, 408, 429 | [`ErrorClass::Client`] | never retried |
+//! | HTTP 401, 403 | [`ErrorClass::Auth`] | never retried; alert; the run stops |
+//! | marked terminal by the user | [`ErrorClass::Terminal`] | never retried |
+//!
+//! A step's error type says its class by implementing [`Classify`]. The `#[step]` macro finds
+//! that implementation for the concrete error type at the call site. Errors that do not
+//! implement it (anyhow errors, boxed errors) are classified by looking through their chain of
+//! causes for a type this crate knows: [`StepFailure`], [`HttpError`], [`StepError`],
+//! `serde_json::Error`, `std::io::Error` of kind `TimedOut`; anything else is transient.
 
-use std::time::Duration;
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::{Duration, SystemTime};
 
-/// Exponential backoff between attempts: `initial`, `initial * factor`, ... capped at `max`.
+use crate::error::{StepError, StepErrorKind};
+
+/// What kind of failure an error is; decides whether and how a step retries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// May succeed on a second try: a network error, an overloaded dependency.
+    Transient,
+    /// The attempt ran out of time.
+    Timeout,
+    /// The service asked to slow down, maybe saying for how long.
+    RateLimited {
+        /// The wait the service asked for (the Retry-After header).
+        retry_after: Option<Duration>,
+    },
+    /// The service failed (HTTP 5xx).
+    Server {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The model's output does not match the expected schema: one retry, with the error
+    /// readable through [`StepContext::previous_error`](crate::StepContext::previous_error) so
+    /// it can be fed back to the model.
+    Schema,
+    /// The request is wrong (HTTP 4xx): it will fail the same way again.
+    Client {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Authentication or permission failure (HTTP 401, 403): never retried, raises an alert,
+    /// and stops the run.
+    Auth {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The user said so: never retried.
+    Terminal,
+}
+
+impl ErrorClass {
+    /// The kind journaled in a [`StepError`] of this class.
+    pub fn kind(self) -> StepErrorKind {
+        match self {
+            ErrorClass::Transient => StepErrorKind::Transient,
+            ErrorClass::Timeout => StepErrorKind::Timeout,
+            ErrorClass::RateLimited { .. } => StepErrorKind::RateLimited,
+            ErrorClass::Server { .. } => StepErrorKind::Server,
+            ErrorClass::Schema => StepErrorKind::Schema,
+            ErrorClass::Client { .. } => StepErrorKind::Client,
+            ErrorClass::Auth { .. } => StepErrorKind::Auth,
+            ErrorClass::Terminal => StepErrorKind::Terminal,
+        }
+    }
+
+    /// Whether a failure of this class may succeed on another attempt.
+    pub fn is_retryable(self) -> bool {
+        !matches!(
+            self,
+            ErrorClass::Client { .. } | ErrorClass::Auth { .. } | ErrorClass::Terminal
+        )
+    }
+
+    /// The retries this class gets when the step does not set `retries`.
+    pub fn default_retries(self) -> u32 {
+        match self {
+            ErrorClass::Transient | ErrorClass::Timeout | ErrorClass::Server { .. } => 3,
+            ErrorClass::RateLimited { .. } => 4,
+            ErrorClass::Schema => 1,
+            ErrorClass::Client { .. } | ErrorClass::Auth { .. } | ErrorClass::Terminal => 0,
+        }
+    }
+
+    /// Whether a failure of this class says the resource behind a circuit is unhealthy.
+    /// A client error or a schema mismatch says nothing about the service's health.
+    pub(crate) fn counts_against_circuit(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Transient
+                | ErrorClass::Timeout
+                | ErrorClass::RateLimited { .. }
+                | ErrorClass::Server { .. }
+        )
+    }
+
+    fn from_kind(kind: StepErrorKind) -> ErrorClass {
+        match kind {
+            StepErrorKind::Timeout => ErrorClass::Timeout,
+            StepErrorKind::RateLimited => ErrorClass::RateLimited { retry_after: None },
+            StepErrorKind::Server => ErrorClass::Server { status: 500 },
+            StepErrorKind::Schema => ErrorClass::Schema,
+            StepErrorKind::Client => ErrorClass::Client { status: 400 },
+            StepErrorKind::Auth => ErrorClass::Auth { status: 401 },
+            StepErrorKind::Transient => ErrorClass::Transient,
+            _ => ErrorClass::Terminal,
+        }
+    }
+}
+
+/// An error type that knows its [`ErrorClass`].
+///
+/// ```
+/// use workflow_runtime::{Classify, ErrorClass};
+///
+/// #[derive(Debug)]
+/// enum ToolError { BadArguments(String), Unavailable }
+/// # impl std::fmt::Display for ToolError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+/// # }
+/// # impl std::error::Error for ToolError {}
+///
+/// impl Classify for ToolError {
+///     fn class(&self) -> ErrorClass {
+///         match self {
+///             ToolError::BadArguments(_) => ErrorClass::Terminal,
+///             ToolError::Unavailable => ErrorClass::Transient,
+///         }
+///     }
+/// }
+/// ```
+pub trait Classify {
+    /// This error's class.
+    fn class(&self) -> ErrorClass;
+}
+
+/// An error with an explicit class: return it from a step to decide how it is retried, or use
+/// [`StepFailure::classified`] to carry a [`Classify`] implementation through the closure API.
+#[derive(Debug)]
+pub struct StepFailure {
+    class: ErrorClass,
+    error: Box<dyn StdError + Send + Sync>,
+}
+
+impl StepFailure {
+    /// `error`, of class `class`.
+    pub fn new(class: ErrorClass, error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        StepFailure {
+            class,
+            error: error.into(),
+        }
+    }
+
+    /// `error`, never retried.
+    pub fn terminal(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        StepFailure::new(ErrorClass::Terminal, error)
+    }
+
+    /// `error`, retried as transient.
+    pub fn transient(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        StepFailure::new(ErrorClass::Transient, error)
+    }
+
+    /// `error`, whose class its [`Classify`] implementation gives.
+    pub fn classified<E>(error: E) -> Self
+    where
+        E: Classify + Into<Box<dyn StdError + Send + Sync>>,
+    {
+        StepFailure::new(error.class(), error)
+    }
+
+    /// Any error: its class is found in its chain of causes (see the [module docs](self)).
+    pub fn from_error(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        let error = error.into();
+        if error.is::<StepFailure>() {
+            if let Ok(failure) = error.downcast::<StepFailure>() {
+                return *failure;
+            }
+            unreachable!("`is` said it was a StepFailure");
+        }
+        StepFailure {
+            class: classify_chain(error.as_ref()),
+            error,
+        }
+    }
+
+    /// The class.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    /// The message: the error's `Display`, followed by its causes.
+    pub fn message(&self) -> String {
+        let mut message = self.error.to_string();
+        let mut source = self.error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+}
+
+impl fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl StdError for StepFailure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.error.source()
+    }
+}
+
+impl Classify for StepFailure {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
+
+impl Classify for StepError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::from_kind(self.kind)
+    }
+}
+
+impl Classify for HttpError {
+    fn class(&self) -> ErrorClass {
+        classify_http_status(self.status, self.retry_after)
+    }
+}
+
+impl Classify for serde_json::Error {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Schema
+    }
+}
+
+impl Classify for std::io::Error {
+    fn class(&self) -> ErrorClass {
+        match self.kind() {
+            std::io::ErrorKind::TimedOut => ErrorClass::Timeout,
+            _ => ErrorClass::Transient,
+        }
+    }
+}
+
+/// A failed HTTP call: its status and the wait its Retry-After header asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The HTTP status.
+    pub status: u16,
+    /// The Retry-After wait, if the response gave one.
+    pub retry_after: Option<Duration>,
+    /// What the response said.
+    pub message: String,
+}
+
+impl HttpError {
+    /// An error for a response with `status` and, if present, its Retry-After header value.
+    pub fn new(status: u16, retry_after_header: Option<&str>, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            retry_after: retry_after_header.and_then(|v| parse_retry_after(v, SystemTime::now())),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.message)?;
+        if let Some(wait) = self.retry_after {
+            write!(f, " (retry after {wait:?})")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for HttpError {}
+
+/// Classifies an HTTP status with its optional Retry-After header value (seconds, or an HTTP
+/// date).
+///
+/// ```
+/// use std::time::Duration;
+/// use workflow_runtime::{ErrorClass, classify_http};
+///
+/// assert_eq!(
+///     classify_http(429, Some("7")),
+///     ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(7)) }
+/// );
+/// assert_eq!(classify_http(503, None), ErrorClass::Server { status: 503 });
+/// assert_eq!(classify_http(403, None), ErrorClass::Auth { status: 403 });
+/// assert_eq!(classify_http(404, None), ErrorClass::Client { status: 404 });
+/// ```
+pub fn classify_http(status: u16, retry_after: Option<&str>) -> ErrorClass {
+    classify_http_status(
+        status,
+        retry_after.and_then(|v| parse_retry_after(v, SystemTime::now())),
+    )
+}
+
+fn classify_http_status(status: u16, retry_after: Option<Duration>) -> ErrorClass {
+    match status {
+        408 => ErrorClass::Timeout,
+        429 => ErrorClass::RateLimited { retry_after },
+        401 | 403 => ErrorClass::Auth { status },
+        400..=499 => ErrorClass::Client { status },
+        500..=599 => ErrorClass::Server { status },
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// Parses a Retry-After value: a number of seconds, or an HTTP date (a date in the past is no
+/// wait). `None` for anything else.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The class of an error found by looking through its chain of causes.
+pub(crate) fn classify_chain(error: &(dyn StdError + 'static)) -> ErrorClass {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(e) = error.downcast_ref::<StepFailure>() {
+            return e.class();
+        }
+        if let Some(e) = error.downcast_ref::<HttpError>() {
+            return e.class();
+        }
+        if let Some(e) = error.downcast_ref::<StepError>() {
+            return e.class();
+        }
+        if let Some(e) = error.downcast_ref::<serde_json::Error>() {
+            return e.class();
+        }
+        if let Some(e) = error.downcast_ref::<std::io::Error>()
+            && e.kind() == std::io::ErrorKind::TimedOut
+        {
+            return ErrorClass::Timeout;
+        }
+        if error.is::<tokio::time::error::Elapsed>() {
+            return ErrorClass::Timeout;
+        }
+        current = error.source();
+    }
+    ErrorClass::Transient
+}
+
+/// Waits between attempts: `initial`, then multiplied by `factor` each time, capped at `max`,
+/// each spread by up to `jitter` (a fraction) either way so that many runs failing together do
+/// not retry together.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// The wait before the second attempt.
@@ -11,18 +379,22 @@ pub struct Backoff {
     pub factor: f64,
     /// The longest wait.
     pub max: Duration,
+    /// The spread of each wait, as a fraction of it (0.1: up to 10% shorter or longer).
+    pub jitter: f64,
 }
 
 impl Backoff {
-    /// 1 s, 2 s, 4 s, ... up to 30 s.
+    /// 1 s, 5 s, 25 s, then 30 s, with 10% jitter.
     pub const DEFAULT: Backoff = Backoff {
         initial: Duration::from_secs(1),
-        factor: 2.0,
+        factor: 5.0,
         max: Duration::from_secs(30),
+        jitter: 0.1,
     };
 
-    /// The wait after failed attempt number `attempt` (1-based) before the next one.
-    pub fn delay_after(&self, attempt: u32) -> Duration {
+    /// The wait after failed attempt number `attempt` (from 1) before the next one, without
+    /// jitter.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(64) as i32;
         let scaled = self.initial.as_secs_f64() * self.factor.powi(exponent);
         if !scaled.is_finite() || scaled >= self.max.as_secs_f64() {
@@ -30,6 +402,18 @@ impl Backoff {
         } else {
             Duration::from_secs_f64(scaled.max(0.0))
         }
+    }
+
+    /// The wait after failed attempt `attempt`, spread by the jitter according to `seed` (a
+    /// hash of the step's key and attempt, so the spread is reproducible).
+    pub fn delay(&self, attempt: u32, seed: u64) -> Duration {
+        let base = self.base_delay(attempt);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        if jitter == 0.0 {
+            return base;
+        }
+        let unit = (seed >> 11) as f64 / (1u64 << 53) as f64; // in [0, 1)
+        base.mul_f64(1.0 + jitter * (2.0 * unit - 1.0))
     }
 }
 
@@ -39,30 +423,43 @@ impl Default for Backoff {
     }
 }
 
-/// How a step retries: the number of retries after the first attempt, the backoff between
-/// them, and the timeout of each attempt.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How a step retries. Unset fields follow the defaults of the failure's class.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt; 3 means up to 4 attempts.
-    pub retries: u32,
-    /// Waits between attempts.
-    pub backoff: Backoff,
-    /// The limit of each attempt; an attempt past it is dropped and counts as failed.
+    /// Retries after the first attempt for every retryable class; `None`: the class's default.
+    pub retries: Option<u32>,
+    /// Waits between attempts; `None`: [`Backoff::DEFAULT`].
+    pub backoff: Option<Backoff>,
+    /// The limit of each attempt; an attempt past it is dropped and fails as a timeout.
     pub timeout: Option<Duration>,
+    /// Never retry, whatever the class.
+    pub non_retryable: bool,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Decision {
+    RetryAfter(Duration),
+    GiveUp,
 }
 
 impl RetryPolicy {
-    /// Three retries, the default backoff, no timeout.
-    pub const DEFAULT: RetryPolicy = RetryPolicy {
-        retries: 3,
-        backoff: Backoff::DEFAULT,
-        timeout: None,
-    };
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy::DEFAULT
+    /// The decision after attempt number `attempt` (from 1) failed with `class`.
+    pub(crate) fn decide(&self, class: ErrorClass, attempt: u32, seed: u64) -> Decision {
+        if self.non_retryable || !class.is_retryable() {
+            return Decision::GiveUp;
+        }
+        let retries = self.retries.unwrap_or_else(|| class.default_retries());
+        if attempt > retries {
+            return Decision::GiveUp;
+        }
+        if let ErrorClass::RateLimited {
+            retry_after: Some(wait),
+        } = class
+        {
+            return Decision::RetryAfter(wait);
+        }
+        Decision::RetryAfter(self.backoff.unwrap_or_default().delay(attempt, seed))
     }
 }
 
@@ -71,12 +468,109 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_backoff_doubles_and_caps() {
+    fn default_backoff_grows_by_five_and_caps_at_thirty_seconds() {
         let b = Backoff::DEFAULT;
-        assert_eq!(b.delay_after(1), Duration::from_secs(1));
-        assert_eq!(b.delay_after(2), Duration::from_secs(2));
-        assert_eq!(b.delay_after(3), Duration::from_secs(4));
-        assert_eq!(b.delay_after(10), Duration::from_secs(30));
-        assert_eq!(b.delay_after(u32::MAX), Duration::from_secs(30));
+        assert_eq!(b.base_delay(1), Duration::from_secs(1));
+        assert_eq!(b.base_delay(2), Duration::from_secs(5));
+        assert_eq!(b.base_delay(3), Duration::from_secs(25));
+        assert_eq!(b.base_delay(4), Duration::from_secs(30));
+        assert_eq!(b.base_delay(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        let b = Backoff::DEFAULT;
+        for seed in [0, 1, u64::MAX, 0x1234_5678_9abc_def0] {
+            let d = b.delay(2, seed).as_secs_f64();
+            assert!((4.5..=5.5).contains(&d), "{d}");
+        }
+        let none = Backoff { jitter: 0.0, ..b };
+        assert_eq!(none.delay(2, 99), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777; 60 s later:
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn policy_follows_the_class_table() {
+        let policy = RetryPolicy::default();
+        let transient = ErrorClass::Transient;
+        assert!(matches!(
+            policy.decide(transient, 3, 0),
+            Decision::RetryAfter(_)
+        ));
+        assert_eq!(policy.decide(transient, 4, 0), Decision::GiveUp);
+        assert!(matches!(
+            policy.decide(ErrorClass::Schema, 1, 0),
+            Decision::RetryAfter(_)
+        ));
+        assert_eq!(policy.decide(ErrorClass::Schema, 2, 0), Decision::GiveUp);
+        assert_eq!(
+            policy.decide(ErrorClass::Client { status: 404 }, 1, 0),
+            Decision::GiveUp
+        );
+        assert_eq!(
+            policy.decide(ErrorClass::Auth { status: 401 }, 1, 0),
+            Decision::GiveUp
+        );
+        let limited = ErrorClass::RateLimited {
+            retry_after: Some(Duration::from_secs(9)),
+        };
+        assert_eq!(
+            policy.decide(limited, 4, 0),
+            Decision::RetryAfter(Duration::from_secs(9))
+        );
+        assert_eq!(policy.decide(limited, 5, 0), Decision::GiveUp);
+        let strict = RetryPolicy {
+            non_retryable: true,
+            ..policy
+        };
+        assert_eq!(strict.decide(transient, 1, 0), Decision::GiveUp);
+        let more = RetryPolicy {
+            retries: Some(6),
+            ..policy
+        };
+        assert!(matches!(
+            more.decide(ErrorClass::Schema, 6, 0),
+            Decision::RetryAfter(_)
+        ));
+    }
+
+    #[test]
+    fn the_chain_is_searched_for_a_known_class() {
+        #[derive(Debug)]
+        struct Wrapper(HttpError);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("calling the model")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrapped = Wrapper(HttpError::new(401, None, "bad key"));
+        assert_eq!(classify_chain(&wrapped), ErrorClass::Auth { status: 401 });
+        let plain = std::fmt::Error;
+        assert_eq!(classify_chain(&plain), ErrorClass::Transient);
+        let failure = StepFailure::from_error(StepFailure::terminal("no"));
+        assert_eq!(failure.class(), ErrorClass::Terminal);
     }
 }

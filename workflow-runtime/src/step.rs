@@ -23,7 +23,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,23 +33,29 @@ use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::budget::Usage;
-use crate::context::{Abort, RunContext, current_run};
+use crate::circuit::Circuits;
+use crate::context::{Abort, RunContext, Shared, current_run};
 use crate::error::{Error, StepError, StepErrorKind};
-use crate::event::Event;
+use crate::event::{AlertKind, Event};
 use crate::journal::{self, Replay, StepRecord, StepStatus};
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::{Backoff, Decision, ErrorClass, RetryPolicy, StepFailure};
 use crate::store::Write;
 
 tokio::task_local! {
     static CURRENT_STEP: StepContext;
 }
 
+/// The circuits of steps that run outside an engine.
+static DIRECT_CIRCUITS: LazyLock<Circuits> = LazyLock::new(Circuits::default);
+
 /// Starts building a step named `name`. The name is journaled with the step's outcome and
 /// checked on replay, so keep it stable.
 pub fn step(name: impl Into<String>) -> Step {
     Step {
         name: name.into(),
-        policy: RetryPolicy::DEFAULT,
+        policy: RetryPolicy::default(),
+        circuit: None,
+        at_most_once: false,
     }
 }
 
@@ -59,17 +65,20 @@ pub fn step(name: impl Into<String>) -> Step {
 pub struct Step {
     name: String,
     policy: RetryPolicy,
+    circuit: Option<String>,
+    at_most_once: bool,
 }
 
 impl Step {
-    /// Retries after the first attempt (default 3).
+    /// Retries after the first attempt, for every retryable class (by default each class has
+    /// its own: see [`retry`](crate::retry)).
     pub fn retries(mut self, retries: u32) -> Self {
-        self.policy.retries = retries;
+        self.policy.retries = Some(retries);
         self
     }
 
     /// The limit of each attempt (default none). An attempt past it is dropped and counts as a
-    /// failed attempt of kind [`StepErrorKind::Timeout`].
+    /// failed attempt of class [`ErrorClass::Timeout`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.policy.timeout = Some(timeout);
         self
@@ -77,7 +86,29 @@ impl Step {
 
     /// The waits between attempts (default [`Backoff::DEFAULT`]).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.policy.backoff = backoff;
+        self.policy.backoff = Some(backoff);
+        self
+    }
+
+    /// Never retries, whatever the error's class.
+    pub fn non_retryable(mut self) -> Self {
+        self.policy.non_retryable = true;
+        self
+    }
+
+    /// Calls go through the circuit breaker named `name`, shared by every run of the engine
+    /// (configure it with [`Engine::configure_circuit`](crate::Engine::configure_circuit)).
+    pub fn circuit(mut self, name: impl Into<String>) -> Self {
+        self.circuit = Some(name.into());
+        self
+    }
+
+    /// Calls the body at most once, even across crashes: the intent is journaled before the
+    /// call, and a run resumed after a crash during the call gets a
+    /// [`StepErrorKind::OutcomeUnknown`] error instead of a second call. Retries still happen
+    /// within one process, so combine it with `retries(0)` when a retry is as unsafe.
+    pub fn at_most_once(mut self) -> Self {
+        self.at_most_once = true;
         self
     }
 
@@ -92,6 +123,10 @@ impl Step {
     ///
     /// Outside a workflow run, the attempts run with their retries and timeouts and nothing is
     /// journaled.
+    ///
+    /// The error's class decides the retries: return a [`StepFailure`] (or an error whose
+    /// chain holds one of the types listed in [`retry`](crate::retry)) to choose it. `#[step]`
+    /// also uses a [`Classify`](crate::Classify) implementation of the error type.
     pub fn run<F, Fut, T, E>(self, attempt: F) -> impl Future<Output = Result<T, StepError>>
     where
         F: FnMut() -> Fut,
@@ -107,14 +142,12 @@ impl Step {
             match run {
                 Some((run, seq)) => self.run_journaled(&run, seq, attempt).await,
                 None => {
-                    let key = direct_key(&self.name);
                     let target = Target {
                         run: None,
                         seq: 0,
-                        key,
+                        key: direct_key(&self.name),
                     };
-                    let (outcome, _, _) = self.attempts(&target, attempt).await;
-                    outcome.map_err(|failure| failure.error)
+                    self.attempts(&target, attempt).await.outcome
                 }
             }
         }
@@ -138,6 +171,9 @@ impl Step {
                 tracing::error!(run_id = %run.run_id, seq, journaled = %mismatch.journaled, current = %mismatch.current, "non-determinism: run parked");
                 return park(run, Abort::Park(mismatch.to_string())).await;
             }
+            Ok(Replay::Journaled(record)) if record.status == StepStatus::Started => {
+                return resolve_unknown_outcome(run, record).await;
+            }
             Ok(Replay::Journaled(record)) => {
                 tracing::debug!(run_id = %run.run_id, seq, step = %name, "step replayed");
                 run.emit(Event::StepReplayed {
@@ -153,7 +189,7 @@ impl Step {
             Ok(Replay::Execute) => {}
         }
         if let Err(message) = run.check_budget() {
-            tracing::warn!(run_id = %run.run_id, seq, step = %name, %message, "budget exceeded");
+            run.alert(AlertKind::BudgetExceeded, Some(&name), message.clone());
             return park(run, Abort::Budget(message)).await;
         }
         if run.verify_only {
@@ -163,34 +199,50 @@ impl Step {
             );
             return park(run, Abort::Park(reason)).await;
         }
+        let _slot = run.in_flight_slot().await;
+
+        let started_at_us = journal::now_us();
+        let mut record = StepRecord {
+            seq,
+            name: name.clone(),
+            status: StepStatus::Started,
+            attempts: 1,
+            started_at_us,
+            finished_at_us: started_at_us,
+            output: None,
+            error: None,
+            usage: Usage::default(),
+        };
+        if self.at_most_once
+            && let Err(reason) = commit(run, &record).await
+        {
+            return park(run, Abort::Park(reason)).await;
+        }
 
         let target = Target {
             run: Some(Arc::clone(run)),
             seq,
             key: journal::idempotency_key(&run.run_id, seq, &name),
         };
-        let started_at_us = journal::now_us();
-        let (outcome, attempts, usage) = self.attempts(&target, attempt).await;
-        let mut record = StepRecord {
-            seq,
-            name: name.clone(),
-            status: StepStatus::Completed,
+        let Attempts {
+            outcome,
             attempts,
-            started_at_us,
-            finished_at_us: journal::now_us(),
-            output: None,
-            error: None,
             usage,
-        };
-        let mut panicked = None;
+        } = self.attempts(&target, attempt).await;
+        record.attempts = attempts;
+        record.finished_at_us = journal::now_us();
+        record.usage = usage;
         match outcome {
             Ok(value) => match serde_json::value::to_raw_value(&value) {
-                Ok(raw) => record.output = Some(raw),
+                Ok(raw) => {
+                    record.status = StepStatus::Completed;
+                    record.output = Some(raw);
+                }
                 Err(e) => {
                     record.status = StepStatus::Failed;
                     record.error = Some(StepError {
                         step: name.clone(),
-                        kind: StepErrorKind::Failed,
+                        kind: StepErrorKind::Terminal,
                         message: format!(
                             "its value of type `{}` cannot be encoded as JSON: {e}",
                             std::any::type_name::<T>()
@@ -199,49 +251,38 @@ impl Step {
                     });
                 }
             },
-            Err(failure) => {
-                if failure.error.kind == StepErrorKind::Panicked {
-                    panicked = Some(failure.error.to_string());
-                }
+            Err(error) => {
                 record.status = StepStatus::Failed;
-                record.error = Some(failure.error);
+                record.error = Some(error);
             }
         }
-
-        let write = Write::Step {
-            run_id: run.run_id.clone(),
-            step: record.clone(),
-        };
-        if let Err(e) = run.store.commit(vec![write]).await {
-            tracing::error!(run_id = %run.run_id, seq, step = %name, error = %e, "journal write failed: run parked");
-            return park(
-                run,
-                Abort::Park(format!(
-                    "the outcome of step #{seq} ({name}) could not be journaled: {e}"
-                )),
-            )
-            .await;
+        if let Err(reason) = commit(run, &record).await {
+            return park(run, Abort::Park(reason)).await;
         }
         run.charge(&record.usage);
-        match record.status {
-            StepStatus::Completed => {
-                tracing::info!(run_id = %run.run_id, seq, step = %name, attempts, "step completed")
+        finished(run, &record);
+
+        // Some failures end the run even if the body would carry on.
+        if let Some(error) = &record.error {
+            match error.kind {
+                StepErrorKind::Panicked => {
+                    return park(run, Abort::Fail(error.to_string())).await;
+                }
+                StepErrorKind::Auth => {
+                    let message = format!("{error}; the run stops until its credentials are fixed");
+                    run.alert(AlertKind::AuthFailure, Some(&name), message.clone());
+                    return park(run, Abort::Fail(message)).await;
+                }
+                StepErrorKind::BudgetExceeded => {
+                    run.alert(
+                        AlertKind::BudgetExceeded,
+                        Some(&name),
+                        error.message.clone(),
+                    );
+                    return park(run, Abort::Budget(error.message.clone())).await;
+                }
+                _ => {}
             }
-            _ => tracing::warn!(run_id = %run.run_id, seq, step = %name, attempts, "step failed"),
-        }
-        run.emit(Event::StepFinished {
-            run_id: run.run_id.clone(),
-            seq,
-            name: name.clone(),
-            attempts,
-            latency: Duration::from_micros(
-                record.finished_at_us.saturating_sub(record.started_at_us),
-            ),
-            usage: record.usage.clone(),
-            error: record.error.clone(),
-        });
-        if let Some(message) = panicked {
-            return park(run, Abort::Fail(message)).await;
         }
         match hand_back(run, &record) {
             Ok(outcome) => outcome,
@@ -249,22 +290,33 @@ impl Step {
         }
     }
 
-    /// Runs up to `retries + 1` attempts; returns the outcome, the number of attempts made and
-    /// the usage all of them reported.
-    async fn attempts<F, Fut, T, E>(
-        &self,
-        target: &Target,
-        mut attempt: F,
-    ) -> (Result<T, Failure>, u32, Usage)
+    /// Runs attempts until one succeeds or the policy gives up.
+    async fn attempts<F, Fut, T, E>(&self, target: &Target, mut attempt: F) -> Attempts<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let shared = target.run.as_ref().map(|run| &run.shared);
+        let circuits = shared.map_or(&*DIRECT_CIRCUITS, |shared| &shared.circuits);
         let usage = Arc::new(Mutex::new(Usage::default()));
         let mut previous_error: Option<StepError> = None;
+        let mut consecutive_503 = 0;
         let mut number = 1;
         let outcome = loop {
+            let permit = match &self.circuit {
+                Some(circuit) => match circuits.admit(circuit) {
+                    Ok(permit) => Some(permit),
+                    Err(open) => {
+                        break Err(self.error(
+                            StepErrorKind::CircuitOpen,
+                            open.to_string(),
+                            number,
+                        ));
+                    }
+                },
+                None => None,
+            };
             let context = StepContext {
                 inner: Arc::new(StepInner {
                     run_id: target.run.as_ref().map(|run| run.run_id.clone()),
@@ -274,12 +326,25 @@ impl Step {
                     attempt: number,
                     previous_error: previous_error.clone(),
                     usage: Arc::clone(&usage),
+                    shared: shared.cloned(),
                 }),
             };
             let span =
                 tracing::info_span!("step", name = %self.name, seq = target.seq, attempt = number);
+            // The closure itself runs in the step's scope too, so code that builds the
+            // attempt's future can read the context.
+            let built = catch_unwind(AssertUnwindSafe(|| {
+                CURRENT_STEP.sync_scope(context.clone(), &mut attempt)
+            }));
+            let future = match built {
+                Ok(future) => future,
+                Err(payload) => {
+                    let message = panic_message(payload);
+                    break Err(self.error(StepErrorKind::Panicked, message, number));
+                }
+            };
             let guarded = CURRENT_STEP
-                .scope(context, CatchUnwind(attempt()))
+                .scope(context, CatchUnwind(future))
                 .instrument(span);
             let result = match self.policy.timeout {
                 Some(limit) => match tokio::time::timeout(limit, guarded).await {
@@ -288,26 +353,68 @@ impl Step {
                 },
                 None => guarded.await,
             };
-            let (kind, message) = match result {
-                Ok(Ok(value)) => break Ok(value),
-                Ok(Err(error)) => (StepErrorKind::Failed, error_chain(error.into())),
-                Err(AttemptError::Panic(message)) => (StepErrorKind::Panicked, message),
+            let (class, message) = match result {
+                Ok(Ok(value)) => {
+                    if let (Some(circuit), Some(permit)) = (&self.circuit, permit) {
+                        circuits.record(circuit, permit, true);
+                    }
+                    break Ok(value);
+                }
+                Ok(Err(error)) => {
+                    let failure = StepFailure::from_error(error);
+                    (failure.class(), failure.message())
+                }
+                Err(AttemptError::Panic(message)) => {
+                    // A panic is a bug, not a transient condition: retrying would repeat it.
+                    break Err(self.error(StepErrorKind::Panicked, message, number));
+                }
                 Err(AttemptError::Timeout(limit)) => (
-                    StepErrorKind::Timeout,
+                    ErrorClass::Timeout,
                     format!("attempt timed out after {limit:?}"),
                 ),
             };
-            let error = StepError {
-                step: self.name.clone(),
-                kind,
-                message,
-                attempts: number,
-            };
-            // A panic is a bug, not a transient condition: retrying would repeat it.
-            if kind == StepErrorKind::Panicked || number > self.policy.retries {
-                break Err(Failure { error });
+            if let (Some(circuit), Some(permit)) = (&self.circuit, permit)
+                && circuits.record(circuit, permit, !class.counts_against_circuit())
+            {
+                self.circuit_opened(target, circuit);
             }
-            let delay = self.policy.backoff.delay_after(number);
+            consecutive_503 = match class {
+                ErrorClass::Server { status: 503 } => consecutive_503 + 1,
+                _ => 0,
+            };
+            let error = self.error(class.kind(), message, number);
+            let seed = jitter_seed(&target.key, number);
+            let delay = match self.policy.decide(class, number, seed) {
+                Decision::RetryAfter(delay) => delay,
+                Decision::GiveUp => {
+                    if matches!(class, ErrorClass::RateLimited { .. })
+                        && let Some(circuit) = &self.circuit
+                        && circuits.trip(circuit)
+                    {
+                        self.circuit_opened(target, circuit);
+                    }
+                    if consecutive_503 >= 2 {
+                        let message = format!(
+                            "step `{}` got HTTP 503 on {consecutive_503} attempts in a row: {}",
+                            self.name, error.message
+                        );
+                        alert(
+                            target,
+                            AlertKind::RepeatedServiceUnavailable,
+                            &self.name,
+                            message,
+                        );
+                    }
+                    break Err(error);
+                }
+            };
+            if let Some(run) = &target.run {
+                let spent = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Err(message) = run.check_budget_for_retry(&spent) {
+                    let message = format!("{message} (while retrying after: {})", error.message);
+                    break Err(self.error(StepErrorKind::BudgetExceeded, message, number));
+                }
+            }
             tracing::warn!(step = %self.name, seq = target.seq, attempt = number, error = %error.message, delay_ms = delay.as_millis() as u64, "step attempt failed; retrying");
             if let Some(run) = &target.run {
                 run.emit(Event::StepRetrying {
@@ -324,8 +431,49 @@ impl Step {
             number += 1;
         };
         let usage = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (outcome, number, usage)
+        Attempts {
+            outcome,
+            attempts: number,
+            usage,
+        }
     }
+
+    fn error(&self, kind: StepErrorKind, message: String, attempts: u32) -> StepError {
+        StepError {
+            step: self.name.clone(),
+            kind,
+            message,
+            attempts,
+        }
+    }
+
+    fn circuit_opened(&self, target: &Target, circuit: &str) {
+        let message = format!(
+            "circuit `{circuit}` opened after failures of step `{}`; calls through it fail fast until a probe succeeds",
+            self.name
+        );
+        alert(target, AlertKind::CircuitOpened, &self.name, message);
+    }
+}
+
+fn alert(target: &Target, kind: AlertKind, step: &str, message: String) {
+    match &target.run {
+        Some(run) => run.alert(kind, Some(step), message),
+        None => tracing::warn!(alert = kind.as_str(), step, message = %message, "workflow alert"),
+    }
+}
+
+/// The seed of an attempt's backoff jitter: reproducible, yet different between steps, so that
+/// runs failing together do not retry together.
+fn jitter_seed(key: &str, attempt: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes().chain(attempt.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^ (hash >> 33)
 }
 
 struct Target {
@@ -334,8 +482,72 @@ struct Target {
     key: String,
 }
 
-struct Failure {
-    error: StepError,
+struct Attempts<T> {
+    outcome: Result<T, StepError>,
+    attempts: u32,
+    usage: Usage,
+}
+
+/// Commits `record`; on failure returns why the run must be parked.
+async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), String> {
+    let write = Write::Step {
+        run_id: run.run_id.clone(),
+        step: record.clone(),
+    };
+    run.shared.store.commit(vec![write]).await.map_err(|e| {
+        tracing::error!(run_id = %run.run_id, seq = record.seq, step = %record.name, error = %e, "journal write failed: run parked");
+        format!(
+            "the outcome of step #{} ({}) could not be journaled: {e}",
+            record.seq, record.name
+        )
+    })
+}
+
+fn finished(run: &RunContext, record: &StepRecord) {
+    match record.status {
+        StepStatus::Completed => {
+            tracing::info!(run_id = %run.run_id, seq = record.seq, step = %record.name, attempts = record.attempts, "step completed")
+        }
+        _ => {
+            tracing::warn!(run_id = %run.run_id, seq = record.seq, step = %record.name, attempts = record.attempts, "step failed")
+        }
+    }
+    run.emit(Event::StepFinished {
+        run_id: run.run_id.clone(),
+        seq: record.seq,
+        name: record.name.clone(),
+        attempts: record.attempts,
+        latency: Duration::from_micros(record.finished_at_us.saturating_sub(record.started_at_us)),
+        usage: record.usage.clone(),
+        error: record.error.clone(),
+    });
+}
+
+/// An at-most-once step whose intent is journaled but whose outcome is not: the process died
+/// during the call. Journal that the outcome is unknown, and tell the body.
+async fn resolve_unknown_outcome<T>(
+    run: &RunContext,
+    mut record: StepRecord,
+) -> Result<T, StepError> {
+    let error = StepError {
+        step: record.name.clone(),
+        kind: StepErrorKind::OutcomeUnknown,
+        message: format!(
+            "step `{}` is at-most-once and was interrupted during its call by the end of a process; whether it took effect is unknown, so it is not called again",
+            record.name
+        ),
+        attempts: record.attempts,
+    };
+    record.status = StepStatus::Failed;
+    record.error = Some(error.clone());
+    record.finished_at_us = journal::now_us();
+    if !run.verify_only {
+        if let Err(reason) = commit(run, &record).await {
+            return park(run, Abort::Park(reason)).await;
+        }
+        finished(run, &record);
+    }
+    Err(error)
 }
 
 /// Decodes a journaled step outcome into what the body receives.
@@ -372,20 +584,6 @@ fn decode_value<T: DeserializeOwned>(
 async fn park<T>(run: &RunContext, reason: Abort) -> T {
     run.abort(reason);
     std::future::pending().await
-}
-
-fn error_chain(error: Box<dyn std::error::Error + Send + Sync>) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 fn direct_key(name: &str) -> String {
@@ -455,12 +653,11 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 /// assert_eq!(answer.unwrap(), "attempt 1");
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepContext {
     inner: Arc<StepInner>,
 }
 
-#[derive(Debug)]
 struct StepInner {
     run_id: Option<String>,
     seq: u64,
@@ -469,6 +666,16 @@ struct StepInner {
     attempt: u32,
     previous_error: Option<StepError>,
     usage: Arc<Mutex<Usage>>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl std::fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepContext")
+            .field("key", &self.inner.key)
+            .field("attempt", &self.inner.attempt)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StepContext {
@@ -510,8 +717,14 @@ impl StepContext {
     }
 
     /// Adds to what the step spent. Every attempt's usage counts, and the total is journaled
-    /// with the step and charged to the run's budget.
+    /// with the step and charged to the run's budget. Tokens of a model priced on the engine
+    /// ([`Engine::set_price`](crate::Engine::set_price)) are turned into US dollars when the
+    /// usage carries no cost of its own.
     pub fn report_usage(&self, usage: Usage) {
+        let usage = match &self.inner.shared {
+            Some(shared) => shared.price(usage),
+            None => usage,
+        };
         self.inner
             .usage
             .lock()

@@ -1,0 +1,495 @@
+//! Retries by error class, circuit breaking, alerts and budgets, under tokio's paused clock so
+//! that minutes of backoff take milliseconds.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use workflow_runtime::{
+    AlertKind, BoxFuture, Budget, CircuitConfig, Classify, Engine, Error, ErrorClass, Event,
+    HttpError, RunStatus, StepContext, StepError, StepErrorKind, StepFailure, Usage, Workflow,
+    WorkflowFailure, step,
+};
+
+/// Runs a step outside an engine whose attempts fail with `fail(attempt)` until `succeed_at`.
+async fn direct<E>(
+    configure: impl FnOnce(workflow_runtime::Step) -> workflow_runtime::Step,
+    mut fail: impl FnMut(u32) -> Option<E>,
+) -> (Result<u32, StepError>, Vec<Duration>)
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let starts = Mutex::new(Vec::new());
+    let origin = Instant::now();
+    let result = configure(step("probe"))
+        .run(|| {
+            starts.lock().unwrap().push(origin.elapsed());
+            let attempt = StepContext::current().expect("in a step").attempt();
+            let outcome = match fail(attempt) {
+                Some(error) => Err(error),
+                None => Ok(attempt),
+            };
+            async move { outcome }
+        })
+        .await;
+    let starts = starts.into_inner().unwrap();
+    let waits = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    (result, waits)
+}
+
+fn near(actual: Duration, expected_secs: f64, spread: f64) -> bool {
+    let a = actual.as_secs_f64();
+    a >= expected_secs * (1.0 - spread) - 1e-9 && a <= expected_secs * (1.0 + spread) + 1e-9
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_error_is_retried_three_times_with_growing_jittered_waits() {
+    let (result, waits) = direct(|s| s, |_| Some(io::Error::other("connection reset"))).await;
+    let error = result.unwrap_err();
+    assert_eq!(error.kind, StepErrorKind::Transient);
+    assert_eq!(error.attempts, 4);
+    assert_eq!(waits.len(), 3);
+    for (wait, expected) in waits.iter().zip([1.0, 5.0, 25.0]) {
+        assert!(near(*wait, expected, 0.1), "{waits:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_is_retried_like_a_network_error() {
+    let attempts = AtomicU32::new(0);
+    let result: Result<(), StepError> = step("slow")
+        .timeout(Duration::from_secs(2))
+        .run(|| async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<(), io::Error>(())
+        })
+        .await;
+    let error = result.unwrap_err();
+    assert_eq!((error.kind, error.attempts), (StepErrorKind::Timeout, 4));
+    assert_eq!(attempts.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_waits_exactly_as_long_as_retry_after_says() {
+    let (result, waits) = direct(
+        |s| s,
+        |attempt| (attempt < 3).then(|| HttpError::new(429, Some("7"), "slow down")),
+    )
+    .await;
+    assert_eq!(result.unwrap(), 3);
+    assert_eq!(waits, [Duration::from_secs(7), Duration::from_secs(7)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_without_retry_after_backs_off_and_gives_up_after_five_attempts() {
+    let (result, waits) = direct(|s| s, |_| Some(HttpError::new(429, None, "slow down"))).await;
+    let error = result.unwrap_err();
+    assert_eq!(
+        (error.kind, error.attempts),
+        (StepErrorKind::RateLimited, 5)
+    );
+    assert!(
+        near(waits[0], 1.0, 0.1) && near(waits[1], 5.0, 0.1),
+        "{waits:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_error_is_never_retried_and_an_override_cannot_change_that() {
+    let (result, waits) = direct(
+        |s| s.retries(5),
+        |_| Some(HttpError::new(404, None, "no such model")),
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert_eq!((error.kind, error.attempts), (StepErrorKind::Client, 1));
+    assert!(waits.is_empty());
+    assert!(error.message.contains("HTTP 404"), "{}", error.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schema_mismatch_is_retried_once_with_the_error_readable_by_the_step() {
+    let seen = Mutex::new(Vec::new());
+    let result: Result<u32, StepError> = step("extract")
+        .run(|| async {
+            let ctx = StepContext::current().expect("in a step");
+            seen.lock()
+                .unwrap()
+                .push(ctx.previous_error().map(|e| e.message.clone()));
+            // The model keeps answering prose where JSON was asked for.
+            serde_json::from_str::<u32>("Sure! Here is the number: 4")
+        })
+        .await;
+    let error = result.unwrap_err();
+    assert_eq!((error.kind, error.attempts), (StepErrorKind::Schema, 2));
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen[0], None);
+    assert!(
+        seen[1]
+            .as_deref()
+            .is_some_and(|m| m.contains("expected value")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_retryable_steps_and_terminal_failures_stop_at_once() {
+    let (result, _) = direct(|s| s.non_retryable(), |_| Some(io::Error::other("flaky"))).await;
+    assert_eq!(result.unwrap_err().attempts, 1);
+    let (result, _) = direct(
+        |s| s,
+        |_| Some(StepFailure::terminal("invalid card number")),
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert_eq!((error.kind, error.attempts), (StepErrorKind::Terminal, 1));
+}
+
+#[derive(Debug)]
+enum PaymentError {
+    Declined,
+    GatewayDown,
+}
+
+impl std::fmt::Display for PaymentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for PaymentError {}
+
+impl Classify for PaymentError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PaymentError::Declined => ErrorClass::Terminal,
+            PaymentError::GatewayDown => ErrorClass::Transient,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn user_errors_classify_themselves_and_anyhow_keeps_the_class_of_its_cause() {
+    let (result, _) = direct(
+        |s| s,
+        |_| Some(StepFailure::classified(PaymentError::Declined)),
+    )
+    .await;
+    assert_eq!(result.unwrap_err().attempts, 1, "declined is terminal");
+    let (result, _) = direct(
+        |s| s,
+        |a| (a < 2).then(|| StepFailure::classified(PaymentError::GatewayDown)),
+    )
+    .await;
+    assert_eq!(result.unwrap(), 2, "gateway down is transient");
+
+    let (result, _) = direct(
+        |s| s,
+        |_| {
+            Some(
+                anyhow::Error::new(HttpError::new(403, None, "key revoked"))
+                    .context("calling the model"),
+            )
+        },
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert_eq!(
+        (error.kind, error.attempts),
+        (StepErrorKind::Auth, 1),
+        "{error}"
+    );
+
+    // A plain std error is transient by default.
+    let (result, _) = direct(|s| s.retries(1), |_| Some(std::fmt::Error)).await;
+    assert_eq!(result.unwrap_err().kind, StepErrorKind::Transient);
+}
+
+// --- Engine-level behaviour: alerts, circuits, auth, budgets --------------------------------
+
+/// One step whose behaviour the input names.
+struct Scenario;
+
+static STARTED: AtomicU32 = AtomicU32::new(0);
+
+async fn behave(name: &str) -> Result<String, StepFailure> {
+    let ctx = StepContext::current().expect("in a step");
+    STARTED.fetch_add(1, Ordering::SeqCst);
+    match name {
+        "unavailable" => Err(StepFailure::from_error(HttpError::new(
+            503,
+            None,
+            "overloaded",
+        ))),
+        "unauthorized" => Err(StepFailure::from_error(HttpError::new(
+            401, None, "bad key",
+        ))),
+        "expensive-flaky" => {
+            ctx.report_usage(Usage::tokens("big-model", 10_000, 0));
+            Err(StepFailure::transient("timeout upstream"))
+        }
+        _ => Ok(format!("ok {}", ctx.attempt())),
+    }
+}
+
+impl Workflow for Scenario {
+    type Input = (String, Option<String>);
+    type Output = String;
+    const NAME: &'static str = "scenario";
+
+    fn run((name, circuit): Self::Input) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let mut s = step(name.clone());
+            if let Some(circuit) = circuit {
+                s = s.circuit(circuit);
+            }
+            let first = s.run(|| behave(&name)).await;
+            // The body carries on whatever happened, so that what stops a run is the engine.
+            let after = step("after").run(|| async { Ok::<_, io::Error>(()) }).await;
+            Ok(format!("{first:?} / {after:?}"))
+        })
+    }
+}
+
+fn alerts(engine: &Engine) -> Arc<Mutex<Vec<(AlertKind, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    engine.on_event(move |event| {
+        if let Event::Alert { kind, message, .. } = event {
+            sink.lock().unwrap().push((*kind, message.clone()));
+        }
+    });
+    seen
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_503s_raise_an_alert_through_the_engine_hook() {
+    let engine = Engine::in_memory();
+    let seen = alerts(&engine);
+    let run = engine
+        .start::<Scenario>("r503", ("unavailable".into(), None))
+        .await
+        .unwrap();
+    let output = run.result().await.unwrap();
+    assert!(
+        output.contains("Server") && output.contains("attempts: 4"),
+        "{output}"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, AlertKind::RepeatedServiceUnavailable);
+    assert!(seen[0].1.contains("503 on 4 attempts"), "{}", seen[0].1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_auth_failure_is_not_retried_alerts_and_stops_the_run() {
+    let engine = Engine::in_memory();
+    let seen = alerts(&engine);
+    let run = engine
+        .start::<Scenario>("r401", ("unauthorized".into(), None))
+        .await
+        .unwrap();
+    let error = run.result().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::RunFailed { message, .. } if message.contains("HTTP 401")),
+        "{error}"
+    );
+    let journal = engine.journal("r401").await.unwrap();
+    assert_eq!(journal.len(), 1, "the body's next step never ran");
+    assert_eq!(journal[0].attempts, 1);
+    assert_eq!(seen.lock().unwrap()[0].0, AlertKind::AuthFailure);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_circuit_shared_by_runs_opens_fails_fast_probes_and_closes() {
+    let engine = Engine::in_memory();
+    let seen = alerts(&engine);
+    engine.configure_circuit(
+        "llm",
+        CircuitConfig {
+            failure_threshold: 5,
+            cool_down: Duration::from_secs(60),
+        },
+    );
+    // Two runs with 4 attempts each: the 5th consecutive failure opens the circuit, so the
+    // second run fails fast on its 2nd attempt.
+    let first = engine
+        .start::<Scenario>("c1", ("unavailable".into(), Some("llm".into())))
+        .await
+        .unwrap();
+    first.result().await.unwrap();
+    let before = STARTED.load(Ordering::SeqCst);
+    let second = engine
+        .start::<Scenario>("c2", ("unavailable".into(), Some("llm".into())))
+        .await
+        .unwrap();
+    let output = second.result().await.unwrap();
+    assert!(output.contains("CircuitOpen"), "{output}");
+    assert!(
+        output.contains("circuit `llm` is open after 5 consecutive failures"),
+        "{output}"
+    );
+    assert_eq!(
+        STARTED.load(Ordering::SeqCst) - before,
+        1,
+        "one call, then it failed fast"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(kind, _)| *kind == AlertKind::CircuitOpened)
+    );
+
+    // While open, a healthy call through the circuit still fails fast...
+    let third = engine
+        .start::<Scenario>("c3", ("healthy".into(), Some("llm".into())))
+        .await
+        .unwrap();
+    assert!(third.result().await.unwrap().contains("CircuitOpen"));
+    // ...after the cool-down, one probe goes through, succeeds, and closes the circuit.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    for id in ["c4", "c5"] {
+        let run = engine
+            .start::<Scenario>(id, ("healthy".into(), Some("llm".into())))
+            .await
+            .unwrap();
+        assert!(run.result().await.unwrap().starts_with("Ok(\"ok 1\")"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_are_charged_to_the_cost_budget_and_priced_from_the_engine_table() {
+    let engine = Engine::in_memory();
+    engine.set_price("big-model", 3.0, 15.0);
+    // Each attempt reports 10,000 input tokens: 0.03 USD. 0.07 USD allows 3 attempts.
+    let options =
+        workflow_runtime::RunOptions::default().budget(Budget::UNLIMITED.with_max_cost_usd(0.07));
+    let run = engine
+        .start_with::<Scenario>("costly", ("expensive-flaky".into(), None), options)
+        .await
+        .unwrap();
+    let error = run.result().await.unwrap_err();
+    let Error::BudgetExceeded { message, .. } = &error else {
+        panic!("expected BudgetExceeded, got {error:?}");
+    };
+    assert!(
+        message.contains("max_cost_usd = 0.0700") && message.contains("0.0900"),
+        "{message}"
+    );
+    let journal = engine.journal("costly").await.unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].attempts, 3);
+    assert!(
+        (journal[0].usage.cost_usd - 0.09).abs() < 1e-9,
+        "{:?}",
+        journal[0].usage
+    );
+    assert_eq!(
+        engine.run("costly").await.unwrap().unwrap().status,
+        RunStatus::BudgetExceeded
+    );
+}
+
+struct Wide;
+
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+static MOST_IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+
+impl Workflow for Wide {
+    type Input = ();
+    type Output = usize;
+    const NAME: &'static str = "wide";
+
+    fn budget() -> Budget {
+        Budget::UNLIMITED.with_max_in_flight_steps(2)
+    }
+
+    fn run(_: ()) -> BoxFuture<'static, Result<usize, WorkflowFailure>> {
+        Box::pin(async move {
+            let calls = (0..6).map(|i| {
+                step(format!("branch-{i}")).run(|| async {
+                    let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+                    MOST_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, io::Error>(())
+                })
+            });
+            let done = futures::future::join_all(calls).await;
+            Ok(done.into_iter().filter(Result::is_ok).count())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_cap_bounds_the_steps_in_flight() {
+    let engine = Engine::in_memory();
+    let started = Instant::now();
+    let done = engine
+        .start::<Wide>("wide", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(done, 6);
+    assert_eq!(MOST_IN_FLIGHT.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(3),
+        "6 one-second steps, 2 at a time"
+    );
+}
+
+struct Slow;
+
+impl Workflow for Slow {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "slow";
+
+    fn budget() -> Budget {
+        Budget::UNLIMITED.with_max_duration(Duration::from_millis(300))
+    }
+
+    fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            loop {
+                step("tick")
+                    .run(|| async {
+                        // Real time: the duration budget is wall-clock, so that it survives a
+                        // crash.
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok::<_, io::Error>(())
+                    })
+                    .await
+                    .map_err(|e| WorkflowFailure::new(e.to_string()))?;
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn max_duration_stops_a_run_that_takes_too_long() {
+    let engine = Engine::in_memory();
+    let error = engine
+        .start::<Slow>("slow", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::BudgetExceeded { message, .. } if message.contains("max_duration = 300ms")),
+        "{error}"
+    );
+    let steps = engine.journal("slow").await.unwrap().len();
+    assert!(
+        (5..=8).contains(&steps),
+        "about 300 ms of 50 ms steps, got {steps}"
+    );
+}
