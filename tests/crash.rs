@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use workflow_runtime::__private::BoxFuture;
 use workflow_runtime::{
-    Engine, Error, OpenError, RunRecord, RunStatus, StepContext, StepRecord, StepStatus, Workflow,
-    WorkflowFailure, idempotency_key, step,
+    Engine, Error, OpenError, RunRecord, RunStatus, StepContext, StepErrorKind, StepRecord,
+    StepStatus, Workflow, WorkflowFailure, idempotency_key, step,
 };
 
 /// Steps per run: enough that a kill at step 3 leaves finished steps on both sides of it.
@@ -50,6 +50,7 @@ const ENV_RUN: &str = "CRASH_CHILD_RUN";
 const ENV_LOG: &str = "CRASH_CHILD_LOG";
 const ENV_KILL: &str = "CRASH_CHILD_KILL";
 const ENV_STEP_MS: &str = "CRASH_CHILD_STEP_MS";
+const ENV_AT_MOST_ONCE: &str = "CRASH_CHILD_AT_MOST_ONCE";
 
 /// Markers are searched for inside lines, not matched as whole lines: with `--nocapture` the
 /// test harness prints `test child_process_entry ... ` and the child's first line follows it.
@@ -173,19 +174,28 @@ async fn step_body(i: u32, step_ms: u64) -> Result<String, std::io::Error> {
 struct Flow;
 
 impl Workflow for Flow {
-    /// (number of steps, latency of each step in ms). Journaled, so a resumed run keeps both.
-    type Input = (u32, u64);
+    /// (number of steps, latency of each step in ms, the step that is at-most-once if any).
+    /// Journaled, so a resumed run keeps them.
+    type Input = (u32, u64, Option<u32>);
     type Output = String;
     const NAME: &'static str = "crash_flow";
 
-    fn run((steps, step_ms): (u32, u64)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+    fn run(
+        (steps, step_ms, at_most_once): Self::Input,
+    ) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
         Box::pin(async move {
             let mut parts = Vec::new();
             for i in 0..steps {
-                let value = step(STEP_NAME)
-                    .run(|| step_body(i, step_ms))
-                    .await
-                    .map_err(|e| WorkflowFailure::new(e.to_string()))?;
+                let mut this = step(STEP_NAME);
+                if at_most_once == Some(i) {
+                    this = this.at_most_once();
+                }
+                let value = match this.run(|| step_body(i, step_ms)).await {
+                    Ok(value) => value,
+                    // The workflow decides what an unknown outcome means; this one notes it.
+                    Err(e) if e.kind == StepErrorKind::OutcomeUnknown => format!("unknown{i}"),
+                    Err(e) => return Err(WorkflowFailure::new(e.to_string())),
+                };
                 kill_point_hook(KillPoint::AfterCommit(i)).await;
                 parts.push(value);
                 // Not a step: replay runs it again, which is what a timer or a local
@@ -203,7 +213,7 @@ fn expected_output(step_ms: u64) -> String {
     block_on(async {
         let engine = Engine::in_memory();
         let run = engine
-            .start::<Flow>("expected", (STEPS, step_ms))
+            .start::<Flow>("expected", (STEPS, step_ms, None))
             .await
             .expect("start the reference run");
         run.result().await.expect("the reference run completes")
@@ -233,6 +243,7 @@ fn child_process_entry() {
     let run_id = env(ENV_RUN);
     set_log(&run_id, Path::new(&env(ENV_LOG)));
     let step_ms: u64 = env(ENV_STEP_MS).parse().expect("step latency in ms");
+    let at_most_once: Option<u32> = env(ENV_AT_MOST_ONCE).parse().ok();
     if let Some(point) = KillPoint::decode(&env(ENV_KILL)) {
         KILL_POINT.set(point).expect("the kill point is set once");
     }
@@ -242,7 +253,7 @@ fn child_process_entry() {
             .expect("the child opens the journal");
         print_flushed(OPENED);
         let run = engine
-            .start::<Flow>(run_id.as_str(), (STEPS, step_ms))
+            .start::<Flow>(run_id.as_str(), (STEPS, step_ms, at_most_once))
             .await
             .expect("the child starts or resumes the run");
         run.result().await.expect("the run completes")
@@ -268,6 +279,8 @@ struct Files {
     db: PathBuf,
     log: PathBuf,
     root: PathBuf,
+    /// The step the children's runs call at most once, if any.
+    at_most_once: Option<u32>,
 }
 
 impl Files {
@@ -278,6 +291,7 @@ impl Files {
             db: root.join("journal.redb"),
             log: root.join("side-effects.log"),
             root,
+            at_most_once: None,
             _dir: dir,
         }
     }
@@ -314,6 +328,12 @@ impl ChildProcess {
             .env(ENV_RUN, run_id)
             .env(ENV_LOG, &files.log)
             .env(ENV_STEP_MS, step_ms.to_string())
+            .env(
+                ENV_AT_MOST_ONCE,
+                files
+                    .at_most_once
+                    .map_or_else(String::new, |i| i.to_string()),
+            )
             .env(
                 ENV_KILL,
                 kill.map_or_else(|| "none".to_owned(), KillPoint::encode),
@@ -711,6 +731,61 @@ fn sigkill_between_steps_keeps_the_finished_steps() {
     crash_and_resume(KillPoint::Between(3));
 }
 
+#[test]
+fn sigkill_inside_an_at_most_once_step_gives_an_unknown_outcome_instead_of_a_second_call() {
+    const K: u32 = 3;
+    let mut files = Files::new();
+    files.at_most_once = Some(K);
+    let run_id = "at-most-once";
+
+    let mut first =
+        ChildProcess::spawn(&files, run_id, STEP_MS, Some(KillPoint::InStep(K)), "first");
+    first.wait_for(READY);
+    first.kill_at_kill_point();
+    let first_pid = first.pid();
+    // The intent was journaled before the call.
+    let (_, steps) = inspect(&files.db, run_id);
+    assert_eq!(steps.len() as u32, K + 1);
+    assert_eq!(steps[K as usize].status, StepStatus::Started);
+
+    let mut second = ChildProcess::spawn(&files, run_id, STEP_MS, None, "second");
+    let output = second.finish();
+    let second_pid = second.pid();
+    let expected: Vec<String> = (0..STEPS)
+        .map(|i| {
+            if i == K {
+                format!("unknown{K}")
+            } else {
+                part(i)
+            }
+        })
+        .collect();
+    assert_eq!(output, expected.join(","));
+
+    let log = SideEffects::read(&files.log);
+    let key = key(run_id, K);
+    assert_eq!(log.starts(&key, first_pid), [1], "{}", log.dump());
+    assert!(
+        log.starts(&key, second_pid).is_empty(),
+        "an at-most-once step must not be called again after a crash: {}",
+        log.dump()
+    );
+    let (record, steps) = inspect(&files.db, run_id);
+    assert_eq!(record.expect("journaled").status, RunStatus::Completed);
+    let interrupted = &steps[K as usize];
+    assert_eq!(interrupted.status, StepStatus::Failed);
+    let error = interrupted
+        .error
+        .as_ref()
+        .expect("the unknown outcome is journaled");
+    assert_eq!(error.kind, StepErrorKind::OutcomeUnknown);
+    assert!(
+        error.message.contains("not called again"),
+        "{}",
+        error.message
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kill at random moments
 // ---------------------------------------------------------------------------------------------
@@ -931,7 +1006,7 @@ fn a_journal_held_by_a_live_child_is_locked_and_resumes_after_the_kill() {
             .await
             .expect("the journal opens once its holder is dead");
         let run = engine
-            .start::<Flow>(run_id, (STEPS, STEP_MS))
+            .start::<Flow>(run_id, (STEPS, STEP_MS, None))
             .await
             .expect("start returns the existing run");
         run.result().await.expect("the resumed run completes")
