@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use workflow_examples::sim_llm::{LlmError, SimLlm, stable_hash};
-use workflow_runtime::{Engine, Event, RunStatus, workflow};
+use workflow_examples::sim_llm::{
+    INPUT_USD_PER_MTOK, LlmError, MODEL, OUTPUT_USD_PER_MTOK, SimLlm, stable_hash,
+};
+use workflow_runtime::{Engine, Event, RunOptions, RunStatus, StepContext, Workflow, workflow};
 
 /// What the agent learned about one sub-question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,12 +41,23 @@ fn llm() -> SimLlm {
 }
 
 async fn plan_questions(goal: &str) -> Result<Vec<String>, LlmError> {
-    llm()
-        .complete(
-            &format!("Break this research goal into sub-questions: {goal}"),
-            16,
-        )
-        .await?;
+    let mut prompt = format!(
+        "Break this research goal into 3 or 4 sub-questions, as a JSON array of strings: {goal}"
+    );
+    // A schema mismatch is retried once; feed the error back so the model can correct itself.
+    if let Some(previous) = StepContext::current().and_then(|c| c.previous_error().cloned()) {
+        prompt.push_str(&format!(
+            "\nYour previous answer was rejected ({}). Answer with the JSON array only.",
+            previous.message
+        ));
+    }
+    let completion = llm().complete(&prompt, 16).await?;
+    let proposed: Vec<String> = serde_json::from_str(&completion.text).map_err(LlmError::Schema)?;
+    if proposed.iter().all(|q| q.ends_with('?')) && (3..=4).contains(&proposed.len()) {
+        return Ok(proposed);
+    }
+    // The simulated model answers with well-formed JSON but no real questions: use a fixed set
+    // of angles, as many as its answer has words (3 or 4).
     let angles = [
         "What is {}, and what problem does it solve?",
         "How do the main approaches to {} differ?",
@@ -125,10 +138,12 @@ struct Options {
     new: bool,
     latency_ms: u64,
     fail_rate: f64,
+    max_cost_usd: Option<f64>,
+    max_steps: Option<u64>,
     json: bool,
 }
 
-const USAGE: &str = "usage: research_agent [GOAL] [--db PATH] [--run-id ID] [--new] [--latency-ms N] [--fail-rate F] [--json]";
+const USAGE: &str = "usage: research_agent [GOAL] [--db PATH] [--run-id ID] [--new] [--latency-ms N] [--fail-rate F] [--max-cost-usd X] [--max-steps N] [--json]";
 
 fn parse_options() -> Result<Options, String> {
     let mut options = Options {
@@ -138,6 +153,8 @@ fn parse_options() -> Result<Options, String> {
         new: false,
         latency_ms: 300,
         fail_rate: 0.1,
+        max_cost_usd: None,
+        max_steps: None,
         json: false,
     };
     let mut goal_given = false;
@@ -167,6 +184,22 @@ fn parse_options() -> Result<Options, String> {
                     .ok_or_else(|| {
                         format!("--fail-rate wants a number from 0 to 1, not {text:?}")
                     })?;
+            }
+            "--max-cost-usd" => {
+                let text = value("--max-cost-usd")?;
+                options.max_cost_usd = Some(
+                    text.parse()
+                        .ok()
+                        .filter(|usd: &f64| *usd >= 0.0)
+                        .ok_or_else(|| format!("--max-cost-usd wants a non-negative number of dollars, not {text:?}"))?,
+                );
+            }
+            "--max-steps" => {
+                let text = value("--max-steps")?;
+                options.max_steps = Some(
+                    text.parse()
+                        .map_err(|_| format!("--max-steps wants a whole number, not {text:?}"))?,
+                );
             }
             "-h" | "--help" => return Err(USAGE.into()),
             flag if flag.starts_with("--") => {
@@ -225,6 +258,15 @@ async fn run(options: Options) -> Result<ExitCode, String> {
     }
 
     let engine = Engine::open(&options.db).await.map_err(|e| e.to_string())?;
+    engine.set_price(MODEL, INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK);
+    // A per-run cap overrides the workflow's own (a per-user limit, say).
+    let mut budget = research_agent::budget();
+    if let Some(usd) = options.max_cost_usd {
+        budget = budget.with_max_cost_usd(usd);
+    }
+    if let Some(steps) = options.max_steps {
+        budget = budget.with_max_steps(steps);
+    }
     let counts = Arc::new(Mutex::new(Counts::default()));
     let watched = run_id.clone();
     let listener_counts = Arc::clone(&counts);
@@ -243,7 +285,11 @@ async fn run(options: Options) -> Result<ExitCode, String> {
         engine.replay::<research_agent>(&run_id).await
     } else {
         let handle = engine
-            .start::<research_agent>(run_id.clone(), (options.goal.clone(),))
+            .start_with::<research_agent>(
+                run_id.clone(),
+                (options.goal.clone(),),
+                RunOptions::default().budget(budget),
+            )
             .await
             .map_err(|e| e.to_string())?;
         handle.result().await

@@ -7,11 +7,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use workflow_runtime::{StepContext, Usage};
+use workflow_runtime::{Classify, ErrorClass, HttpError, StepContext, Usage};
 
-/// Prices of the simulated model, in US dollars per million tokens.
+/// The price of the simulated model's input, in US dollars per million tokens.
 pub const INPUT_USD_PER_MTOK: f64 = 3.0;
-/// Prices of the simulated model, in US dollars per million tokens.
+/// The price of the simulated model's output, in US dollars per million tokens.
 pub const OUTPUT_USD_PER_MTOK: f64 = 15.0;
 /// The simulated model's name.
 pub const MODEL: &str = "sim-llm-1";
@@ -34,22 +34,61 @@ pub struct Completion {
     pub usage: Usage,
 }
 
-/// A failed call of the simulated model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LlmError {
-    /// The HTTP status the simulated API answered.
-    pub status: u16,
-    /// Its message.
-    pub message: String,
+/// A failed call of the simulated model. Its cause is a type the runtime classifies (an
+/// [`HttpError`], an I/O timeout, a JSON error), so retries follow the class table whether
+/// or not the error goes through `#[step]`.
+#[derive(Debug)]
+pub enum LlmError {
+    /// The API answered with an error status.
+    Http(HttpError),
+    /// The request timed out.
+    Timeout(std::io::Error),
+    /// The model's answer does not match the schema asked for.
+    Schema(serde_json::Error),
 }
 
 impl fmt::Display for LlmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {}: {}", self.status, self.message)
+        match self {
+            LlmError::Http(e) => e.fmt(f),
+            LlmError::Timeout(e) => write!(f, "request timed out: {e}"),
+            LlmError::Schema(e) => write!(f, "the model's answer is not the JSON asked for: {e}"),
+        }
     }
 }
 
-impl std::error::Error for LlmError {}
+impl std::error::Error for LlmError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LlmError::Http(e) => Some(e),
+            LlmError::Timeout(e) => Some(e),
+            LlmError::Schema(e) => Some(e),
+        }
+    }
+}
+
+impl Classify for LlmError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            LlmError::Http(e) => e.class(),
+            LlmError::Timeout(_) => ErrorClass::Timeout,
+            LlmError::Schema(_) => ErrorClass::Schema,
+        }
+    }
+}
+
+/// What the simulated API does to one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    RateLimited {
+        retry_after_s: u64,
+    },
+    Overloaded,
+    Timeout,
+    /// Prose where JSON was asked for.
+    Malformed,
+}
 
 /// FNV-1a with a finalizer: stable across processes and builds, unlike std's randomly seeded hasher.
 pub fn stable_hash(parts: &[&str]) -> u64 {
@@ -97,29 +136,69 @@ const WORDS: &[&str] = &[
 ];
 
 impl SimLlm {
-    /// Completes `prompt`. Inside a step, the failure roll uses the step's idempotency key and
-    /// attempt, and the usage is reported to the step.
+    /// Decides what happens to this attempt: with probability `fail_rate`, one of the failures
+    /// of a real LLM API, chosen from the step's idempotency key and attempt.
+    fn fault(&self, key: &str, attempt: u32, wants_json: bool) -> Fault {
+        let attempt = attempt.to_string();
+        if unit_interval(stable_hash(&[key, &attempt])) >= self.fail_rate {
+            return Fault::None;
+        }
+        match stable_hash(&[key, &attempt, "fault"]) % 20 {
+            0..=5 => Fault::Overloaded,
+            6..=10 => Fault::RateLimited {
+                retry_after_s: 1 + stable_hash(&[key, &attempt, "wait"]) % 2,
+            },
+            11..=14 => Fault::Timeout,
+            _ if wants_json => Fault::Malformed,
+            _ => Fault::Overloaded,
+        }
+    }
+
+    /// Completes `prompt` with `words` words. Inside a step, what goes wrong depends on the
+    /// step's idempotency key and attempt, and the tokens used are reported to the step (the
+    /// engine's pricing table turns them into dollars). A prompt that contains "JSON" gets a
+    /// JSON array of strings, unless the simulated model slips into prose.
     pub async fn complete(&self, prompt: &str, words: usize) -> Result<Completion, LlmError> {
         let step = StepContext::current();
         let (key, attempt) = step
             .as_ref()
             .map(|s| (s.idempotency_key().to_owned(), s.attempt()))
             .unwrap_or_else(|| (prompt.to_owned(), 1));
-        let roll = stable_hash(&[&key, &attempt.to_string()]);
+        let wants_json = prompt.contains("JSON");
+        let fault = self.fault(&key, attempt, wants_json);
         let jitter = 0.5 + unit_interval(stable_hash(&[prompt, "latency", &attempt.to_string()]));
         tokio::time::sleep(self.latency.mul_f64(jitter)).await;
 
         let input_tokens = (prompt.split_whitespace().count() as u64 * 4).div_ceil(3) + 20;
-        if unit_interval(roll) < self.fail_rate {
-            // The request was billed for its input even though it failed.
-            let usage = usage(input_tokens, 0);
+        let report = |usage: Usage| {
             if let Some(step) = &step {
                 step.report_usage(usage);
             }
-            return Err(LlmError {
-                status: 503,
-                message: "the model is overloaded (simulated)".into(),
-            });
+        };
+        match fault {
+            Fault::Overloaded => {
+                return Err(LlmError::Http(HttpError::new(
+                    503,
+                    None,
+                    "the model is overloaded (simulated)",
+                )));
+            }
+            Fault::RateLimited { retry_after_s } => {
+                return Err(LlmError::Http(HttpError::new(
+                    429,
+                    Some(&retry_after_s.to_string()),
+                    "rate limit reached (simulated)",
+                )));
+            }
+            Fault::Timeout => {
+                // The request was billed for its input even though no answer came back.
+                report(usage(input_tokens, 0));
+                return Err(LlmError::Timeout(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer within the deadline (simulated)",
+                )));
+            }
+            Fault::None | Fault::Malformed => {}
         }
         let mut text = Vec::with_capacity(words);
         let mut seed = stable_hash(&[prompt]);
@@ -127,20 +206,21 @@ impl SimLlm {
             text.push(WORDS[(seed % WORDS.len() as u64) as usize]);
             seed = seed.rotate_left(7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
         }
-        let text = text.join(" ");
+        let text = match (wants_json, fault) {
+            (true, Fault::Malformed) => format!("Sure! Here is what I found: {}", text.join(" ")),
+            (true, _) => serde_json::to_string(&text).unwrap_or_default(),
+            (false, _) => text.join(" "),
+        };
         let output_tokens = (words as u64 * 4).div_ceil(3);
         let usage = usage(input_tokens, output_tokens);
-        if let Some(step) = &step {
-            step.report_usage(usage.clone());
-        }
+        report(usage.clone());
         Ok(Completion { text, usage })
     }
 }
 
 fn usage(input_tokens: u64, output_tokens: u64) -> Usage {
-    let cost = input_tokens as f64 * INPUT_USD_PER_MTOK / 1e6
-        + output_tokens as f64 * OUTPUT_USD_PER_MTOK / 1e6;
-    Usage::tokens(MODEL, input_tokens, output_tokens).with_cost_usd(cost)
+    // Tokens only: the engine's pricing table (3 and 15 USD per million) sets the cost.
+    Usage::tokens(MODEL, input_tokens, output_tokens)
 }
 
 #[cfg(test)]
@@ -165,7 +245,7 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a.text, c.text);
         assert_eq!(a.text.split(' ').count(), 12);
-        assert!(a.usage.cost_usd > 0.0);
+        assert!(a.usage.input_tokens > 0 && a.usage.output_tokens == 16);
     }
 
     #[tokio::test(start_paused = true)]
@@ -174,7 +254,8 @@ mod tests {
             latency: Duration::ZERO,
             fail_rate: 1.0,
         };
-        assert_eq!(failing.complete("p", 3).await.unwrap_err().status, 503);
+        let error = failing.complete("give me JSON", 3).await.err();
+        assert!(error.is_some());
         let healthy = SimLlm {
             latency: Duration::ZERO,
             fail_rate: 0.0,

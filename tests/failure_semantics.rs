@@ -493,3 +493,28 @@ async fn max_duration_stops_a_run_that_takes_too_long() {
         "about 300 ms of 50 ms steps, got {steps}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_class_keeps_its_own_allowance_of_retries() {
+    // A timeout, then a schema mismatch: the mismatch still gets its one retry.
+    let (result, _) = direct(
+        |s| s,
+        |attempt| match attempt {
+            1 => Some(StepFailure::new(ErrorClass::Timeout, "slow")),
+            2 => Some(StepFailure::new(
+                ErrorClass::Schema,
+                "prose instead of JSON",
+            )),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(result.unwrap(), 3);
+    // Two schema mismatches exhaust it.
+    let (result, _) = direct(
+        |s| s,
+        |attempt| (attempt <= 2).then(|| StepFailure::new(ErrorClass::Schema, "prose")),
+    )
+    .await;
+    assert_eq!(result.unwrap_err().attempts, 2);
+}

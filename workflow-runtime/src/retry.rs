@@ -444,13 +444,14 @@ pub(crate) enum Decision {
 }
 
 impl RetryPolicy {
-    /// The decision after attempt number `attempt` (from 1) failed with `class`.
-    pub(crate) fn decide(&self, class: ErrorClass, attempt: u32, seed: u64) -> Decision {
+    /// The decision after the `failures`-th failure of class `class` (from 1); `seed` spreads
+    /// the jitter.
+    pub(crate) fn decide(&self, class: ErrorClass, failures: u32, seed: u64) -> Decision {
         if self.non_retryable || !class.is_retryable() {
             return Decision::GiveUp;
         }
         let retries = self.retries.unwrap_or_else(|| class.default_retries());
-        if attempt > retries {
+        if failures > retries {
             return Decision::GiveUp;
         }
         if let ErrorClass::RateLimited {
@@ -459,7 +460,7 @@ impl RetryPolicy {
         {
             return Decision::RetryAfter(wait);
         }
-        Decision::RetryAfter(self.backoff.unwrap_or_default().delay(attempt, seed))
+        Decision::RetryAfter(self.backoff.unwrap_or_default().delay(failures, seed))
     }
 }
 

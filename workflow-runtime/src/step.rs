@@ -19,6 +19,7 @@
 //! ```
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -302,6 +303,7 @@ impl Step {
         let usage = Arc::new(Mutex::new(Usage::default()));
         let mut previous_error: Option<StepError> = None;
         let mut consecutive_503 = 0;
+        let mut failures_by_kind: HashMap<StepErrorKind, u32> = HashMap::new();
         let mut number = 1;
         let outcome = loop {
             let permit = match &self.circuit {
@@ -384,7 +386,11 @@ impl Step {
             };
             let error = self.error(class.kind(), message, number);
             let seed = jitter_seed(&target.key, number);
-            let delay = match self.policy.decide(class, number, seed) {
+            // Each class has its own allowance: a timeout followed by a schema mismatch still
+            // leaves the schema mismatch its one retry.
+            let same_class = failures_by_kind.entry(class.kind()).or_insert(0);
+            *same_class += 1;
+            let delay = match self.policy.decide(class, *same_class, seed) {
                 Decision::RetryAfter(delay) => delay,
                 Decision::GiveUp => {
                     if matches!(class, ErrorClass::RateLimited { .. })
