@@ -4,6 +4,7 @@
 //! a step looks up the run it belongs to with [`current_run`]. Outside an engine there is none,
 //! and steps run directly, with their retries and timeouts but without a journal.
 
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -11,9 +12,10 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::budget::{Budget, Pricing, Spent, Usage};
 use crate::circuit::Circuits;
+use crate::engine::Engine;
 use crate::error::NonDeterminism;
 use crate::event::{AlertKind, Event, Listeners};
-use crate::journal::{self, Replay, ReplayJournal};
+use crate::journal::{self, InboxEvent, Replay, ReplayJournal, RunRecord};
 use crate::store::Store;
 
 tokio::task_local! {
@@ -26,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) listeners: Listeners,
     pub(crate) circuits: Circuits,
     pub(crate) pricing: RwLock<Pricing>,
+    /// A run that will sleep or wait longer than this leaves memory and is brought back by
+    /// replay when it is due.
+    pub(crate) park_after: RwLock<Duration>,
 }
 
 impl Shared {
@@ -35,7 +40,12 @@ impl Shared {
             listeners: Listeners::default(),
             circuits: Circuits::default(),
             pricing: RwLock::new(Pricing::default()),
+            park_after: RwLock::new(Duration::from_secs(10)),
         }
+    }
+
+    pub(crate) fn park_after(&self) -> Duration {
+        *self.park_after.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn price(&self, usage: Usage) -> Usage {
@@ -55,6 +65,14 @@ pub(crate) enum Abort {
     Fail(String),
     /// A budget was exhausted.
     Budget(String),
+    /// Sleeping or waiting for an event: leave memory until `due_us` (or until an event
+    /// arrives, when `None`).
+    Wait {
+        due_us: Option<u64>,
+        waiting_for: String,
+    },
+    /// Cancelled by [`Engine::cancel`].
+    Cancel,
 }
 
 /// What a run is started with, besides its journal.
@@ -66,19 +84,37 @@ pub(crate) struct RunSetup {
     /// Set when a finished run is replayed to check the current code against its journal:
     /// every step must come from the journal, and nothing is written.
     pub(crate) verify_only: bool,
+    /// The run's record, when its status must change to `running` with its first commit (it
+    /// was pending or waiting): that costs no fsync of its own.
+    pub(crate) status_change: Option<RunRecord>,
+    /// The engine, for child workflows.
+    pub(crate) engine: Option<Engine>,
 }
 
 pub(crate) struct RunContext {
     pub(crate) run_id: String,
     pub(crate) shared: Arc<Shared>,
     pub(crate) verify_only: bool,
+    pub(crate) engine: Option<Engine>,
     budget: Budget,
     created_at_us: u64,
+    status_change: Mutex<Option<RunRecord>>,
+    inbox: Mutex<Inbox>,
+    inbox_signal: Notify,
+    running_steps: Mutex<BTreeMap<u64, (String, u64)>>,
     body_changed: bool,
     in_flight: Option<Semaphore>,
     state: Mutex<RunState>,
     abort_signal: Notify,
     abort_reason: Mutex<Option<Abort>>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    events: VecDeque<InboxEvent>,
+    /// Arrival numbers already delivered: an event can reach a starting run both from the
+    /// journal and from the sender.
+    seen: HashSet<u64>,
 }
 
 struct RunState {
@@ -98,6 +134,11 @@ impl RunContext {
             run_id: setup.run_id,
             shared,
             verify_only: setup.verify_only,
+            engine: setup.engine,
+            status_change: Mutex::new(setup.status_change),
+            inbox: Mutex::new(Inbox::default()),
+            inbox_signal: Notify::new(),
+            running_steps: Mutex::new(BTreeMap::new()),
             budget: setup.budget,
             created_at_us: setup.created_at_us,
             body_changed: setup.body_changed,
@@ -170,6 +211,63 @@ impl RunContext {
         }
     }
 
+    /// The run's record with status `running`, once: the first commit of a run that was
+    /// pending or waiting carries it.
+    pub(crate) fn take_status_change(&self) -> Option<RunRecord> {
+        lock(&self.status_change).take()
+    }
+
+    /// Puts back a status change whose commit failed.
+    pub(crate) fn restore_status_change(&self, record: Option<RunRecord>) {
+        if record.is_some() {
+            *lock(&self.status_change) = record;
+        }
+    }
+
+    /// Adds an event to the run's inbox (once, whatever the number of deliveries).
+    pub(crate) fn deliver(&self, event: InboxEvent) {
+        let mut inbox = lock(&self.inbox);
+        if inbox.seen.insert(event.arrival) {
+            inbox.events.push_back(event);
+            drop(inbox);
+            self.inbox_signal.notify_waiters();
+        }
+    }
+
+    /// Takes the oldest event named `name`, if one arrived.
+    pub(crate) fn take_event(&self, name: &str) -> Option<InboxEvent> {
+        let mut inbox = lock(&self.inbox);
+        let index = inbox.events.iter().position(|e| e.name == name)?;
+        inbox.events.remove(index)
+    }
+
+    /// Puts back an event whose consumption could not be journaled.
+    pub(crate) fn put_back(&self, event: InboxEvent) {
+        lock(&self.inbox).events.push_front(event);
+    }
+
+    /// Resolves when an event may have arrived.
+    pub(crate) fn inbox_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inbox_signal.notified()
+    }
+
+    /// Notes that step `seq` started executing (not replaying), for cancellation.
+    pub(crate) fn step_running(&self, seq: u64, name: &str, started_at_us: u64) {
+        lock(&self.running_steps).insert(seq, (name.to_owned(), started_at_us));
+    }
+
+    pub(crate) fn step_done(&self, seq: u64) {
+        lock(&self.running_steps).remove(&seq);
+    }
+
+    /// The steps executing now: (seq, name, started at).
+    pub(crate) fn running_steps(&self) -> Vec<(u64, String, u64)> {
+        lock(&self.running_steps)
+            .iter()
+            .map(|(seq, (name, at))| (*seq, name.clone(), *at))
+            .collect()
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         self.shared.listeners.emit(event);
     }
@@ -209,6 +307,11 @@ impl RunContext {
     pub(crate) async fn scope<F: Future>(self: Arc<Self>, body: F) -> F::Output {
         CURRENT_RUN.scope(self, body).await
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections here are short and cannot leave their data half-changed.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The run whose body is being polled, if any.

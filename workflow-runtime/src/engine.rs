@@ -1,20 +1,33 @@
-//! The engine: starts runs, drives each as a tokio task, and resumes unfinished runs.
+//! The engine: a durable queue of runs, each driven as a tokio task, and the resumption of
+//! unfinished runs.
+//!
+//! `start` journals a run as `pending` and queues it; a dispatcher task takes queued runs in
+//! order under the concurrency limits (see [`scheduler`](crate::scheduler)) and drives each one:
+//! it loads the run's journal once, re-executes the body (journaled steps replay, the rest
+//! run), and journals how the run ended. A run that sleeps or waits for an event longer than
+//! a threshold leaves memory (`waiting`) and is queued again for when it is due.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::budget::{Budget, Spent};
 use crate::circuit::CircuitConfig;
 use crate::context::{Abort, RunContext, RunSetup, Shared};
-use crate::error::Error;
+use crate::error::{Error, StepError, StepErrorKind};
 use crate::event::Event;
-use crate::journal::{self, ReplayJournal, RunRecord, RunStatus, StepRecord};
+use crate::journal::{
+    self, ConcurrencyKey, InboxEvent, ReplayJournal, RunRecord, RunStatus, StepRecord, StepStatus,
+};
+use crate::scheduler::{Queued, Scheduler, Slot};
 use crate::step::catch_unwind_future;
 use crate::store::{CreateRun, MemoryStore, RedbStore, Store, Write};
 use crate::workflow::{Erased, ErasedWorkflow, Workflow};
@@ -30,19 +43,45 @@ pub struct Engine {
 struct Inner {
     shared: Arc<Shared>,
     store: Arc<dyn Store>,
-    workflows: Mutex<HashMap<&'static str, Arc<dyn ErasedWorkflow>>>,
+    workflows: Mutex<HashMap<String, Arc<dyn ErasedWorkflow>>>,
+    /// Lock order: `active`, then `scheduler`.
     active: Mutex<HashMap<String, ActiveRun>>,
+    scheduler: Mutex<Scheduler>,
+    /// Records of runs just started, so that their first execution need not read them back.
+    fresh: Mutex<HashMap<String, RunRecord>>,
+    /// Wakes the dispatcher: a run was queued, or a slot was freed.
+    dispatch: Arc<Notify>,
+    dispatcher_started: AtomicBool,
+    closed: AtomicBool,
+    max_concurrent_runs: AtomicUsize,
+    /// Senders that wake `RunHandle::result` callers when their run ends.
+    endings: Mutex<HashMap<String, watch::Sender<bool>>>,
+    last_arrival: AtomicU64,
 }
 
+/// A run taken from the queue and executing.
+#[derive(Default)]
 struct ActiveRun {
-    finished: watch::Receiver<bool>,
     task: Option<JoinHandle<()>>,
+    context: Option<Arc<RunContext>>,
+    cancel_requested: bool,
+    /// An event arrived while the run was executing: if it goes on to wait, it is due at once.
+    event_arrived: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The dispatcher holds only a weak reference: wake it so that it sees the engine gone.
+        self.closed.store(true, Ordering::SeqCst);
+        self.dispatch.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("active_runs", &lock(&self.inner.active).len())
+            .field("queued_runs", &lock(&self.inner.scheduler).queued_len())
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +97,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct RunOptions {
     /// Replaces the workflow's budget for this run (a per-user cap, say).
     pub budget: Option<Budget>,
+    /// Runs with a higher priority leave the queue first (default 0).
+    pub priority: i32,
+    /// The run does not start before this time.
+    pub not_before: Option<SystemTime>,
+    /// At most `limit` runs with this key execute at once.
+    pub concurrency_key: Option<ConcurrencyKey>,
 }
 
 impl RunOptions {
@@ -66,6 +111,39 @@ impl RunOptions {
         self.budget = Some(budget);
         self
     }
+
+    /// The run's priority: higher leaves the queue first.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The run does not start before `time`.
+    pub fn not_before(mut self, time: SystemTime) -> Self {
+        self.not_before = Some(time);
+        self
+    }
+
+    /// The run does not start before `delay` has passed.
+    pub fn delay(self, delay: Duration) -> Self {
+        let at = journal::now_us() + delay.as_micros() as u64;
+        self.not_before(SystemTime::UNIX_EPOCH + Duration::from_micros(at))
+    }
+
+    /// At most `limit` runs with `key` execute at once (one run at a time per user: `limit` 1).
+    pub fn concurrency_key(mut self, key: impl Into<String>, limit: u32) -> Self {
+        self.concurrency_key = Some(ConcurrencyKey {
+            key: key.into(),
+            limit: limit.max(1),
+        });
+        self
+    }
+}
+
+fn micros(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 impl Engine {
@@ -99,6 +177,14 @@ impl Engine {
                 store,
                 workflows: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
+                scheduler: Mutex::new(Scheduler::default()),
+                fresh: Mutex::new(HashMap::new()),
+                dispatch: Arc::new(Notify::new()),
+                dispatcher_started: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                max_concurrent_runs: AtomicUsize::new(10_000),
+                endings: Mutex::new(HashMap::new()),
+                last_arrival: AtomicU64::new(0),
             }),
         }
     }
@@ -127,30 +213,51 @@ impl Engine {
             .set(model, input_usd_per_million, output_usd_per_million);
     }
 
-    /// Makes workflow `W` known to the engine and resumes its unfinished runs: those that were
-    /// running when a previous process stopped, and parked runs whose code has changed since
-    /// they were parked. Returns how many runs it resumed.
+    /// The most runs that execute at once in this engine (default 10,000); the others wait in
+    /// the queue.
+    pub fn set_max_concurrent_runs(&self, runs: usize) {
+        self.inner
+            .max_concurrent_runs
+            .store(runs.max(1), Ordering::SeqCst);
+        self.inner.dispatch.notify_one();
+    }
+
+    /// A run that will sleep or wait for an event longer than this leaves memory and is brought
+    /// back by replay when it is due (default 10 s).
+    pub fn set_park_after(&self, threshold: Duration) {
+        *self
+            .inner
+            .shared
+            .park_after
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = threshold;
+    }
+
+    /// Makes workflow `W` known to the engine and queues its unfinished runs: those that were
+    /// pending, running or waiting when a previous process stopped, and parked runs whose code
+    /// has changed since they were parked. Returns how many runs it queued.
     ///
     /// Registering the same workflow again only looks for runs to resume. Two different types
     /// under one name are an error.
     pub async fn register<W: Workflow>(&self) -> Result<usize, Error> {
-        let workflow = self.add_workflow::<W>()?;
+        self.add_workflow::<W>()?;
         let runs = self.inner.store.list_runs().await?;
-        let mut resumed = 0;
+        let mut queued = 0;
         for run in runs {
             if run.workflow != W::NAME {
                 continue;
             }
             let resumable = match run.status {
-                RunStatus::Pending | RunStatus::Running => true,
+                RunStatus::Pending | RunStatus::Running | RunStatus::Waiting => true,
                 RunStatus::Parked => run.parked_by_fingerprint != Some(W::FINGERPRINT),
                 _ => false,
             };
-            if resumable && self.launch(run, Arc::clone(&workflow)) {
-                resumed += 1;
+            if resumable && self.enqueue(&run) {
+                queued += 1;
             }
         }
-        Ok(resumed)
+        self.kick();
+        Ok(queued)
     }
 
     fn add_workflow<W: Workflow>(&self) -> Result<Arc<dyn ErasedWorkflow>, Error> {
@@ -164,7 +271,7 @@ impl Engine {
             return Ok(Arc::clone(existing));
         }
         let workflow: Arc<dyn ErasedWorkflow> = Arc::new(Erased::<W>::new());
-        workflows.insert(W::NAME, Arc::clone(&workflow));
+        workflows.insert(W::NAME.to_owned(), Arc::clone(&workflow));
         Ok(workflow)
     }
 
@@ -173,7 +280,8 @@ impl Engine {
     }
 
     /// Starts a run of `W` under `run_id` with `input` (the workflow's arguments as a tuple),
-    /// and returns its handle once the run is journaled.
+    /// and returns its handle once the run is journaled as pending; the engine's queue starts
+    /// it as soon as the concurrency limits allow.
     ///
     /// Idempotent: if a run with this id exists, its handle is returned and nothing new starts
     /// (the input given now is ignored). A run id that belongs to another workflow is an error.
@@ -186,7 +294,8 @@ impl Engine {
             .await
     }
 
-    /// [`start`](Engine::start) with options for this run.
+    /// [`start`](Engine::start) with options for this run: its budget, priority, earliest
+    /// start and concurrency key.
     pub async fn start_with<W: Workflow>(
         &self,
         run_id: impl Into<String>,
@@ -197,7 +306,6 @@ impl Engine {
         if !self.is_registered::<W>() {
             self.register::<W>().await?;
         }
-        let workflow = self.add_workflow::<W>()?;
         let input = serde_json::value::to_raw_value(&input).map_err(|e| Error::Encode {
             what: format!("the input of run {run_id:?}"),
             detail: e.to_string(),
@@ -207,19 +315,25 @@ impl Engine {
             run_id: run_id.clone(),
             workflow: W::NAME.to_owned(),
             fingerprint: W::FINGERPRINT,
-            status: RunStatus::Running,
+            status: RunStatus::Pending,
             input,
             output: None,
             error: None,
             budget: options.budget.unwrap_or_else(W::budget),
             parked_by_fingerprint: None,
+            priority: options.priority,
+            not_before_us: options.not_before.map(micros),
+            concurrency_key: options.concurrency_key,
+            waiting_for: None,
             created_at_us: now,
             updated_at_us: now,
         };
         match self.inner.store.create_run(record.clone()).await? {
             CreateRun::Created => {
-                tracing::info!(workflow = W::NAME, run_id = %run_id, "run started");
-                self.launch(record, workflow);
+                tracing::info!(workflow = W::NAME, run_id = %run_id, "run queued");
+                lock(&self.inner.fresh).insert(run_id.clone(), record.clone());
+                self.enqueue(&record);
+                self.kick();
             }
             CreateRun::Existing(existing) => {
                 if existing.workflow != W::NAME {
@@ -229,8 +343,12 @@ impl Engine {
                         requested: W::NAME.to_owned(),
                     });
                 }
-                if matches!(existing.status, RunStatus::Pending | RunStatus::Running) {
-                    self.launch(existing, workflow);
+                if matches!(
+                    existing.status,
+                    RunStatus::Pending | RunStatus::Running | RunStatus::Waiting
+                ) {
+                    self.enqueue(&existing);
+                    self.kick();
                 }
             }
         }
@@ -247,27 +365,130 @@ impl Engine {
     }
 
     /// Resumes a parked run (after its code was fixed, say). Its workflow must be registered.
-    /// A run that is already executing, or finished, is left as it is.
+    /// A run that is executing, queued or finished is left as it is.
     pub async fn resume(&self, run_id: &str) -> Result<(), Error> {
-        let run = self
-            .inner
+        let run = self.existing(run_id).await?;
+        if !lock(&self.inner.workflows).contains_key(run.workflow.as_str()) {
+            return Err(Error::WorkflowNotRegistered {
+                run_id: run_id.to_owned(),
+                workflow: run.workflow,
+            });
+        }
+        if !run.status.is_terminal() {
+            self.enqueue(&run);
+            self.kick();
+        }
+        Ok(())
+    }
+
+    /// Cancels a run: it ends at once with status `cancelled`, the steps it was executing are
+    /// dropped and journaled as cancelled, and it never resumes. Returns false when the run had
+    /// already finished.
+    pub async fn cancel(&self, run_id: &str) -> Result<bool, Error> {
+        {
+            let mut active = lock(&self.inner.active);
+            if let Some(run) = active.get_mut(run_id) {
+                match &run.context {
+                    Some(context) => context.abort(Abort::Cancel),
+                    None => run.cancel_requested = true,
+                }
+                return Ok(true);
+            }
+            lock(&self.inner.scheduler).remove(run_id);
+        }
+        let mut run = self.existing(run_id).await?;
+        if run.status.is_terminal() {
+            return Ok(false);
+        }
+        run.status = RunStatus::Cancelled;
+        run.error = Some("cancelled".into());
+        run.updated_at_us = journal::now_us();
+        self.inner.store.commit(vec![Write::Run(run)]).await?;
+        self.inner.signal_end(run_id);
+        self.inner.shared.listeners.emit(Event::RunFinished {
+            run_id: run_id.to_owned(),
+            status: RunStatus::Cancelled,
+            message: Some("cancelled".into()),
+        });
+        Ok(true)
+    }
+
+    /// Sends the event `name` with `payload` to run `run_id`. It is journaled before this
+    /// returns, and kept until the run consumes it with
+    /// [`wait_for_event`](crate::wait_for_event): an event sent before the run waits is
+    /// delivered when it does. A waiting run out of memory is brought back.
+    pub async fn send_event(
+        &self,
+        run_id: &str,
+        name: &str,
+        payload: impl Serialize,
+    ) -> Result<(), Error> {
+        let run = self.existing(run_id).await?;
+        if run.status.is_terminal() {
+            return Err(Error::RunFinished {
+                run_id: run_id.to_owned(),
+                status: run.status,
+            });
+        }
+        let payload = serde_json::value::to_raw_value(&payload).map_err(|e| Error::Encode {
+            what: format!("the payload of event `{name}`"),
+            detail: e.to_string(),
+        })?;
+        let event = InboxEvent {
+            run_id: run_id.to_owned(),
+            arrival: self.next_arrival(),
+            name: name.to_owned(),
+            payload,
+            sent_at_us: journal::now_us(),
+        };
+        self.inner
+            .store
+            .commit(vec![Write::Event(event.clone())])
+            .await?;
+        let mut active = lock(&self.inner.active);
+        match active.get_mut(run_id) {
+            Some(run) => {
+                run.event_arrived = true;
+                if let Some(context) = &run.context {
+                    context.deliver(event);
+                }
+            }
+            None => {
+                lock(&self.inner.scheduler).wake(run_id, journal::now_us());
+            }
+        }
+        drop(active);
+        self.kick();
+        Ok(())
+    }
+
+    fn next_arrival(&self) -> u64 {
+        // Unique and increasing within the process, and after every earlier process's (which
+        // used the clock too).
+        let now = journal::now_us();
+        let mut last = self.inner.last_arrival.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(last + 1);
+            match self.inner.last_arrival.compare_exchange(
+                last,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
+    async fn existing(&self, run_id: &str) -> Result<RunRecord, Error> {
+        self.inner
             .store
             .load_run(run_id.to_owned())
             .await?
             .ok_or_else(|| Error::RunNotFound {
                 run_id: run_id.to_owned(),
-            })?;
-        let workflow = lock(&self.inner.workflows)
-            .get(run.workflow.as_str())
-            .cloned()
-            .ok_or_else(|| Error::WorkflowNotRegistered {
-                run_id: run_id.to_owned(),
-                workflow: run.workflow.clone(),
-            })?;
-        if !run.status.is_terminal() {
-            self.launch(run, workflow);
-        }
-        Ok(())
+            })
     }
 
     /// Replays a finished run of `W` against its journal, without executing or writing
@@ -279,9 +500,7 @@ impl Engine {
     /// journal does not hold, or a renamed one, is an [`Error::RunParked`] naming it; the run
     /// itself is left untouched).
     pub async fn replay<W: Workflow>(&self, run_id: &str) -> Result<W::Output, Error> {
-        let run = self.run(run_id).await?.ok_or_else(|| Error::RunNotFound {
-            run_id: run_id.to_owned(),
-        })?;
+        let run = self.existing(run_id).await?;
         if run.workflow != W::NAME {
             return Err(Error::RunIdConflict {
                 run_id: run_id.to_owned(),
@@ -291,7 +510,7 @@ impl Engine {
         }
         let workflow = Erased::<W>::new();
         let run_id = run_id.to_owned();
-        match execute_with(&self.inner, &run, &workflow, true).await {
+        match execute(self, &run, &workflow, true).await {
             Ending::Completed(raw) => serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
                 run_id,
                 what: "output".into(),
@@ -299,8 +518,16 @@ impl Engine {
                 detail: e.to_string(),
             }),
             Ending::Failed(message) => Err(Error::RunFailed { run_id, message }),
-            Ending::Parked(reason) => Err(Error::RunParked { run_id, reason }),
+            Ending::Parked(reason)
+            | Ending::Wait {
+                waiting_for: reason,
+                ..
+            } => Err(Error::RunParked { run_id, reason }),
             Ending::BudgetExceeded(message) => Err(Error::BudgetExceeded { run_id, message }),
+            Ending::Cancelled => Err(Error::RunFinished {
+                run_id,
+                status: RunStatus::Cancelled,
+            }),
         }
     }
 
@@ -319,9 +546,20 @@ impl Engine {
         Ok(self.inner.store.load_steps(run_id.to_owned()).await?)
     }
 
+    /// How many runs wait in the queue (pending, or waiting for a timer or an event), and how
+    /// many execute.
+    pub fn load(&self) -> (usize, usize) {
+        let active = lock(&self.inner.active).len();
+        let queued = lock(&self.inner.scheduler).queued_len();
+        (queued, active)
+    }
+
     /// Stops every run this engine is executing, as a crash would (their journals stay as they
-    /// are, and they resume in the next engine), and waits until they have stopped.
+    /// are, and they resume in the next engine), stops taking runs from the queue, and waits
+    /// until the runs have stopped.
     pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.dispatch.notify_one();
         let tasks: Vec<JoinHandle<()>> = lock(&self.inner.active)
             .drain()
             .filter_map(|(_, run)| run.task)
@@ -334,81 +572,260 @@ impl Engine {
         }
     }
 
-    /// Waits until run `run_id` is not executing in this engine.
-    async fn wait_until_idle(&self, run_id: &str) {
-        let finished = lock(&self.inner.active)
-            .get(run_id)
-            .map(|run| run.finished.clone());
-        if let Some(mut finished) = finished {
-            // An error means the driver is gone, which also means the run is idle.
-            let _ = finished.wait_for(|done| *done).await;
-        }
+    /// Whether this engine executes the run or has it queued.
+    fn knows(&self, run_id: &str) -> bool {
+        let active = lock(&self.inner.active);
+        active.contains_key(run_id) || lock(&self.inner.scheduler).is_queued(run_id)
     }
 
-    /// Spawns the task that drives `run`, unless it is executing already. Returns whether it
-    /// spawned one.
-    fn launch(&self, run: RunRecord, workflow: Arc<dyn ErasedWorkflow>) -> bool {
-        let mut active = lock(&self.inner.active);
+    /// Queues `run` unless it executes already. Returns whether it was queued.
+    fn enqueue(&self, run: &RunRecord) -> bool {
+        let active = lock(&self.inner.active);
         if active.contains_key(&run.run_id) {
             return false;
         }
-        let (done, finished) = watch::channel(false);
-        let run_id = run.run_id.clone();
-        let span =
-            tracing::info_span!("workflow_run", workflow = workflow.name(), run_id = %run_id);
-        let engine = self.clone();
-        let task_run_id = run_id.clone();
-        active.insert(
-            run_id.clone(),
-            ActiveRun {
-                finished,
-                task: None,
-            },
-        );
-        let task = tokio::spawn(
-            async move {
-                drive(&engine.inner, run, workflow).await;
-                lock(&engine.inner.active).remove(&task_run_id);
-                let _ = done.send(true);
-            }
-            .instrument(span),
-        );
-        if let Some(slot) = active.get_mut(&run_id) {
-            slot.task = Some(task);
-        }
+        lock(&self.inner.scheduler).enqueue(queued(run));
         true
+    }
+
+    /// Wakes the dispatcher, starting it on first use (it needs a tokio runtime, which
+    /// `with_store` does not).
+    fn kick(&self) {
+        if !self.inner.dispatcher_started.swap(true, Ordering::SeqCst) {
+            let inner = Arc::downgrade(&self.inner);
+            let wake = Arc::clone(&self.inner.dispatch);
+            tokio::spawn(dispatch(inner, wake));
+        }
+        self.inner.dispatch.notify_one();
     }
 }
 
-/// Executes (or replays) one run to its end and journals how it ended.
-async fn drive(engine: &Inner, mut run: RunRecord, workflow: Arc<dyn ErasedWorkflow>) {
-    let ending = execute(engine, &run, workflow.as_ref()).await;
-    let (status, output, error) = match ending {
-        Ending::Completed(output) => (RunStatus::Completed, Some(output), None),
-        Ending::Failed(message) => (RunStatus::Failed, None, Some(message)),
-        Ending::Parked(reason) => (RunStatus::Parked, None, Some(reason)),
-        Ending::BudgetExceeded(message) => (RunStatus::BudgetExceeded, None, Some(message)),
+fn queued(run: &RunRecord) -> Queued {
+    let due_us = match run.status {
+        // A waiting run with no time is woken by its event (or an engine restart).
+        RunStatus::Waiting => run.not_before_us.unwrap_or(u64::MAX),
+        _ => run.not_before_us.unwrap_or(0),
     };
-    match status {
-        RunStatus::Completed => tracing::info!("run completed"),
-        RunStatus::Parked => tracing::error!(reason = error.as_deref().unwrap_or(""), "run parked"),
-        _ => tracing::warn!(status = %status, error = error.as_deref().unwrap_or(""), "run ended"),
+    Queued {
+        run_id: run.run_id.clone(),
+        workflow: run.workflow.clone(),
+        priority: run.priority,
+        due_us,
+        key: run
+            .concurrency_key
+            .as_ref()
+            .map(|k| (k.key.clone(), k.limit)),
     }
-    run.parked_by_fingerprint = (status == RunStatus::Parked).then(|| workflow.fingerprint());
-    run.status = status;
-    run.output = output;
-    run.error = error.clone();
-    run.updated_at_us = journal::now_us();
-    let run_id = run.run_id.clone();
-    if let Err(e) = engine.store.commit(vec![Write::Run(run)]).await {
-        // The run stays `running` in the journal and resumes in the next engine.
-        tracing::error!(error = %e, "could not journal how the run ended");
+}
+
+/// The dispatcher: takes due runs from the queue as slots allow, and sleeps until the next one
+/// is due or something changes.
+async fn dispatch(engine: Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let next_due = {
+            let Some(inner) = engine.upgrade() else {
+                return;
+            };
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            Engine { inner }.launch_ready()
+        };
+        match next_due {
+            Some(due) => {
+                let wait = Duration::from_micros(due.saturating_sub(journal::now_us()));
+                tokio::select! {
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => notified.await,
+        }
     }
-    engine.shared.listeners.emit(Event::RunFinished {
-        run_id,
-        status,
-        message: error,
-    });
+}
+
+impl Engine {
+    /// Launches every queued run that is due and fits the limits; returns when the next
+    /// queued run is due.
+    fn launch_ready(&self) -> Option<u64> {
+        let limit = self.inner.max_concurrent_runs.load(Ordering::SeqCst);
+        let workflows = lock(&self.inner.workflows).clone();
+        let mut active = lock(&self.inner.active);
+        let (ready, next_due) =
+            lock(&self.inner.scheduler).take_ready(journal::now_us(), limit, |name| {
+                workflows.get(name).map(|w| w.concurrency())
+            });
+        for (queued, slot) in ready {
+            let Some(workflow) = workflows.get(&queued.workflow).cloned() else {
+                continue;
+            };
+            let run_id = queued.run_id;
+            let span =
+                tracing::info_span!("workflow_run", workflow = workflow.name(), run_id = %run_id);
+            let engine = self.clone();
+            let task_run_id = run_id.clone();
+            let task = tokio::spawn(
+                async move { engine.drive(task_run_id, workflow, slot).await }.instrument(span),
+            );
+            active.insert(
+                run_id,
+                ActiveRun {
+                    task: Some(task),
+                    ..ActiveRun::default()
+                },
+            );
+        }
+        next_due
+    }
+
+    /// Executes (or replays) one run until it ends or waits, and journals how.
+    async fn drive(self, run_id: String, workflow: Arc<dyn ErasedWorkflow>, slot: Slot) {
+        let fresh = lock(&self.inner.fresh).remove(&run_id);
+        let record = match fresh {
+            Some(record) => Ok(Some(record)),
+            None => self.inner.store.load_run(run_id.clone()).await,
+        };
+        let mut run = match record {
+            Ok(Some(run)) if !run.status.is_terminal() => run,
+            Ok(_) => return self.release(&run_id, &slot, None),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the run's record; it stays queued for the next engine");
+                return self.release(&run_id, &slot, None);
+            }
+        };
+        let (ending, context) = execute_in(&self, &run, workflow.as_ref(), false).await;
+        let mut writes = Vec::new();
+        if let (Ending::Cancelled, Some(context)) = (&ending, &context) {
+            // The steps that were executing were dropped: journal them as cancelled.
+            for (seq, name, started_at_us) in context.running_steps() {
+                writes.push(Write::Step {
+                    run_id: run_id.clone(),
+                    step: cancelled_step(seq, name, started_at_us),
+                });
+            }
+        }
+        let (status, output, error) = match ending {
+            Ending::Completed(output) => (RunStatus::Completed, Some(output), None),
+            Ending::Failed(message) => (RunStatus::Failed, None, Some(message)),
+            Ending::Parked(reason) => (RunStatus::Parked, None, Some(reason)),
+            Ending::BudgetExceeded(message) => (RunStatus::BudgetExceeded, None, Some(message)),
+            Ending::Cancelled => (RunStatus::Cancelled, None, Some("cancelled".to_owned())),
+            Ending::Wait {
+                due_us,
+                waiting_for,
+            } => {
+                run.not_before_us = due_us;
+                run.waiting_for = Some(waiting_for);
+                (RunStatus::Waiting, None, None)
+            }
+        };
+        match status {
+            RunStatus::Completed => tracing::info!("run completed"),
+            RunStatus::Waiting => tracing::debug!(
+                waiting_for = run.waiting_for.as_deref().unwrap_or(""),
+                "run waiting out of memory"
+            ),
+            RunStatus::Parked => {
+                tracing::error!(reason = error.as_deref().unwrap_or(""), "run parked")
+            }
+            _ => {
+                tracing::warn!(status = %status, error = error.as_deref().unwrap_or(""), "run ended")
+            }
+        }
+        if status != RunStatus::Waiting {
+            run.waiting_for = None;
+            run.not_before_us = None;
+        }
+        run.parked_by_fingerprint = (status == RunStatus::Parked).then(|| workflow.fingerprint());
+        run.status = status;
+        run.output = output;
+        run.error = error.clone();
+        run.updated_at_us = journal::now_us();
+        let waiting = (status == RunStatus::Waiting).then(|| run.clone());
+        writes.push(Write::Run(run));
+        if let Err(e) = self.inner.store.commit(writes).await {
+            // The run stays as journaled before and resumes in the next engine.
+            tracing::error!(error = %e, "could not journal how the run ended");
+        }
+        if status != RunStatus::Waiting {
+            self.inner.shared.listeners.emit(Event::RunFinished {
+                run_id: run_id.clone(),
+                status,
+                message: error,
+            });
+        }
+        self.release(&run_id, &slot, waiting);
+    }
+
+    /// Frees the run's slots; a waiting run goes back in the queue.
+    fn release(&self, run_id: &str, slot: &Slot, waiting: Option<RunRecord>) {
+        {
+            let mut active = lock(&self.inner.active);
+            let entry = active.remove(run_id);
+            let mut scheduler = lock(&self.inner.scheduler);
+            scheduler.release(slot);
+            if let Some(mut waiting) = waiting {
+                if entry.is_some_and(|e| e.event_arrived) {
+                    // An event arrived after the run last looked: replay at once.
+                    waiting.not_before_us = Some(journal::now_us());
+                }
+                scheduler.enqueue(queued(&waiting));
+            } else {
+                drop(scheduler);
+                drop(active);
+                self.inner.signal_end(run_id);
+            }
+        }
+        self.inner.dispatch.notify_one();
+    }
+}
+
+impl Inner {
+    /// Wakes the `result` callers of a run that ended (or is parked).
+    fn signal_end(&self, run_id: &str) {
+        if let Some(sender) = lock(&self.endings).remove(run_id) {
+            let _ = sender.send(true);
+        }
+    }
+
+    fn subscribe_end(&self, run_id: &str) -> watch::Receiver<bool> {
+        lock(&self.endings)
+            .entry(run_id.to_owned())
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe()
+    }
+
+    fn attach(&self, run_id: &str, context: &Arc<RunContext>) {
+        let mut active = lock(&self.active);
+        if let Some(run) = active.get_mut(run_id) {
+            run.context = Some(Arc::clone(context));
+            if run.cancel_requested {
+                context.abort(Abort::Cancel);
+            }
+        }
+    }
+}
+
+fn cancelled_step(seq: u64, name: String, started_at_us: u64) -> StepRecord {
+    StepRecord {
+        seq,
+        error: Some(StepError {
+            step: name.clone(),
+            kind: StepErrorKind::Cancelled,
+            message: "the run was cancelled while this step was executing".into(),
+            attempts: 1,
+        }),
+        name,
+        status: StepStatus::Failed,
+        attempts: 1,
+        started_at_us,
+        finished_at_us: journal::now_us(),
+        output: None,
+        usage: Default::default(),
+    }
 }
 
 enum Ending {
@@ -416,23 +833,39 @@ enum Ending {
     Failed(String),
     Parked(String),
     BudgetExceeded(String),
+    Cancelled,
+    Wait {
+        due_us: Option<u64>,
+        waiting_for: String,
+    },
 }
 
-async fn execute(engine: &Inner, run: &RunRecord, workflow: &dyn ErasedWorkflow) -> Ending {
-    execute_with(engine, run, workflow, false).await
-}
-
-async fn execute_with(
-    engine: &Inner,
+async fn execute(
+    engine: &Engine,
     run: &RunRecord,
     workflow: &dyn ErasedWorkflow,
     verify_only: bool,
 ) -> Ending {
-    let store = &engine.store;
+    execute_in(engine, run, workflow, verify_only).await.0
+}
+
+async fn execute_in(
+    engine: &Engine,
+    run: &RunRecord,
+    workflow: &dyn ErasedWorkflow,
+    verify_only: bool,
+) -> (Ending, Option<Arc<RunContext>>) {
+    let inner = &engine.inner;
+    let store = &inner.store;
     // The journal is read once per resume; replay then costs O(steps).
     let steps = match store.load_steps(run.run_id.clone()).await {
         Ok(steps) => steps,
-        Err(e) => return Ending::Parked(format!("its journal cannot be read: {e}")),
+        Err(e) => {
+            return (
+                Ending::Parked(format!("its journal cannot be read: {e}")),
+                None,
+            );
+        }
     };
     let replaying = steps.len();
     let mut spent = Spent::default();
@@ -449,48 +882,73 @@ async fn execute_with(
     }
     if replaying > 0 || verify_only {
         tracing::info!(journaled_steps = replaying, "run resumed");
-        engine.shared.listeners.emit(Event::RunResumed {
+        inner.shared.listeners.emit(Event::RunResumed {
             run_id: run.run_id.clone(),
             workflow: run.workflow.clone(),
             journaled_steps: replaying,
         });
     } else {
-        engine.shared.listeners.emit(Event::RunStarted {
+        inner.shared.listeners.emit(Event::RunStarted {
             run_id: run.run_id.clone(),
             workflow: run.workflow.clone(),
         });
     }
+    let status_change = (!verify_only && run.status != RunStatus::Running).then(|| {
+        let mut running = run.clone();
+        running.status = RunStatus::Running;
+        running.waiting_for = None;
+        running.error = None;
+        running.parked_by_fingerprint = None;
+        running.updated_at_us = journal::now_us();
+        running
+    });
     let setup = RunSetup {
         run_id: run.run_id.clone(),
         budget: run.budget,
         created_at_us: run.created_at_us,
         body_changed,
         verify_only,
+        status_change,
+        engine: Some(engine.clone()),
     };
     let context = Arc::new(RunContext::new(
         setup,
-        Arc::clone(&engine.shared),
+        Arc::clone(&inner.shared),
         ReplayJournal::new(steps),
         spent,
     ));
+    if !verify_only {
+        inner.attach(&run.run_id, &context);
+        // After `attach`, so that an event sent meanwhile is either in the journal or delivered.
+        match store.load_events(run.run_id.clone()).await {
+            Ok(events) => events.into_iter().for_each(|e| context.deliver(e)),
+            Err(e) => {
+                let reason = format!("its events cannot be read: {e}");
+                return (Ending::Parked(reason), Some(context));
+            }
+        }
+    }
     let body = match workflow.start(&run.run_id, &run.input) {
         Ok(body) => body,
-        Err(e) => return Ending::Parked(e.to_string()),
+        Err(e) => return (Ending::Parked(e.to_string()), Some(context)),
     };
     let body = catch_unwind_future(Arc::clone(&context).scope(body));
-    tokio::select! {
+    let ending = tokio::select! {
         biased;
         abort = context.aborted() => match abort {
             Abort::Park(reason) => Ending::Parked(reason),
             Abort::Fail(message) => Ending::Failed(message),
             Abort::Budget(message) => Ending::BudgetExceeded(message),
+            Abort::Cancel => Ending::Cancelled,
+            Abort::Wait { due_us, waiting_for } => Ending::Wait { due_us, waiting_for },
         },
         outcome = body => match outcome {
             Ok(Ok(output)) => Ending::Completed(output),
             Ok(Err(failure)) => Ending::Failed(failure.message),
             Err(panic) => Ending::Failed(format!("the workflow body {panic}")),
         },
-    }
+    };
+    (ending, Some(context))
 }
 
 /// A run of workflow `W`: wait for its result, or look at its status.
@@ -526,51 +984,71 @@ impl<W: Workflow> RunHandle<W> {
 
     /// The run's record as journaled now.
     pub async fn record(&self) -> Result<RunRecord, Error> {
-        self.engine
-            .run(&self.run_id)
-            .await?
-            .ok_or_else(|| Error::RunNotFound {
-                run_id: self.run_id.clone(),
-            })
+        self.engine.existing(&self.run_id).await
     }
 
-    /// Waits until the run stops executing in this engine, then returns its value, decoded
-    /// from the journal; or why it has none.
+    /// Waits until the run ends (or is parked), then returns its value, decoded from the
+    /// journal; or why it has none. A run that sleeps or waits for an event is waited for.
     pub async fn result(&self) -> Result<W::Output, Error> {
-        self.engine.wait_until_idle(&self.run_id).await;
-        let record = self.record().await?;
-        let run_id = self.run_id.clone();
-        match record.status {
-            RunStatus::Completed => {
-                let raw = record.output.ok_or_else(|| Error::Decode {
-                    run_id: run_id.clone(),
-                    what: "output".into(),
-                    type_name: std::any::type_name::<W::Output>(),
-                    detail: "the completed run has no journaled output".into(),
-                })?;
-                serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
-                    run_id,
-                    what: "output".into(),
-                    type_name: std::any::type_name::<W::Output>(),
-                    detail: e.to_string(),
-                })
+        let mut ended = self.engine.inner.subscribe_end(&self.run_id);
+        loop {
+            let record = self.record().await?;
+            let run_id = self.run_id.clone();
+            match record.status {
+                RunStatus::Completed => {
+                    let raw = record.output.ok_or_else(|| Error::Decode {
+                        run_id: run_id.clone(),
+                        what: "output".into(),
+                        type_name: std::any::type_name::<W::Output>(),
+                        detail: "the completed run has no journaled output".into(),
+                    })?;
+                    return serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
+                        run_id,
+                        what: "output".into(),
+                        type_name: std::any::type_name::<W::Output>(),
+                        detail: e.to_string(),
+                    });
+                }
+                RunStatus::Failed => {
+                    return Err(Error::RunFailed {
+                        run_id,
+                        message: record.error.unwrap_or_default(),
+                    });
+                }
+                RunStatus::BudgetExceeded => {
+                    return Err(Error::BudgetExceeded {
+                        run_id,
+                        message: record.error.unwrap_or_default(),
+                    });
+                }
+                RunStatus::Parked if !self.engine.knows(&run_id) => {
+                    return Err(Error::RunParked {
+                        run_id,
+                        reason: record.error.unwrap_or_default(),
+                    });
+                }
+                RunStatus::Cancelled => {
+                    return Err(Error::RunFinished {
+                        run_id,
+                        status: RunStatus::Cancelled,
+                    });
+                }
+                _ if !self.engine.knows(&run_id) => {
+                    return Err(Error::RunParked {
+                        run_id,
+                        reason: "it is unfinished and neither executing nor queued in this engine (the engine was shut down, or its workflow is not registered)".into(),
+                    });
+                }
+                _ => {}
             }
-            RunStatus::Failed => Err(Error::RunFailed {
-                run_id,
-                message: record.error.unwrap_or_default(),
-            }),
-            RunStatus::BudgetExceeded => Err(Error::BudgetExceeded {
-                run_id,
-                message: record.error.unwrap_or_default(),
-            }),
-            RunStatus::Parked => Err(Error::RunParked {
-                run_id,
-                reason: record.error.unwrap_or_default(),
-            }),
-            RunStatus::Pending | RunStatus::Running => Err(Error::RunParked {
-                run_id,
-                reason: "it is unfinished and not executing in this engine (the engine was shut down, or its workflow is not registered)".into(),
-            }),
+            // Subscribed before reading the record, so an end in between is not missed.
+            if ended.wait_for(|done| *done).await.is_err() {
+                return Err(Error::RunParked {
+                    run_id,
+                    reason: "the engine stopped".into(),
+                });
+            }
+            ended = self.engine.inner.subscribe_end(&self.run_id);
         }
     }
 }

@@ -209,6 +209,13 @@ pub enum Error {
         /// Why it is parked.
         reason: String,
     },
+    /// The run has finished (or was cancelled), so it cannot take this.
+    RunFinished {
+        /// The run.
+        run_id: String,
+        /// How it finished.
+        status: crate::RunStatus,
+    },
     /// The run was stopped by one of its budgets.
     BudgetExceeded {
         /// The run.
@@ -258,6 +265,9 @@ impl fmt::Display for Error {
             }
             Error::BudgetExceeded { run_id, message } => {
                 write!(f, "run {run_id:?} stopped: {message}")
+            }
+            Error::RunFinished { run_id, status } => {
+                write!(f, "run {run_id:?} has finished ({status})")
             }
         }
     }
@@ -316,6 +326,8 @@ pub enum StepErrorKind {
     OutcomeUnknown,
     /// The run's budget ran out while the step was retrying.
     BudgetExceeded,
+    /// The run was cancelled while the step was executing.
+    Cancelled,
     /// A kind written by a newer version of this library.
     #[serde(other)]
     Unknown,
@@ -336,6 +348,7 @@ impl fmt::Display for StepErrorKind {
             StepErrorKind::CircuitOpen => "failed fast (circuit open)",
             StepErrorKind::OutcomeUnknown => "has an unknown outcome",
             StepErrorKind::BudgetExceeded => "ran out of budget",
+            StepErrorKind::Cancelled => "was cancelled",
             StepErrorKind::Unknown => "failed (unknown kind)",
         })
     }

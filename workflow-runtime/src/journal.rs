@@ -31,6 +31,10 @@ pub enum RunStatus {
     Parked,
     /// Stopped by one of its budgets.
     BudgetExceeded,
+    /// Sleeping on a durable timer or waiting for an event, out of memory until it is due.
+    Waiting,
+    /// Cancelled; never resumes.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -38,7 +42,10 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::BudgetExceeded
+            RunStatus::Completed
+                | RunStatus::Failed
+                | RunStatus::BudgetExceeded
+                | RunStatus::Cancelled
         )
     }
 
@@ -51,6 +58,8 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Parked => "parked",
             RunStatus::BudgetExceeded => "budget_exceeded",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -84,10 +93,47 @@ pub struct RunRecord {
     /// until the code changes.
     #[serde(default)]
     pub parked_by_fingerprint: Option<u64>,
+    /// Runs with a higher priority are taken from the queue first.
+    #[serde(default)]
+    pub priority: i32,
+    /// The run does not start (or, when waiting, resume) before this time, in microseconds
+    /// since the Unix epoch.
+    #[serde(default)]
+    pub not_before_us: Option<u64>,
+    /// At most `limit` runs with this key execute at once (one run at a time per user, say).
+    #[serde(default)]
+    pub concurrency_key: Option<ConcurrencyKey>,
+    /// What a waiting run waits for: a timer, or an event.
+    #[serde(default)]
+    pub waiting_for: Option<String>,
     /// When the run was created, in microseconds since the Unix epoch.
     pub created_at_us: u64,
     /// When the record last changed, in microseconds since the Unix epoch.
     pub updated_at_us: u64,
+}
+
+/// A key shared by runs that must not execute more than `limit` at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConcurrencyKey {
+    /// The key, for example a user id.
+    pub key: String,
+    /// How many runs with this key may execute at once.
+    pub limit: u32,
+}
+
+/// An event sent to a run, kept until the run consumes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxEvent {
+    /// The run it was sent to.
+    pub run_id: String,
+    /// Its place in the order of arrival (unique in the journal).
+    pub arrival: u64,
+    /// Its name, which `wait_for_event` matches.
+    pub name: String,
+    /// Its payload, as JSON.
+    pub payload: Box<RawValue>,
+    /// When it was sent, in microseconds since the Unix epoch.
+    pub sent_at_us: u64,
 }
 
 /// How a step ended.
@@ -133,11 +179,23 @@ pub fn idempotency_key(run_id: &str, seq: u64, name: &str) -> String {
     format!("{run_id}/{seq}/{name}")
 }
 
+/// The engine's clock, in microseconds since the Unix epoch: the wall clock when the process
+/// first asked, advanced by tokio's clock since. In production that is the wall clock; under
+/// `tokio::time::pause` durable timers and due times follow the paused clock, so tests of hour
+/// long sleeps take milliseconds.
 pub(crate) fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    static ORIGIN: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall_us, instant) = *ORIGIN.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        (wall, std::time::Instant::now())
+    });
+    let elapsed = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(instant);
+    wall_us + elapsed.as_micros() as u64
 }
 
 /// The journal of one run, loaded once per resume and consumed as the body replays.

@@ -82,6 +82,7 @@ mod error;
 mod event;
 mod journal;
 pub mod retry;
+mod scheduler;
 mod step;
 mod store;
 mod workflow;
@@ -93,7 +94,9 @@ pub use error::{
     Error, NonDeterminism, OpenError, StepError, StepErrorKind, StoreError, WorkflowFailure,
 };
 pub use event::{AlertKind, Event};
-pub use journal::{RunRecord, RunStatus, StepRecord, StepStatus, idempotency_key};
+pub use journal::{
+    ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus, idempotency_key,
+};
 pub use retry::{
     Backoff, Classify, ErrorClass, HttpError, RetryPolicy, StepFailure, classify_http,
     parse_retry_after,

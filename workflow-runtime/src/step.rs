@@ -220,6 +220,7 @@ impl Step {
             return park(run, Abort::Park(reason)).await;
         }
 
+        run.step_running(seq, &name, started_at_us);
         let target = Target {
             run: Some(Arc::clone(run)),
             seq,
@@ -260,6 +261,7 @@ impl Step {
         if let Err(reason) = commit(run, &record).await {
             return park(run, Abort::Park(reason)).await;
         }
+        run.step_done(seq);
         run.charge(&record.usage);
         finished(run, &record);
 
@@ -495,12 +497,31 @@ struct Attempts<T> {
 }
 
 /// Commits `record`; on failure returns why the run must be parked.
-async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), String> {
-    let write = Write::Step {
+pub(crate) async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), String> {
+    commit_with(run, record, Vec::new()).await
+}
+
+/// Commits `record` with `extra` writes in the same transaction, and the run's change to
+/// `running` if it has not been journaled yet.
+pub(crate) async fn commit_with(
+    run: &RunContext,
+    record: &StepRecord,
+    extra: Vec<Write>,
+) -> Result<(), String> {
+    let mut writes = vec![Write::Step {
         run_id: run.run_id.clone(),
         step: record.clone(),
-    };
-    run.shared.store.commit(vec![write]).await.map_err(|e| {
+    }];
+    writes.extend(extra);
+    let status_change = run.take_status_change();
+    if let Some(running) = &status_change {
+        writes.push(Write::Run(running.clone()));
+    }
+    let committed = run.shared.store.commit(writes).await;
+    if committed.is_err() {
+        run.restore_status_change(status_change);
+    }
+    committed.map_err(|e| {
         tracing::error!(run_id = %run.run_id, seq = record.seq, step = %record.name, error = %e, "journal write failed: run parked");
         format!(
             "the outcome of step #{} ({}) could not be journaled: {e}",
@@ -509,7 +530,7 @@ async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), String> {
     })
 }
 
-fn finished(run: &RunContext, record: &StepRecord) {
+pub(crate) fn finished(run: &RunContext, record: &StepRecord) {
     match record.status {
         StepStatus::Completed => {
             tracing::info!(run_id = %run.run_id, seq = record.seq, step = %record.name, attempts = record.attempts, "step completed")
@@ -557,7 +578,7 @@ async fn resolve_unknown_outcome<T>(
 }
 
 /// Decodes a journaled step outcome into what the body receives.
-fn hand_back<T: DeserializeOwned>(
+pub(crate) fn hand_back<T: DeserializeOwned>(
     run: &RunContext,
     record: &StepRecord,
 ) -> Result<Result<T, StepError>, Error> {
@@ -587,7 +608,7 @@ fn decode_value<T: DeserializeOwned>(
 }
 
 /// Stops the run and never resolves: the driver drops the body, so nothing after the step runs.
-async fn park<T>(run: &RunContext, reason: Abort) -> T {
+pub(crate) async fn park<T>(run: &RunContext, reason: Abort) -> T {
     run.abort(reason);
     std::future::pending().await
 }

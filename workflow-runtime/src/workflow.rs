@@ -55,6 +55,12 @@ pub trait Workflow: Send + Sync + 'static {
         Budget::UNLIMITED
     }
 
+    /// The most runs of this workflow that execute at once in an engine; `None`: no limit
+    /// of its own.
+    fn concurrency() -> Option<u32> {
+        None
+    }
+
     /// Runs the body.
     fn run(input: Self::Input) -> BoxFuture<'static, Result<Self::Output, WorkflowFailure>>;
 }
@@ -67,6 +73,7 @@ pub(crate) trait ErasedWorkflow: Send + Sync {
     fn name(&self) -> &'static str;
     fn fingerprint(&self) -> u64;
     fn type_id(&self) -> TypeId;
+    fn concurrency(&self) -> Option<u32>;
     /// Decodes the journaled input and builds the body's future.
     fn start(
         &self,
@@ -94,6 +101,10 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
 
     fn type_id(&self) -> TypeId {
         TypeId::of::<W>()
+    }
+
+    fn concurrency(&self) -> Option<u32> {
+        W::concurrency()
     }
 
     fn start(

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use super::{BoxFuture, CreateRun, Store, Write};
 use crate::error::StoreError;
-use crate::journal::{RunRecord, StepRecord};
+use crate::journal::{InboxEvent, RunRecord, StepRecord};
 
 /// A store in memory: for tests, and for engines whose runs need not outlive the process.
 #[derive(Debug, Default)]
@@ -15,6 +15,7 @@ pub struct MemoryStore {
 struct State {
     runs: BTreeMap<String, RunRecord>,
     steps: BTreeMap<(String, u64), StepRecord>,
+    events: BTreeMap<(String, u64), InboxEvent>,
 }
 
 impl MemoryStore {
@@ -63,6 +64,16 @@ impl Store for MemoryStore {
         Box::pin(async move { result })
     }
 
+    fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
+        let result = self.with_state(|s| {
+            s.events
+                .range((run_id.clone(), 0)..=(run_id, u64::MAX))
+                .map(|(_, event)| event.clone())
+                .collect()
+        });
+        Box::pin(async move { result })
+    }
+
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
         let result = self.with_state(|s| {
             for write in writes {
@@ -72,6 +83,13 @@ impl Store for MemoryStore {
                     }
                     Write::Step { run_id, step } => {
                         s.steps.insert((run_id, step.seq), step);
+                    }
+                    Write::Event(event) => {
+                        s.events
+                            .insert((event.run_id.clone(), event.arrival), event);
+                    }
+                    Write::ConsumeEvent { run_id, arrival } => {
+                        s.events.remove(&(run_id, arrival));
                     }
                 }
             }

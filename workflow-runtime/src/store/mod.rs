@@ -14,7 +14,7 @@ use std::pin::Pin;
 pub use self::memory::MemoryStore;
 pub use self::redb::RedbStore;
 use crate::error::StoreError;
-use crate::journal::{RunRecord, StepRecord};
+use crate::journal::{InboxEvent, RunRecord, StepRecord};
 
 /// A boxed, sendable future, the return type of the [`Store`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -31,6 +31,15 @@ pub enum Write {
         run_id: String,
         /// The step.
         step: StepRecord,
+    },
+    /// Keep an event sent to a run.
+    Event(InboxEvent),
+    /// Delete an event its run consumed (in the transaction that journals the consumption).
+    ConsumeEvent {
+        /// The run.
+        run_id: String,
+        /// The event's arrival number.
+        arrival: u64,
     },
 }
 
@@ -59,6 +68,9 @@ pub trait Store: Send + Sync + 'static {
     /// The finished steps of a run, ordered by sequence number.
     fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>>;
 
+    /// The events sent to a run and not consumed yet, in order of arrival.
+    fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>>;
+
     /// Applies `writes` atomically and durably.
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
@@ -79,6 +91,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
         (**self).load_steps(run_id)
+    }
+
+    fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
+        (**self).load_events(run_id)
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {

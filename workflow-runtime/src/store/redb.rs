@@ -22,11 +22,12 @@ use tokio::sync::oneshot;
 
 use super::{BoxFuture, CreateRun, Store, Write};
 use crate::error::{OpenError, StoreError};
-use crate::journal::{RunRecord, StepRecord};
+use crate::journal::{InboxEvent, RunRecord, StepRecord};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("workflow_meta");
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflow_runs");
 const STEPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("workflow_steps");
+const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("workflow_events");
 
 const MAGIC: &str = "workflow-runtime journal";
 /// Bumped on any change to the tables or records that an older build would misread.
@@ -258,6 +259,7 @@ fn initialize(db: &Database) -> Result<(), redb::Error> {
         meta.insert("format_version", FORMAT_VERSION.to_string().as_str())?;
         tx.open_table(RUNS)?;
         tx.open_table(STEPS)?;
+        tx.open_table(EVENTS)?;
     }
     tx.commit()?;
     Ok(())
@@ -315,6 +317,7 @@ fn write_batch(
     {
         let mut runs = tx.open_table(RUNS)?;
         let mut steps = tx.open_table(STEPS)?;
+        let mut events = tx.open_table(EVENTS)?;
         for op in batch {
             match op {
                 Op::Create(run, _) => {
@@ -340,6 +343,13 @@ fn write_batch(
                             Write::Step { run_id, step } => {
                                 steps
                                     .insert((run_id.as_str(), step.seq), encode(step).as_slice())?;
+                            }
+                            Write::Event(event) => {
+                                let key = (event.run_id.as_str(), event.arrival);
+                                events.insert(key, encode(event).as_slice())?;
+                            }
+                            Write::ConsumeEvent { run_id, arrival } => {
+                                events.remove((run_id.as_str(), *arrival))?;
                             }
                         }
                     }
@@ -426,6 +436,34 @@ impl Store for RedbStore {
                     });
                 }
                 out.push(step);
+            }
+            Ok(out)
+        })
+    }
+
+    fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
+        self.read(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let events = match tx.open_table(EVENTS) {
+                Ok(events) => events,
+                // Journals created before events existed have no table: no events.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(backend(e)),
+            };
+            let mut out = Vec::new();
+            let range = events
+                .range((run_id.as_str(), 0)..=(run_id.as_str(), u64::MAX))
+                .map_err(backend)?;
+            for entry in range {
+                let (key, value) = entry.map_err(backend)?;
+                let arrival = key.value().1;
+                let event: InboxEvent = serde_json::from_slice(value.value()).map_err(|e| {
+                    StoreError::CorruptRecord {
+                        record: format!("run {run_id:?} event #{arrival}"),
+                        detail: e.to_string(),
+                    }
+                })?;
+                out.push(event);
             }
             Ok(out)
         })
