@@ -77,6 +77,7 @@
 mod budget;
 mod circuit;
 mod context;
+pub mod durable;
 mod engine;
 mod error;
 mod event;

@@ -1,0 +1,379 @@
+//! Durable primitives for workflow bodies: timers, events, the time, randomness and child
+//! workflows.
+//!
+//! Code outside steps is re-executed on every resume, so it must not read the clock or draw
+//! random numbers directly: these functions do it once, journal the result, and hand back the
+//! journaled value on replay. Timers and event waits survive crashes: a resumed run sleeps
+//! only what remains, and an event sent while no process ran is delivered when one does.
+//!
+//! ```
+//! use std::time::Duration;
+//! use workflow_runtime::{Engine, durable, workflow};
+//!
+//! #[workflow]
+//! async fn approval(amount: u64) -> Result<String, workflow_runtime::StepError> {
+//!     let request_id = durable::uuid().await;
+//!     // Wait up to a day for a person; the run leaves memory while it waits.
+//!     let approved: Option<bool> =
+//!         durable::wait_for_event_timeout("approval", Duration::from_secs(86_400)).await?;
+//!     Ok(match approved {
+//!         Some(true) => format!("{request_id}: {amount} approved"),
+//!         Some(false) => format!("{request_id}: {amount} rejected"),
+//!         None => format!("{request_id}: timed out"),
+//!     })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), workflow_runtime::Error> {
+//! let engine = Engine::in_memory();
+//! let run = engine.start::<approval>("purchase-7", (1200,)).await?;
+//! engine.send_event("purchase-7", "approval", true).await?;
+//! assert!(run.result().await?.ends_with("1200 approved"));
+//! # Ok(()) }
+//! ```
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::{Abort, RunContext, current_run};
+use crate::error::{StepError, StepErrorKind};
+use crate::event::Event;
+use crate::journal::{self, Replay, StepRecord, StepStatus};
+use crate::retry::StepFailure;
+use crate::step::{commit, commit_with, finished, hand_back, park, step};
+use crate::store::Write;
+use crate::workflow::Workflow;
+
+/// Journals the value `produce` makes under the name `name`, or hands back the journaled one.
+/// Not a step: it runs no user code that could fail, is not retried and does not count against
+/// `max_steps`.
+async fn recorded<T: Serialize + DeserializeOwned>(
+    run: &Arc<RunContext>,
+    name: &str,
+    produce: impl FnOnce() -> T,
+) -> T {
+    let seq = run.allocate_seq();
+    match run.claim(seq, name) {
+        Err(mismatch) => return park(run, Abort::Park(mismatch.to_string())).await,
+        Ok(Replay::Journaled(record)) => {
+            run.emit(Event::StepReplayed {
+                run_id: run.run_id.clone(),
+                seq,
+                name: name.to_owned(),
+            });
+            return match hand_back::<T>(run, &record) {
+                Ok(Ok(value)) => value,
+                Ok(Err(error)) => park(run, Abort::Park(error.to_string())).await,
+                Err(error) => park(run, Abort::Park(error.to_string())).await,
+            };
+        }
+        Ok(Replay::Execute) => {}
+    }
+    if run.verify_only {
+        let reason = format!("replaying: `{name}` (#{seq}) is not in the journal");
+        return park(run, Abort::Park(reason)).await;
+    }
+    let value = produce();
+    let now = journal::now_us();
+    let record = StepRecord {
+        seq,
+        name: name.to_owned(),
+        status: StepStatus::Completed,
+        attempts: 1,
+        started_at_us: now,
+        finished_at_us: now,
+        output: serde_json::value::to_raw_value(&value).ok(),
+        error: None,
+        usage: Default::default(),
+    };
+    if let Err(reason) = commit(run, &record).await {
+        return park(run, Abort::Park(reason)).await;
+    }
+    finished(run, &record);
+    // Handed back decoded from the journaled bytes, as a replay will.
+    match hand_back::<T>(run, &record) {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => park(run, Abort::Park(error.to_string())).await,
+        Err(error) => park(run, Abort::Park(error.to_string())).await,
+    }
+}
+
+/// Waits until `due_us` in memory, or leaves memory when that is further away than the
+/// engine's threshold.
+async fn wait_until(run: &Arc<RunContext>, due_us: u64, waiting_for: String) {
+    let now = journal::now_us();
+    if due_us <= now {
+        return;
+    }
+    let remaining = Duration::from_micros(due_us - now);
+    if remaining > run.shared.park_after() && !run.verify_only {
+        return park(
+            run,
+            Abort::Wait {
+                due_us: Some(due_us),
+                waiting_for,
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(remaining).await;
+}
+
+/// Sleeps for `duration`, durably: the wake-up time is journaled, so a resumed run sleeps only
+/// what remains, and a long sleep costs no memory (the run is brought back by replay when it
+/// is due). Outside an engine it is `tokio::time::sleep`.
+pub async fn sleep(duration: Duration) {
+    let Some(run) = current_run() else {
+        return tokio::time::sleep(duration).await;
+    };
+    let due = recorded(&run, "sleep", || {
+        journal::now_us().saturating_add(duration.as_micros() as u64)
+    })
+    .await;
+    wait_until(&run, due, format!("timer until {}", format_time(due))).await;
+}
+
+/// Sleeps until `time`, durably (see [`sleep`]).
+pub async fn sleep_until(time: SystemTime) {
+    let due = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let Some(run) = current_run() else {
+        let wait = due.saturating_sub(journal::now_us());
+        return tokio::time::sleep(Duration::from_micros(wait)).await;
+    };
+    let due = recorded(&run, "sleep_until", || due).await;
+    wait_until(&run, due, format!("timer until {}", format_time(due))).await;
+}
+
+fn format_time(us: u64) -> String {
+    format!("{:.3} s after the Unix epoch", us as f64 / 1e6)
+}
+
+/// Waits for the event `name` sent to this run with
+/// [`Engine::send_event`](crate::Engine::send_event), and returns its payload. An event sent
+/// before the run waits is delivered at once; events of one name are delivered in the order
+/// they were sent, each once. A run that waits longer than the engine's threshold leaves memory
+/// until the event arrives.
+///
+/// Outside an engine there is nobody to send events: it returns an error at once.
+pub async fn wait_for_event<T: Serialize + DeserializeOwned>(name: &str) -> Result<T, StepError> {
+    match wait_event(name, None).await? {
+        Some(value) => Ok(value),
+        None => Err(no_event(name, "the journal records no payload")),
+    }
+}
+
+/// [`wait_for_event`] with a durable deadline: `None` when `timeout` passed first. The
+/// deadline is journaled, so a crash does not restart it.
+pub async fn wait_for_event_timeout<T: Serialize + DeserializeOwned>(
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<T>, StepError> {
+    wait_event(name, Some(timeout)).await
+}
+
+fn no_event(name: &str, why: &str) -> StepError {
+    StepError {
+        step: format!("event:{name}"),
+        kind: StepErrorKind::Terminal,
+        message: format!("no event `{name}`: {why}"),
+        attempts: 1,
+    }
+}
+
+async fn wait_event<T: Serialize + DeserializeOwned>(
+    name: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<T>, StepError> {
+    let Some(run) = current_run() else {
+        return Err(no_event(name, "outside an engine nobody can send one"));
+    };
+    let deadline = match timeout {
+        Some(timeout) => Some(
+            recorded(&run, &format!("deadline:{name}"), || {
+                journal::now_us().saturating_add(timeout.as_micros() as u64)
+            })
+            .await,
+        ),
+        None => None,
+    };
+    let step_name = format!("event:{name}");
+    let seq = run.allocate_seq();
+    match run.claim(seq, &step_name) {
+        Err(mismatch) => return park(&run, Abort::Park(mismatch.to_string())).await,
+        Ok(Replay::Journaled(record)) => {
+            run.emit(Event::StepReplayed {
+                run_id: run.run_id.clone(),
+                seq,
+                name: step_name,
+            });
+            return match hand_back::<Option<T>>(&run, &record) {
+                Ok(outcome) => outcome,
+                Err(error) => park(&run, Abort::Park(error.to_string())).await,
+            };
+        }
+        Ok(Replay::Execute) => {}
+    }
+    if run.verify_only {
+        let reason = format!("replaying: event `{name}` (#{seq}) is not in the journal");
+        return park(&run, Abort::Park(reason)).await;
+    }
+    let started_at_us = journal::now_us();
+    loop {
+        let changed = run.inbox_changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let now = journal::now_us();
+        let (output, consumed) = match run.take_event(name) {
+            Some(event) => (Some(event.payload.clone()), Some(event)),
+            None if deadline.is_some_and(|due| now >= due) => {
+                (serde_json::value::to_raw_value(&()).ok(), None)
+            }
+            None => {
+                // Nothing yet: wait in memory up to the engine's threshold, then leave memory
+                // until the event (or the deadline) brings the run back.
+                let in_memory = run.shared.park_after();
+                let remaining = deadline.map(|due| Duration::from_micros(due.saturating_sub(now)));
+                let wait = remaining.map_or(in_memory, |r| r.min(in_memory));
+                tokio::select! {
+                    _ = &mut changed => {}
+                    _ = tokio::time::sleep(wait) => {
+                        if remaining.is_none_or(|r| r > in_memory) {
+                            let waiting_for = format!("event `{name}`");
+                            return park(&run, Abort::Wait { due_us: deadline, waiting_for }).await;
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let record = StepRecord {
+            seq,
+            name: step_name.clone(),
+            status: StepStatus::Completed,
+            attempts: 1,
+            started_at_us,
+            finished_at_us: journal::now_us(),
+            output,
+            error: None,
+            usage: Default::default(),
+        };
+        // The event leaves the inbox in the transaction that journals its delivery: exactly
+        // one delivery, whatever crashes.
+        let consume = consumed.iter().map(|event| Write::ConsumeEvent {
+            run_id: event.run_id.clone(),
+            arrival: event.arrival,
+        });
+        if let Err(reason) = commit_with(&run, &record, consume.collect()).await {
+            if let Some(event) = consumed {
+                run.put_back(event);
+            }
+            return park(&run, Abort::Park(reason)).await;
+        }
+        finished(&run, &record);
+        return match hand_back::<Option<T>>(&run, &record) {
+            Ok(outcome) => outcome,
+            Err(error) => park(&run, Abort::Park(error.to_string())).await,
+        };
+    }
+}
+
+/// The current time, journaled: the same value on every replay.
+pub async fn now() -> SystemTime {
+    let us = match current_run() {
+        Some(run) => recorded(&run, "now", journal::now_us).await,
+        None => journal::now_us(),
+    };
+    UNIX_EPOCH + Duration::from_micros(us)
+}
+
+fn fresh_random() -> u64 {
+    // std seeds each RandomState from the OS once per thread and varies it per instance: good
+    // enough for ids and jitter, without a dependency.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(journal::now_us());
+    hasher.finish()
+}
+
+/// A random number, journaled: the same value on every replay.
+pub async fn random() -> u64 {
+    match current_run() {
+        Some(run) => recorded(&run, "random", fresh_random).await,
+        None => fresh_random(),
+    }
+}
+
+/// A random (version 4) UUID, journaled: the same value on every replay.
+pub async fn uuid() -> String {
+    let make = || {
+        let (high, low) = (fresh_random(), fresh_random());
+        let bytes =
+            ((u128::from(high) << 64) | u128::from(low)) & !(0xf000u128 << 64) | (0x4000u128 << 64);
+        let bytes = bytes & !(0xc000u128 << 48) | (0x8000u128 << 48);
+        let hex = format!("{bytes:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    };
+    match current_run() {
+        Some(run) => recorded(&run, "uuid", make).await,
+        None => make(),
+    }
+}
+
+/// The id of the run whose body is executing, if any.
+pub fn run_id() -> Option<String> {
+    current_run().map(|run| run.run_id.clone())
+}
+
+/// Starts workflow `W` as a child of this run and waits for its value. The child is a run of
+/// its own, with the id `{parent run id}/{seq}/child`, started durably as a step: a parent
+/// resumed after a crash finds the child by its id instead of starting it twice, and a parent
+/// whose child finished replays the child's value.
+///
+/// Outside an engine the child's body is called directly.
+pub async fn child<W: Workflow>(input: W::Input) -> Result<W::Output, StepError>
+where
+    W::Input: Clone,
+{
+    let Some(engine) = current_run().and_then(|run| run.engine.clone()) else {
+        return W::run(input).await.map_err(|failure| StepError {
+            step: format!("child:{}", W::NAME),
+            kind: StepErrorKind::Terminal,
+            message: failure.message,
+            attempts: 1,
+        });
+    };
+    step(format!("child:{}", W::NAME))
+        .retries(0)
+        .run(|| {
+            let engine = engine.clone();
+            let input = input.clone();
+            async move {
+                let key = crate::StepContext::current()
+                    .map(|ctx| ctx.idempotency_key().to_owned())
+                    .unwrap_or_default();
+                // The key is `run/seq/name`: the child's id keeps the first two.
+                let id = match key.rsplit_once('/') {
+                    Some((prefix, _)) => format!("{prefix}/child"),
+                    None => format!("{key}/child"),
+                };
+                let handle = engine
+                    .start::<W>(id, input)
+                    .await
+                    .map_err(StepFailure::terminal)?;
+                handle.result().await.map_err(StepFailure::terminal)
+            }
+        })
+        .await
+}
