@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability, TableDefinition};
 use serde_json::{Value, json};
 use workflow_runtime::{
-    BoxFuture, Engine, RunRecord, RunStatus, StepRecord, StepStatus, Store, Usage, Workflow,
-    WorkflowFailure, Write, step,
+    BoxFuture, Engine, RunRecord, RunStatus, StepRecord, Store, Workflow, WorkflowFailure, Write,
+    step,
 };
 
 const PAYLOAD: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop";
@@ -30,6 +30,7 @@ struct Sizes {
     w2_steps: u64,
     w5_steps: u64,
     w5_window: u64,
+    w3_runs: u64,
     b1_commits: u64,
     b2_transactions: u64,
 }
@@ -41,6 +42,7 @@ const FULL: Sizes = Sizes {
     w2_steps: 10_000,
     w5_steps: 20_000,
     w5_window: 2_000,
+    w3_runs: 10_000,
     b1_commits: 1_000,
     b2_transactions: 50,
 };
@@ -52,6 +54,7 @@ const QUICK: Sizes = Sizes {
     w2_steps: 1_000,
     w5_steps: 1_000,
     w5_window: 100,
+    w3_runs: 500,
     b1_commits: 100,
     b2_transactions: 5,
 };
@@ -220,20 +223,13 @@ async fn concurrent(path: &Path, runs: u64, steps: u64, work_ms: u64) -> f64 {
 async fn w2(path: &Path, steps: u64) -> (f64, Duration) {
     {
         let store = workflow_runtime::RedbStore::open(path).expect("open the store");
-        let now = 1;
-        let run = RunRecord {
-            run_id: "w2".into(),
-            workflow: Sequential::NAME.into(),
-            fingerprint: Sequential::FINGERPRINT,
-            status: RunStatus::Running,
-            input: serde_json::value::to_raw_value(&(steps, false)).expect("input"),
-            output: None,
-            error: None,
-            budget: Default::default(),
-            parked_by_fingerprint: None,
-            created_at_us: now,
-            updated_at_us: now,
-        };
+        let mut run = RunRecord::new(
+            "w2",
+            Sequential::NAME,
+            Sequential::FINGERPRINT,
+            serde_json::value::to_raw_value(&(steps, false)).expect("input"),
+        );
+        run.status = RunStatus::Running;
         store.create_run(run).await.expect("create");
         let output = serde_json::value::to_raw_value(PAYLOAD).expect("payload");
         // Setup writes the journal in large transactions: W2 measures replay, not recording.
@@ -242,17 +238,7 @@ async fn w2(path: &Path, steps: u64) -> (f64, Duration) {
                 .iter()
                 .map(|&seq| Write::Step {
                     run_id: "w2".into(),
-                    step: StepRecord {
-                        seq,
-                        name: "s".into(),
-                        status: StepStatus::Completed,
-                        attempts: 1,
-                        started_at_us: now,
-                        finished_at_us: now,
-                        output: Some(output.clone()),
-                        error: None,
-                        usage: Usage::default(),
-                    },
+                    step: StepRecord::completed(seq, "s", output.clone()),
                 })
                 .collect();
             store.commit(writes).await.expect("commit");
@@ -268,6 +254,58 @@ async fn w2(path: &Path, steps: u64) -> (f64, Duration) {
         .expect("W2 run");
     let elapsed = started.elapsed();
     (steps as f64 / elapsed.as_secs_f64(), elapsed)
+}
+
+/// A run that sleeps for an hour.
+struct Sleeper;
+
+impl Workflow for Sleeper {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "bench_sleeper";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            workflow_runtime::durable::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+    }
+}
+
+fn resident_bytes() -> u64 {
+    // The second field of /proc/self/statm is the resident set, in pages (4 KiB here).
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// W3: resident memory per run parked in a durable sleep of one hour.
+async fn w3(path: &Path, runs: u64) -> f64 {
+    let engine = Engine::open(path).await.expect("open");
+    engine.register::<Sleeper>().await.expect("register");
+    // Few runs execute at once, so that the peak of the runs being parked does not count as
+    // the cost of the parked ones.
+    engine.set_max_concurrent_runs(200);
+    let before = resident_bytes();
+    for r in 0..runs {
+        engine
+            .start::<Sleeper>(format!("sleeper-{r}"), ())
+            .await
+            .expect("start");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while engine.load() != (runs as usize, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "W3: the runs did not all park: {:?}",
+            engine.load()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = resident_bytes();
+    engine.shutdown().await;
+    after.saturating_sub(before) as f64 / runs as f64
 }
 
 /// W5: steps/s over the last window against the first, and file bytes per step.
@@ -366,8 +404,12 @@ async fn main() {
         "open_to_done_ms": round3(median(times)), "steps": sizes.w2_steps}),
     );
 
+    let mut per_run = Vec::new();
+    for _ in 0..REPETITIONS {
+        per_run.push(w3(&bench.fresh_file(), sizes.w3_runs).await);
+    }
     emit(
-        json!({"name": "W3", "skipped": "durable sleep is not implemented yet (issue: scheduler)"}),
+        json!({"name": "W3", "bytes_per_parked_run": median(per_run).round(), "runs": sizes.w3_runs}),
     );
 
     let mut rates = Vec::new();

@@ -10,16 +10,19 @@
 //! ```
 //!
 //! It runs offline against a simulated LLM (see `src/sim_llm.rs`) that is deterministic from
-//! its prompt and fails transiently at `--fail-rate`, decided from each step's idempotency key
-//! and attempt, so that every run is reproducible.
+//! its prompt and fails like a real API at `--fail-rate` (429 with Retry-After, 503, timeouts,
+//! prose where JSON was asked for), decided from each step's idempotency key and attempt, so
+//! that every run is reproducible. With ANTHROPIC_API_KEY or OPENAI_API_KEY set, it calls that
+//! API instead (see `src/llm_http.rs`).
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use workflow_examples::llm_http::LlmClient;
 use workflow_examples::sim_llm::{
-    INPUT_USD_PER_MTOK, LlmError, MODEL, OUTPUT_USD_PER_MTOK, SimLlm, stable_hash,
+    Completion, INPUT_USD_PER_MTOK, LlmError, MODEL, OUTPUT_USD_PER_MTOK, SimLlm, stable_hash,
 };
 use workflow_runtime::{Engine, Event, RunOptions, RunStatus, StepContext, Workflow, workflow};
 
@@ -31,13 +34,39 @@ struct Finding {
     sources: Vec<String>,
 }
 
-static LLM: OnceLock<SimLlm> = OnceLock::new();
+/// The model the agent talks to: the simulation, or a real API when a key is set.
+#[derive(Debug, Clone)]
+enum Model {
+    Simulated(SimLlm),
+    Real(LlmClient),
+}
 
-fn llm() -> SimLlm {
-    LLM.get().copied().unwrap_or(SimLlm {
+impl Model {
+    async fn complete(&self, prompt: &str, words: usize) -> Result<Completion, LlmError> {
+        match self {
+            Model::Simulated(sim) => sim.complete(prompt, words).await,
+            Model::Real(client) => client
+                .complete(prompt, (words as u32 * 2).max(64))
+                .await
+                .map_err(LlmError::Api),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Model::Simulated(_) => MODEL.to_owned(),
+            Model::Real(client) => client.model().to_owned(),
+        }
+    }
+}
+
+static LLM: OnceLock<Model> = OnceLock::new();
+
+fn llm() -> Model {
+    LLM.get().cloned().unwrap_or(Model::Simulated(SimLlm {
         latency: Duration::from_millis(300),
         fail_rate: 0.0,
-    })
+    }))
 }
 
 async fn plan_questions(goal: &str) -> Result<Vec<String>, LlmError> {
@@ -241,10 +270,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<ExitCode, String> {
-    let _ = LLM.set(SimLlm {
-        latency: Duration::from_millis(options.latency_ms),
-        fail_rate: options.fail_rate,
-    });
+    let model = match LlmClient::from_env() {
+        Some(client) => Model::Real(client),
+        None => Model::Simulated(SimLlm {
+            latency: Duration::from_millis(options.latency_ms),
+            fail_rate: options.fail_rate,
+        }),
+    };
+    let model_name = model.name();
+    let _ = LLM.set(model);
     let mut run_id = options
         .run_id
         .clone()
@@ -258,7 +292,8 @@ async fn run(options: Options) -> Result<ExitCode, String> {
     }
 
     let engine = Engine::open(&options.db).await.map_err(|e| e.to_string())?;
-    engine.set_price(MODEL, INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK);
+    // The example prices every model alike: 3 and 15 USD per million input and output tokens.
+    engine.set_price(&model_name, INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK);
     // A per-run cap overrides the workflow's own (a per-user limit, say).
     let mut budget = research_agent::budget();
     if let Some(usd) = options.max_cost_usd {
@@ -272,7 +307,7 @@ async fn run(options: Options) -> Result<ExitCode, String> {
     let listener_counts = Arc::clone(&counts);
     engine.on_event(move |event| print_step_line(event, &watched, &listener_counts));
 
-    println!("run {run_id}: {}", options.goal);
+    println!("run {run_id}: {} (model {model_name})", options.goal);
     let started = Instant::now();
     let finished_before = engine
         .run(&run_id)

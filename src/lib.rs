@@ -2,4 +2,5 @@
 //! LLM that is deterministic from its prompt, so every run of the examples is reproducible
 //! offline.
 
+pub mod llm_http;
 pub mod sim_llm;

@@ -26,7 +26,7 @@ pub struct SimLlm {
 }
 
 /// A completion.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Completion {
     /// The generated text.
     pub text: String,
@@ -45,6 +45,8 @@ pub enum LlmError {
     Timeout(std::io::Error),
     /// The model's answer does not match the schema asked for.
     Schema(serde_json::Error),
+    /// A real API's failure, already classified.
+    Api(workflow_runtime::StepFailure),
 }
 
 impl fmt::Display for LlmError {
@@ -53,6 +55,7 @@ impl fmt::Display for LlmError {
             LlmError::Http(e) => e.fmt(f),
             LlmError::Timeout(e) => write!(f, "request timed out: {e}"),
             LlmError::Schema(e) => write!(f, "the model's answer is not the JSON asked for: {e}"),
+            LlmError::Api(e) => write!(f, "{}", e.message()),
         }
     }
 }
@@ -63,6 +66,7 @@ impl std::error::Error for LlmError {
             LlmError::Http(e) => Some(e),
             LlmError::Timeout(e) => Some(e),
             LlmError::Schema(e) => Some(e),
+            LlmError::Api(e) => Some(e),
         }
     }
 }
@@ -73,6 +77,7 @@ impl Classify for LlmError {
             LlmError::Http(e) => e.class(),
             LlmError::Timeout(_) => ErrorClass::Timeout,
             LlmError::Schema(_) => ErrorClass::Schema,
+            LlmError::Api(e) => e.class(),
         }
     }
 }

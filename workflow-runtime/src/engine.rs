@@ -992,6 +992,9 @@ impl<W: Workflow> RunHandle<W> {
     pub async fn result(&self) -> Result<W::Output, Error> {
         let mut ended = self.engine.inner.subscribe_end(&self.run_id);
         loop {
+            // Asked before the record is read: a run stops being known only after its ending
+            // is journaled, so "unknown" and an unfinished record really mean nobody runs it.
+            let known = self.engine.knows(&self.run_id);
             let record = self.record().await?;
             let run_id = self.run_id.clone();
             match record.status {
@@ -1021,7 +1024,7 @@ impl<W: Workflow> RunHandle<W> {
                         message: record.error.unwrap_or_default(),
                     });
                 }
-                RunStatus::Parked if !self.engine.knows(&run_id) => {
+                RunStatus::Parked if !known => {
                     return Err(Error::RunParked {
                         run_id,
                         reason: record.error.unwrap_or_default(),
@@ -1033,7 +1036,7 @@ impl<W: Workflow> RunHandle<W> {
                         status: RunStatus::Cancelled,
                     });
                 }
-                _ if !self.engine.knows(&run_id) => {
+                _ if !known => {
                     return Err(Error::RunParked {
                         run_id,
                         reason: "it is unfinished and neither executing nor queued in this engine (the engine was shut down, or its workflow is not registered)".into(),

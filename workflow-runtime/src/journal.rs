@@ -72,6 +72,7 @@ impl std::fmt::Display for RunStatus {
 
 /// A run as the journal holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunRecord {
     /// The id given at start; unique in the journal.
     pub run_id: String,
@@ -136,6 +137,54 @@ pub struct InboxEvent {
     pub sent_at_us: u64,
 }
 
+impl RunRecord {
+    /// A pending run of `workflow` with `input`, created now, as `Engine::start` journals it
+    /// (for stores and tools that write journals).
+    pub fn new(
+        run_id: impl Into<String>,
+        workflow: impl Into<String>,
+        fingerprint: u64,
+        input: Box<RawValue>,
+    ) -> RunRecord {
+        let now = now_us();
+        RunRecord {
+            run_id: run_id.into(),
+            workflow: workflow.into(),
+            fingerprint,
+            status: RunStatus::Pending,
+            input,
+            output: None,
+            error: None,
+            budget: Budget::UNLIMITED,
+            parked_by_fingerprint: None,
+            priority: 0,
+            not_before_us: None,
+            concurrency_key: None,
+            waiting_for: None,
+            created_at_us: now,
+            updated_at_us: now,
+        }
+    }
+}
+
+impl StepRecord {
+    /// A step `seq` named `name` that completed now in one attempt with `output`.
+    pub fn completed(seq: u64, name: impl Into<String>, output: Box<RawValue>) -> StepRecord {
+        let now = now_us();
+        StepRecord {
+            seq,
+            name: name.into(),
+            status: StepStatus::Completed,
+            attempts: 1,
+            started_at_us: now,
+            finished_at_us: now,
+            output: Some(output),
+            error: None,
+            usage: Usage::default(),
+        }
+    }
+}
+
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -152,6 +201,7 @@ pub enum StepStatus {
 
 /// A finished step as the journal holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StepRecord {
     /// The sequence number allocated when the step was called.
     pub seq: u64,

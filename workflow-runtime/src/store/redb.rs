@@ -315,12 +315,15 @@ fn write_batch(
     tx.set_durability(Durability::Immediate)?;
     let mut created = Vec::new();
     {
-        let mut runs = tx.open_table(RUNS)?;
-        let mut steps = tx.open_table(STEPS)?;
-        let mut events = tx.open_table(EVENTS)?;
+        // Tables are opened on first use: most commits touch only the steps table, and each
+        // open costs a lookup.
+        let mut runs = None;
+        let mut steps = None;
+        let mut events = None;
         for op in batch {
             match op {
                 Op::Create(run, _) => {
+                    let runs = open(&tx, &mut runs, RUNS)?;
                     let existing = runs
                         .get(run.run_id.as_str())?
                         .map(|bytes| decode_run(&run.run_id, bytes.value()));
@@ -338,18 +341,21 @@ fn write_batch(
                     for write in writes {
                         match write {
                             Write::Run(run) => {
-                                runs.insert(run.run_id.as_str(), encode(run).as_slice())?;
+                                open(&tx, &mut runs, RUNS)?
+                                    .insert(run.run_id.as_str(), encode(run).as_slice())?;
                             }
                             Write::Step { run_id, step } => {
-                                steps
+                                open(&tx, &mut steps, STEPS)?
                                     .insert((run_id.as_str(), step.seq), encode(step).as_slice())?;
                             }
                             Write::Event(event) => {
                                 let key = (event.run_id.as_str(), event.arrival);
-                                events.insert(key, encode(event).as_slice())?;
+                                open(&tx, &mut events, EVENTS)?
+                                    .insert(key, encode(event).as_slice())?;
                             }
                             Write::ConsumeEvent { run_id, arrival } => {
-                                events.remove((run_id.as_str(), *arrival))?;
+                                open(&tx, &mut events, EVENTS)?
+                                    .remove((run_id.as_str(), *arrival))?;
                             }
                         }
                     }
@@ -359,6 +365,17 @@ fn write_batch(
     }
     tx.commit()?;
     Ok(created)
+}
+
+fn open<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &'t redb::WriteTransaction,
+    slot: &'s mut Option<redb::Table<'t, K, V>>,
+    definition: TableDefinition<K, V>,
+) -> Result<&'s mut redb::Table<'t, K, V>, redb::Error> {
+    if slot.is_none() {
+        *slot = Some(tx.open_table(definition)?);
+    }
+    slot.as_mut().ok_or_else(|| redb::Error::Corrupted("table slot".into()))
 }
 
 fn encode<T: serde::Serialize>(record: &T) -> Vec<u8> {
