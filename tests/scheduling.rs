@@ -508,3 +508,41 @@ async fn time_and_randomness_are_journaled_and_replayed() {
     assert_eq!(id.len(), 36);
     assert_eq!(&id[14..15], "4", "a version 4 UUID: {id}");
 }
+
+// --- Rate limits ----------------------------------------------------------------------------------
+
+struct Chatty;
+
+impl Workflow for Chatty {
+    type Input = (u32,);
+    type Output = ();
+    const NAME: &'static str = "chatty";
+
+    fn run((calls,): (u32,)) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            for _ in 0..calls {
+                step("call")
+                    .rate("llm")
+                    .run(|| async { Ok::<_, io::Error>(()) })
+                    .await
+                    .map_err(fail)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_of_all_runs_wait_for_their_rate_limit_instead_of_failing() {
+    let engine = Engine::in_memory();
+    engine.set_rate_limit("llm", workflow_runtime::RateLimit::requests_per_minute(60));
+    let started = Instant::now();
+    let a = engine.start::<Chatty>("chat-a", (40,)).await.unwrap();
+    let b = engine.start::<Chatty>("chat-b", (40,)).await.unwrap();
+    a.result().await.unwrap();
+    b.result().await.unwrap();
+    // 80 calls: 60 from the full bucket, then one per second.
+    let elapsed = started.elapsed().as_secs();
+    assert!((20..=21).contains(&elapsed), "{elapsed} s");
+    assert_eq!(engine.journal("chat-a").await.unwrap().len(), 40);
+}

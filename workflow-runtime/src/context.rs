@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::error::NonDeterminism;
 use crate::event::{AlertKind, Event, Listeners};
 use crate::journal::{self, InboxEvent, Replay, ReplayJournal, RunRecord};
+use crate::ratelimit::RateLimits;
 use crate::store::Store;
 
 tokio::task_local! {
@@ -27,6 +28,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) listeners: Listeners,
     pub(crate) circuits: Circuits,
+    pub(crate) rate_limits: RateLimits,
     pub(crate) pricing: RwLock<Pricing>,
     /// A run that will sleep or wait longer than this leaves memory and is brought back by
     /// replay when it is due.
@@ -39,6 +41,7 @@ impl Shared {
             store,
             listeners: Listeners::default(),
             circuits: Circuits::default(),
+            rate_limits: RateLimits::default(),
             pricing: RwLock::new(Pricing::default()),
             park_after: RwLock::new(Duration::from_secs(10)),
         }

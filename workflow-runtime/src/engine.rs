@@ -213,6 +213,13 @@ impl Engine {
             .set(model, input_usd_per_million, output_usd_per_million);
     }
 
+    /// Sets the capacity of the rate-limit bucket `name`, which steps draw from with
+    /// `#[step(rate = "name")]`: they wait for capacity instead of failing. Use one bucket per
+    /// provider, model and tenant as your quotas require (`"anthropic/claude/acme"`).
+    pub fn set_rate_limit(&self, name: &str, limit: crate::RateLimit) {
+        self.inner.shared.rate_limits.configure(name, limit);
+    }
+
     /// The most runs that execute at once in this engine (default 10,000); the others wait in
     /// the queue.
     pub fn set_max_concurrent_runs(&self, runs: usize) {

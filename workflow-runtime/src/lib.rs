@@ -82,6 +82,7 @@ mod engine;
 mod error;
 mod event;
 mod journal;
+mod ratelimit;
 pub mod retry;
 mod scheduler;
 mod step;
@@ -98,6 +99,7 @@ pub use event::{AlertKind, Event};
 pub use journal::{
     ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus, idempotency_key,
 };
+pub use ratelimit::RateLimit;
 pub use retry::{
     Backoff, Classify, ErrorClass, HttpError, RetryPolicy, StepFailure, classify_http,
     parse_retry_after,

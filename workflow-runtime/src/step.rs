@@ -56,6 +56,7 @@ pub fn step(name: impl Into<String>) -> Step {
         name: name.into(),
         policy: RetryPolicy::default(),
         circuit: None,
+        rate: None,
         at_most_once: false,
     }
 }
@@ -67,6 +68,7 @@ pub struct Step {
     name: String,
     policy: RetryPolicy,
     circuit: Option<String>,
+    rate: Option<String>,
     at_most_once: bool,
 }
 
@@ -101,6 +103,15 @@ impl Step {
     /// (configure it with [`Engine::configure_circuit`](crate::Engine::configure_circuit)).
     pub fn circuit(mut self, name: impl Into<String>) -> Self {
         self.circuit = Some(name.into());
+        self
+    }
+
+    /// Each attempt draws from the rate-limit bucket `name` of the engine
+    /// ([`Engine::set_rate_limit`](crate::Engine::set_rate_limit)): it waits for capacity
+    /// before it starts, is charged the tokens it reported, and a 429 it gets closes the bucket
+    /// for the Retry-After period.
+    pub fn rate(mut self, name: impl Into<String>) -> Self {
+        self.rate = Some(name.into());
         self
     }
 
@@ -321,6 +332,14 @@ impl Step {
                 },
                 None => None,
             };
+            let rate_limits = shared.map(|shared| &shared.rate_limits);
+            if let (Some(bucket), Some(limits)) = (&self.rate, rate_limits) {
+                limits.acquire(bucket).await;
+            }
+            let tokens_before = {
+                let usage = usage.lock().unwrap_or_else(|p| p.into_inner());
+                usage.input_tokens + usage.output_tokens
+            };
             let context = StepContext {
                 inner: Arc::new(StepInner {
                     run_id: target.run.as_ref().map(|run| run.run_id.clone()),
@@ -357,6 +376,11 @@ impl Step {
                 },
                 None => guarded.await,
             };
+            if let (Some(bucket), Some(limits)) = (&self.rate, rate_limits) {
+                let usage = usage.lock().unwrap_or_else(|p| p.into_inner());
+                let used = usage.input_tokens + usage.output_tokens - tokens_before;
+                limits.charge_tokens(bucket, used);
+            }
             let (class, message) = match result {
                 Ok(Ok(value)) => {
                     if let (Some(circuit), Some(permit)) = (&self.circuit, permit) {
@@ -381,6 +405,16 @@ impl Step {
                 && circuits.record(circuit, permit, !class.counts_against_circuit())
             {
                 self.circuit_opened(target, circuit);
+            }
+            if let (
+                Some(bucket),
+                Some(limits),
+                ErrorClass::RateLimited {
+                    retry_after: Some(wait),
+                },
+            ) = (&self.rate, rate_limits, class)
+            {
+                limits.back_off(bucket, wait);
             }
             consecutive_503 = match class {
                 ErrorClass::Server { status: 503 } => consecutive_503 + 1,

@@ -375,7 +375,8 @@ fn open<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
     if slot.is_none() {
         *slot = Some(tx.open_table(definition)?);
     }
-    slot.as_mut().ok_or_else(|| redb::Error::Corrupted("table slot".into()))
+    slot.as_mut()
+        .ok_or_else(|| redb::Error::Corrupted("table slot".into()))
 }
 
 fn encode<T: serde::Serialize>(record: &T) -> Vec<u8> {
