@@ -392,18 +392,42 @@ impl Engine {
     /// dropped and journaled as cancelled, and it never resumes. Returns false when the run had
     /// already finished.
     pub async fn cancel(&self, run_id: &str) -> Result<bool, Error> {
-        {
+        let mut ended = self.inner.subscribe_end(run_id);
+        let executing = {
             let mut active = lock(&self.inner.active);
-            if let Some(run) = active.get_mut(run_id) {
-                match &run.context {
-                    Some(context) => context.abort(Abort::Cancel),
-                    None => run.cancel_requested = true,
+            match active.get_mut(run_id) {
+                Some(run) => {
+                    match &run.context {
+                        Some(context) => context.abort(Abort::Cancel),
+                        None => run.cancel_requested = true,
+                    }
+                    true
                 }
-                return Ok(true);
+                None => {
+                    lock(&self.inner.scheduler).remove(run_id);
+                    false
+                }
+            }
+        };
+        if executing {
+            // The run's own task journals the cancellation (with the steps it dropped). Return
+            // only once that is durable, so that a crash after `cancel` cannot undo it. The run
+            // may also have parked itself to wait just before: then it is queued, not ended.
+            for _ in 0..10_000 {
+                if !lock(&self.inner.active).contains_key(run_id) {
+                    break;
+                }
+                tokio::select! {
+                    _ = ended.wait_for(|done| *done) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                }
             }
             lock(&self.inner.scheduler).remove(run_id);
         }
         let mut run = self.existing(run_id).await?;
+        if run.status == RunStatus::Cancelled {
+            return Ok(true);
+        }
         if run.status.is_terminal() {
             return Ok(false);
         }

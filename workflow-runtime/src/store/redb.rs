@@ -4,15 +4,15 @@
 //! open), `workflow_runs` (run id -> JSON [`RunRecord`]) and `workflow_steps`
 //! ((run id, sequence number) -> JSON [`StepRecord`]).
 //!
-//! Writes go through one writer thread that owns the only write transaction. It takes every
-//! batch waiting in its queue, applies them in one transaction committed with
-//! `Durability::Immediate`, and only then answers each caller: concurrent runs share one fsync
-//! (group commit), and a lone sequential run still gets exactly one fsync per commit.
+//! Writes use leader/follower group commit. A caller queues its batch; if no commit is in
+//! progress it becomes the leader: it takes every batch waiting in the queue, applies them in
+//! one transaction committed with `Durability::Immediate`, answers each caller, and goes on
+//! until the queue is empty. Callers that arrive meanwhile wait for a leader to answer them.
+//! Concurrent runs thus share one fsync, and a lone sequential run commits on its own thread,
+//! with no hand-off to another thread on its latency path.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread;
+use std::sync::{Arc, Mutex};
 
 use redb::{
     Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, StorageError,
@@ -38,10 +38,20 @@ const MAX_BATCHES_PER_TRANSACTION: usize = 4096;
 
 /// A journal in one redb file, with group commit.
 pub struct RedbStore {
-    db: Arc<Database>,
     path: PathBuf,
-    writer: Option<mpsc::Sender<Op>>,
-    writer_thread: Option<thread::JoinHandle<()>>,
+    writer: Arc<Writer>,
+}
+
+/// The database and its commit queue, shared with a leader that commits from the blocking pool.
+struct Writer {
+    db: Database,
+    group: Mutex<Group>,
+}
+
+#[derive(Default)]
+struct Group {
+    queue: Vec<Op>,
+    leading: bool,
 }
 
 enum Op {
@@ -70,21 +80,12 @@ impl RedbStore {
         }
         let db = Database::open(&path).map_err(|e| open_error(&path, e))?;
         check_or_initialize(&db, &path)?;
-        let db = Arc::new(db);
-        let (sender, receiver) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
-        let writer_thread = thread::Builder::new()
-            .name("workflow-journal-writer".into())
-            .spawn(move || run_writer(&writer_db, &receiver))
-            .map_err(|e| OpenError::Storage {
-                path: path.clone(),
-                detail: format!("cannot start the writer thread: {e}"),
-            })?;
         Ok(RedbStore {
-            db,
             path,
-            writer: Some(sender),
-            writer_thread: Some(writer_thread),
+            writer: Arc::new(Writer {
+                db,
+                group: Mutex::new(Group::default()),
+            }),
         })
     }
 
@@ -93,22 +94,40 @@ impl RedbStore {
         &self.path
     }
 
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        self.writer
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(op)
-            .map_err(|_| StoreError::Closed)
+    /// Queues `op`, and commits the queue if no other caller is committing it.
+    fn submit(&self, op: Op) {
+        let lead = {
+            let mut group = self.writer.group.lock().unwrap_or_else(|p| p.into_inner());
+            group.queue.push(op);
+            !std::mem::replace(&mut group.leading, true)
+        };
+        if !lead {
+            return;
+        }
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            // The fsync blocks this thread; block_in_place lets the runtime move the other
+            // tasks off it, without handing this commit to another thread.
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.writer.lead());
+            }
+            // A current-thread runtime cannot block in place: lead from the blocking pool. The
+            // leader owns what it needs, so a caller that goes away cannot strand the queue.
+            Ok(_) => {
+                let writer = Arc::clone(&self.writer);
+                tokio::task::spawn_blocking(move || writer.lead());
+            }
+            Err(_) => self.writer.lead(),
+        }
     }
 
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
-        let db = Arc::clone(&self.db);
+        let writer = Arc::clone(&self.writer);
         Box::pin(async move {
             // redb reads block on file I/O: keep them off the async workers.
-            tokio::task::spawn_blocking(move || f(&db))
+            tokio::task::spawn_blocking(move || f(&writer.db))
                 .await
                 .map_err(|e| StoreError::Backend(format!("journal read task failed: {e}")))?
         })
@@ -117,11 +136,14 @@ impl RedbStore {
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
-        // Closing the queue ends the writer after the batches already queued; joining it
-        // releases the file lock before `drop` returns, so the file can be opened again at once.
-        self.writer.take();
-        if let Some(handle) = self.writer_thread.take() {
-            let _ = handle.join();
+        // A leader in the blocking pool may still hold the database for a moment after the
+        // last commit was answered. Wait for it (bounded), so that the file lock is released
+        // when the store is dropped and the file can be opened again at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.writer.group.lock().is_ok_and(|g| g.leading)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
 }
@@ -265,40 +287,58 @@ fn initialize(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn run_writer(db: &Database, queue: &mpsc::Receiver<Op>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCHES_PER_TRANSACTION {
-            match queue.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
+impl Writer {
+    fn take_batch(&self) -> Vec<Op> {
+        let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+        let take = group.queue.len().min(MAX_BATCHES_PER_TRANSACTION);
+        let batch: Vec<Op> = group.queue.drain(..take).collect();
+        if batch.is_empty() {
+            group.leading = false;
         }
-        match write_batch(db, &batch) {
-            Ok(created) => {
-                let mut created = created.into_iter();
-                for op in batch {
-                    match op {
-                        Op::Create(_, reply) => {
-                            let outcome = created.next().unwrap_or(Ok(CreateRun::Created));
-                            let _ = reply.send(outcome);
-                        }
-                        Op::Commit(_, reply) => {
-                            let _ = reply.send(Ok(()));
-                        }
+        batch
+    }
+
+    /// Commits what is queued, transaction after transaction, until the queue is empty.
+    fn lead(&self) {
+        loop {
+            let batch = self.take_batch();
+            if batch.is_empty() {
+                return;
+            }
+            apply(&self.db, batch);
+        }
+    }
+}
+
+/// Writes `batch` in one transaction and answers each of its callers.
+fn apply(db: &Database, batch: Vec<Op>) {
+    if batch.is_empty() {
+        return;
+    }
+    match write_batch(db, &batch) {
+        Ok(created) => {
+            let mut created = created.into_iter();
+            for op in batch {
+                match op {
+                    Op::Create(_, reply) => {
+                        let outcome = created.next().unwrap_or(Ok(CreateRun::Created));
+                        let _ = reply.send(outcome);
+                    }
+                    Op::Commit(_, reply) => {
+                        let _ = reply.send(Ok(()));
                     }
                 }
             }
-            Err(error) => {
-                let error = StoreError::Backend(error.to_string());
-                for op in batch {
-                    match op {
-                        Op::Create(_, reply) => {
-                            let _ = reply.send(Err(error.clone()));
-                        }
-                        Op::Commit(_, reply) => {
-                            let _ = reply.send(Err(error.clone()));
-                        }
+        }
+        Err(error) => {
+            let error = StoreError::Backend(error.to_string());
+            for op in batch {
+                match op {
+                    Op::Create(_, reply) => {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                    Op::Commit(_, reply) => {
+                        let _ = reply.send(Err(error.clone()));
                     }
                 }
             }
@@ -398,10 +438,9 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
 
 impl Store for RedbStore {
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
-        let (reply, answer) = oneshot::channel();
-        let sent = self.send(Op::Create(run, reply));
         Box::pin(async move {
-            sent?;
+            let (reply, answer) = oneshot::channel();
+            self.submit(Op::Create(run, reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
     }
@@ -488,10 +527,9 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
-        let (reply, answer) = oneshot::channel();
-        let sent = self.send(Op::Commit(writes, reply));
         Box::pin(async move {
-            sent?;
+            let (reply, answer) = oneshot::channel();
+            self.submit(Op::Commit(writes, reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
     }

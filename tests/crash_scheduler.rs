@@ -1,0 +1,1243 @@
+//! Crash tests of the engine's scheduling side: group commit, cancellation, child workflows and
+//! durable timers, each across the SIGKILL of a real child process.
+//!
+//! As in `tests/crash.rs`, a child is this test binary re-executed to run only
+//! `child_process_entry`, which does nothing unless `SCHED_CRASH_ROLE` is set. The child plays
+//! one role (run 50 workflows, cancel a run, ...), prints markers on stdout, and the parent kills
+//! it with SIGKILL, then reads what the dead process left in the journal, in-process or through a
+//! second child. Step bodies append `start`/`end` lines to a side-effect log, which tells which
+//! process ran which step under which idempotency key.
+//!
+//! The workflows implement [`Workflow`] by hand over the closure API, without the macros.
+
+#![cfg(unix)]
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use workflow_runtime::{
+    BoxFuture, Engine, RunRecord, RunStatus, StepContext, StepErrorKind, StepRecord, StepStatus,
+    Workflow, WorkflowFailure, durable, idempotency_key, step,
+};
+
+/// How long the parent waits for any one marker or exit. Generous, for a loaded machine; a
+/// healthy child takes milliseconds (the sleep test: about two seconds).
+const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+
+const ENV_ROLE: &str = "SCHED_CRASH_ROLE";
+const ENV_DB: &str = "SCHED_CRASH_DB";
+const ENV_LOG: &str = "SCHED_CRASH_LOG";
+/// What the role needs besides the files (a mode, a duration).
+const ENV_ARG: &str = "SCHED_CRASH_ARG";
+
+/// Markers are searched for inside lines: with `--nocapture` the harness prints
+/// `test child_process_entry ... ` and the child's first line follows it.
+const SEEN: &str = "SEEN ";
+const MISMATCH: &str = "MISMATCH ";
+const STARTED: &str = "STARTED";
+const BLOCKED: &str = "BLOCKED";
+const CANCEL_RETURNED: &str = "CANCEL-RETURNED ";
+const CANCELLED: &str = "CANCELLED";
+const QUEUED: &str = "QUEUED ";
+const SLEEPING: &str = "SLEEPING";
+const OUTPUT: &str = "OUTPUT ";
+const RESULT: &str = "RESULT ";
+
+fn fail(e: impl std::fmt::Display) -> WorkflowFailure {
+    WorkflowFailure::new(e.to_string())
+}
+
+/// The parent reads stdout through a pipe: a line must reach it in one `write`, at once.
+fn print_flushed(line: &str) {
+    let mut out = std::io::stdout().lock();
+    out.write_all(format!("{line}\n").as_bytes())
+        .expect("stdout");
+    out.flush().expect("stdout");
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The side-effect log
+// ---------------------------------------------------------------------------------------------
+
+/// Set once in a child process, from `SCHED_CRASH_LOG`. The parent never runs step bodies.
+static LOG: OnceLock<PathBuf> = OnceLock::new();
+
+fn append_line(line: &str) {
+    let Some(path) = LOG.get() else { return };
+    // One write per line on an O_APPEND file: a line is wholly in the log or absent, whatever
+    // moment the kill lands on.
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open the side-effect log");
+    file.write_all(format!("{line}\n").as_bytes())
+        .expect("append to the side-effect log");
+}
+
+/// Logs that the current step's body starts; returns its context.
+fn effect_start() -> StepContext {
+    let ctx = StepContext::current().expect("a step body runs inside a step");
+    let pid = std::process::id();
+    append_line(&format!(
+        "start {} {} {pid}",
+        ctx.idempotency_key(),
+        ctx.attempt()
+    ));
+    ctx
+}
+
+/// Logs that the step's body ends (its effect took place).
+fn effect_end(ctx: &StepContext) {
+    append_line(&format!(
+        "end {} {}",
+        ctx.idempotency_key(),
+        std::process::id()
+    ));
+}
+
+/// The side-effect log, parsed: (`start` or `end`, key, attempt, pid).
+struct SideEffects {
+    lines: Vec<(String, String, u32, u32)>,
+}
+
+impl SideEffects {
+    fn read(path: &Path) -> SideEffects {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines = text
+            .lines()
+            .map(|line| {
+                let num = |s: &str| -> u32 {
+                    s.parse()
+                        .unwrap_or_else(|_| panic!("bad number in log line {line:?}"))
+                };
+                match line.split(' ').collect::<Vec<_>>().as_slice() {
+                    ["start", key, attempt, pid] => {
+                        ("start".into(), (*key).into(), num(attempt), num(pid))
+                    }
+                    ["end", key, pid] => ("end".into(), (*key).into(), 0, num(pid)),
+                    _ => panic!("malformed side-effect log line {line:?}"),
+                }
+            })
+            .collect();
+        SideEffects { lines }
+    }
+
+    /// The attempt numbers with which `pid` started the step keyed `key`.
+    fn starts(&self, key: &str, pid: u32) -> Vec<u32> {
+        self.lines
+            .iter()
+            .filter(|(kind, k, _, p)| kind == "start" && k == key && *p == pid)
+            .map(|(_, _, attempt, _)| *attempt)
+            .collect()
+    }
+
+    fn ends(&self, key: &str, pid: u32) -> usize {
+        self.lines
+            .iter()
+            .filter(|(kind, k, _, p)| kind == "end" && k == key && *p == pid)
+            .count()
+    }
+
+    fn all_starts(&self, key: &str) -> usize {
+        self.lines
+            .iter()
+            .filter(|(kind, k, _, _)| kind == "start" && k == key)
+            .count()
+    }
+
+    fn pids(&self) -> BTreeSet<u32> {
+        self.lines.iter().map(|(_, _, _, pid)| *pid).collect()
+    }
+
+    fn dump(&self) -> String {
+        let lines: Vec<String> = self
+            .lines
+            .iter()
+            .map(|(kind, key, attempt, pid)| match kind.as_str() {
+                "start" => format!("start {key} attempt {attempt} pid {pid}"),
+                _ => format!("{kind} {key} pid {pid}"),
+            })
+            .collect();
+        lines.join("\n")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workflows
+// ---------------------------------------------------------------------------------------------
+
+/// The name of every step of [`Group`].
+const GROUP_STEP: &str = "work";
+
+/// The value of step `seq` of run `run_id` of [`Group`]: distinct for every step of every run,
+/// so a value handed to the wrong step or run cannot go unnoticed.
+fn group_value(run_id: &str, seq: u64) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in run_id.bytes().chain(seq.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{run_id}#{seq}:{hash:016x}")
+}
+
+/// `steps` steps in sequence; after each one returns, the body prints `SEEN <run id> <seq>`.
+struct Group;
+
+impl Workflow for Group {
+    /// (steps, base latency of a step in ms).
+    type Input = (u64, u64);
+    type Output = u64;
+    const NAME: &'static str = "sched_group";
+
+    fn run((steps, step_ms): (u64, u64)) -> BoxFuture<'static, Result<u64, WorkflowFailure>> {
+        Box::pin(async move {
+            let run_id = durable::run_id().expect("inside a run");
+            for seq in 0..steps {
+                let value = step(GROUP_STEP)
+                    .run(|| async move {
+                        let ctx = StepContext::current().expect("inside a step");
+                        let run_id = ctx.run_id().expect("inside a run").to_owned();
+                        // Latencies of 1 to 3 times the base, so that runs drift apart and
+                        // commits mix steps of different numbers.
+                        let spread = group_value(&run_id, ctx.seq()).len() as u64 % 3;
+                        tokio::time::sleep(Duration::from_millis(step_ms * (1 + spread))).await;
+                        Ok::<_, std::io::Error>(group_value(&run_id, ctx.seq()))
+                    })
+                    .await
+                    .map_err(fail)?;
+                if value != group_value(&run_id, seq) {
+                    print_flushed(&format!("{MISMATCH}{run_id} {seq} {value}"));
+                    return Err(fail(format!("step {seq} handed back {value:?}")));
+                }
+                // The step's value is visible to the body: say so, before anything else.
+                print_flushed(&format!("{SEEN}{run_id} {seq}"));
+            }
+            Ok(steps)
+        })
+    }
+}
+
+/// A quick first step, then a second step that blocks forever (in every process).
+struct Blocker;
+
+impl Workflow for Blocker {
+    type Input = ();
+    type Output = String;
+    const NAME: &'static str = "sched_blocker";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let first = step("first")
+                .run(|| async {
+                    let ctx = effect_start();
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>("first".to_owned())
+                })
+                .await
+                .map_err(fail)?;
+            step("block")
+                .run(|| async {
+                    let ctx = effect_start();
+                    print_flushed(BLOCKED);
+                    std::future::pending::<()>().await;
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>(())
+                })
+                .await
+                .map_err(fail)?;
+            Ok(first)
+        })
+    }
+}
+
+/// Set in the first process of the child-workflow test: [`Kid`]'s second step blocks there.
+static KID_BLOCKS: OnceLock<bool> = OnceLock::new();
+
+/// A step, a child workflow, a step.
+struct Parent;
+
+impl Workflow for Parent {
+    type Input = (u32,);
+    type Output = String;
+    const NAME: &'static str = "sched_parent";
+
+    fn run((n,): (u32,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let prepared = step("prepare")
+                .run(|| async move {
+                    let ctx = effect_start();
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>(format!("p{n}"))
+                })
+                .await
+                .map_err(fail)?;
+            let kid = durable::child::<Kid>((n * 10,)).await.map_err(fail)?;
+            let prepared = &prepared;
+            let kid = &kid;
+            step("finish")
+                .run(|| async move {
+                    let ctx = effect_start();
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>(format!("{prepared}+{kid}"))
+                })
+                .await
+                .map_err(fail)
+        })
+    }
+}
+
+/// The child workflow of [`Parent`]: two steps, the second of which blocks in the first process.
+struct Kid;
+
+impl Workflow for Kid {
+    type Input = (u32,);
+    type Output = String;
+    const NAME: &'static str = "sched_kid";
+
+    fn run((m,): (u32,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let a = step("kid-a")
+                .run(|| async move {
+                    let ctx = effect_start();
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>(format!("a{m}"))
+                })
+                .await
+                .map_err(fail)?;
+            let b = step("kid-block")
+                .run(|| async move {
+                    let ctx = effect_start();
+                    if KID_BLOCKS.get() == Some(&true) {
+                        print_flushed(BLOCKED);
+                        std::future::pending::<()>().await;
+                    }
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>(format!("b{m}"))
+                })
+                .await
+                .map_err(fail)?;
+            Ok(format!("{a}{b}"))
+        })
+    }
+}
+
+/// A step, a durable sleep, a step.
+struct Sleeper;
+
+impl Workflow for Sleeper {
+    /// The sleep in ms.
+    type Input = (u64,);
+    type Output = String;
+    const NAME: &'static str = "sched_sleeper";
+
+    fn run((ms,): (u64,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let before = step("before")
+                .run(|| async {
+                    let ctx = effect_start();
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>("before".to_owned())
+                })
+                .await
+                .map_err(fail)?;
+            print_flushed(SLEEPING);
+            durable::sleep(Duration::from_millis(ms)).await;
+            let after = step("after")
+                .run(|| async {
+                    let ctx = effect_start();
+                    effect_end(&ctx);
+                    Ok::<_, std::io::Error>("after".to_owned())
+                })
+                .await
+                .map_err(fail)?;
+            Ok(format!("{before},{after}"))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child roles
+// ---------------------------------------------------------------------------------------------
+
+const GROUP_RUNS: usize = 50;
+const GROUP_STEPS: u64 = 20;
+const GROUP_STEP_MS: u64 = 2;
+
+const BLOCKER_RUN: &str = "blocker";
+const FAMILY_RUN: &str = "family";
+const FAMILY_INPUT: u32 = 3;
+const SLEEP_RUN: &str = "nap";
+const SLEEP_MS: u64 = 2_000;
+
+fn group_run_id(i: usize) -> String {
+    format!("g{i:02}")
+}
+
+/// Runs only when re-executed by a parent with `SCHED_CRASH_ROLE` set.
+#[test]
+fn child_process_entry() {
+    let Ok(role) = std::env::var(ENV_ROLE) else {
+        return;
+    };
+    let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let db = PathBuf::from(env(ENV_DB));
+    LOG.set(PathBuf::from(env(ENV_LOG)))
+        .expect("the log is set once");
+    let arg = env(ENV_ARG);
+    match role.as_str() {
+        "group" => child_group(&db),
+        "cancel" => child_cancel(&db, &arg),
+        "cancel-check" => child_cancel_check(&db, &arg),
+        "family" => child_family(&db, &arg),
+        "sleep" => child_sleep(&db),
+        other => panic!("unknown child role {other:?}"),
+    }
+}
+
+/// Starts `GROUP_RUNS` runs of [`Group`] at once on one journal and waits for them.
+fn child_group(db: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let mut starts = tokio::task::JoinSet::new();
+        for i in 0..GROUP_RUNS {
+            let engine = engine.clone();
+            starts.spawn(async move {
+                engine
+                    .start::<Group>(group_run_id(i), (GROUP_STEPS, GROUP_STEP_MS))
+                    .await
+                    .expect("start a run")
+            });
+        }
+        let handles = starts.join_all().await;
+        print_flushed(STARTED);
+        for handle in handles {
+            handle.result().await.expect("the run completes");
+        }
+        print_flushed(&format!("{OUTPUT}\"done\""));
+    });
+}
+
+/// Starts [`Blocker`], waits for a line on stdin, cancels the run, and then waits to be killed.
+/// `arg` is `settle` (print `CANCELLED` once the run's end is reported) or `at-return` (print it
+/// as soon as `cancel` returns, then stall the runtime so the kill lands at that very moment).
+fn child_cancel(db: &Path, mode: &str) {
+    block_on(async {
+        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let run = engine
+            .start::<Blocker>(BLOCKER_RUN, ())
+            .await
+            .expect("start the run");
+        // The parent writes a line once it has seen BLOCKED; EOF means it is gone.
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("the stdin reader")
+        .expect("read stdin");
+        assert_eq!(line.trim(), "cancel", "the parent's order");
+        let cancelled = engine.cancel(BLOCKER_RUN).await.expect("cancel the run");
+        print_flushed(&format!("{CANCEL_RETURNED}{cancelled}"));
+        match mode {
+            "at-return" => {
+                print_flushed(CANCELLED);
+                // Nothing of this process runs after `cancel` returned: the engine's tasks
+                // share this thread. A SIGKILL can always land exactly here.
+                std::thread::sleep(CHILD_TIMEOUT);
+            }
+            "settle" => {
+                let error = run
+                    .result()
+                    .await
+                    .expect_err("a cancelled run has no value");
+                print_flushed(&format!("{CANCELLED} {error}"));
+                tokio::time::sleep(CHILD_TIMEOUT).await;
+            }
+            other => panic!("unknown cancel mode {other:?}"),
+        }
+        // Not killed in time: the parent has failed; exit instead of lingering.
+        std::process::exit(3);
+    });
+}
+
+/// A new process on the journal of a cancelled run: registers [`Blocker`], reports how many
+/// runs that resumed and the run's result, and gives a resumed run `arg` ms to show itself.
+fn child_cancel_check(db: &Path, wait_ms: &str) {
+    let wait_ms: u64 = wait_ms.parse().expect("a wait in ms");
+    block_on(async {
+        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let queued = engine.register::<Blocker>().await.expect("register");
+        print_flushed(&format!("{QUEUED}{queued}"));
+        // A resumed run never ends (its step blocks): give it `wait_ms` to show itself.
+        let wait = Duration::from_millis(wait_ms);
+        let run = engine.handle::<Blocker>(BLOCKER_RUN);
+        match tokio::time::timeout(wait, run.result()).await {
+            Ok(result) => print_flushed(&format!("{RESULT}{result:?}")),
+            Err(_) => print_flushed(&format!("{RESULT}still running after {wait:?}")),
+        }
+    });
+}
+
+/// `block`: starts [`Parent`] and waits (its child blocks). `finish`: registers both workflows
+/// and waits for the parent's result, which it prints.
+fn child_family(db: &Path, mode: &str) {
+    KID_BLOCKS
+        .set(mode == "block")
+        .expect("set once per process");
+    let output = block_on(async {
+        let engine = Engine::open(db).await.expect("the child opens the journal");
+        match mode {
+            "block" => {
+                let run = engine
+                    .start::<Parent>(FAMILY_RUN, (FAMILY_INPUT,))
+                    .await
+                    .expect("start the parent");
+                run.result().await.expect("the parent completes")
+            }
+            "finish" => {
+                let queued = engine.register::<Parent>().await.expect("register parent")
+                    + engine.register::<Kid>().await.expect("register kid");
+                print_flushed(&format!("{QUEUED}{queued}"));
+                let run = engine.handle::<Parent>(FAMILY_RUN);
+                run.result().await.expect("the resumed parent completes")
+            }
+            other => panic!("unknown family mode {other:?}"),
+        }
+    });
+    print_flushed(&format!(
+        "{OUTPUT}{}",
+        serde_json::to_string(&output).expect("JSON")
+    ));
+}
+
+/// Starts (or resumes) [`Sleeper`] and prints its output.
+fn child_sleep(db: &Path) {
+    let output = block_on(async {
+        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let run = engine
+            .start::<Sleeper>(SLEEP_RUN, (SLEEP_MS,))
+            .await
+            .expect("start or resume the run");
+        run.result().await.expect("the run completes")
+    });
+    print_flushed(&format!(
+        "{OUTPUT}{}",
+        serde_json::to_string(&output).expect("JSON")
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent's handle on a child
+// ---------------------------------------------------------------------------------------------
+
+/// The files of one test, in a directory removed at the end.
+struct Files {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    db: PathBuf,
+    log: PathBuf,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let root = dir.path().to_owned();
+        Files {
+            db: root.join("journal.redb"),
+            log: root.join("side-effects.log"),
+            root,
+            _dir: dir,
+        }
+    }
+}
+
+/// A running child. Dropping it kills and reaps the process, so a failed assertion in the
+/// parent never leaves a child behind.
+struct ChildProcess {
+    child: std::process::Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// The last lines read, for failure messages.
+    recent: Vec<String>,
+    stderr: PathBuf,
+    label: String,
+    status: Option<ExitStatus>,
+}
+
+impl ChildProcess {
+    fn spawn(files: &Files, role: &str, arg: &str, label: &str) -> ChildProcess {
+        let stderr = files.root.join(format!("{label}.stderr"));
+        let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
+            .args([
+                "--exact",
+                "child_process_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ENV_ROLE, role)
+            .env(ENV_DB, &files.db)
+            .env(ENV_LOG, &files.log)
+            .env(ENV_ARG, arg)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr).expect("the child's stderr file"))
+            .spawn()
+            .expect("spawn the child process");
+        let stdin = child.stdin.take();
+        // A thread turns the pipe into a channel, so that every wait for a line has a timeout.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildProcess {
+            child,
+            stdin,
+            lines,
+            recent: Vec::new(),
+            stderr,
+            label: label.to_owned(),
+            status: None,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn diagnostics(&self) -> String {
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        format!(
+            "child `{}` (pid {}), status {:?}\n--- last stdout lines ---\n{}\n--- stderr ---\n{}",
+            self.label,
+            self.pid(),
+            self.status,
+            self.recent.join("\n"),
+            stderr
+        )
+    }
+
+    fn remember(&mut self, line: &str) {
+        const KEEP: usize = 40;
+        if self.recent.len() == KEEP {
+            self.recent.remove(0);
+        }
+        self.recent.push(line.to_owned());
+    }
+
+    /// The next line, or `None` once the child's stdout is closed.
+    fn next_line(&mut self, deadline: Instant) -> Option<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => {
+                self.remember(&line);
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no line within the time limit\n{}", self.diagnostics())
+            }
+        }
+    }
+
+    /// Waits for a line containing `marker`; returns what follows the marker.
+    fn wait_for(&mut self, marker: &str) -> String {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let Some(line) = self.next_line(deadline) else {
+                self.wait_exit();
+                panic!(
+                    "the child ended without printing {marker:?}\n{}",
+                    self.diagnostics()
+                );
+            };
+            if let Some(at) = line.find(marker) {
+                return line[at + marker.len()..].to_owned();
+            }
+        }
+    }
+
+    /// Every line still in the pipe of a dead child.
+    fn drain(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        let mut rest = Vec::new();
+        while let Some(line) = self.next_line(deadline) {
+            rest.push(line);
+        }
+        rest
+    }
+
+    fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("the child's stdin");
+        writeln!(stdin, "{line}").expect("write to the child's stdin");
+        stdin.flush().expect("flush the child's stdin");
+    }
+
+    /// Reaps a child that is expected to exit by itself.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the child did not exit\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.status = Some(status);
+        status
+    }
+
+    /// Kills the child with SIGKILL now, whatever it is doing, and reaps it.
+    fn kill(&mut self) -> ExitStatus {
+        // An error means it has exited already; `wait` tells how.
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("reap the child");
+        self.status = Some(status);
+        status
+    }
+
+    /// Kills a child that must still be alive, and checks that SIGKILL is what ended it.
+    fn kill_alive(&mut self) {
+        let status = self.kill();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the child must die of SIGKILL\n{}",
+            self.diagnostics()
+        );
+    }
+
+    /// Waits for the JSON after `OUTPUT` and a clean exit.
+    fn finish<T: serde::de::DeserializeOwned>(&mut self) -> T {
+        let json = self.wait_for(OUTPUT);
+        let status = self.wait_exit();
+        assert!(
+            status.success(),
+            "the child must exit 0\n{}",
+            self.diagnostics()
+        );
+        serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("bad output {json:?}: {e}\n{}", self.diagnostics()))
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every run in the journal, and the steps of each, read while no child holds the file.
+fn inspect(db: &Path) -> BTreeMap<String, (RunRecord, Vec<StepRecord>)> {
+    block_on(async {
+        // Dropped before this returns, which releases the file for the next child.
+        let engine = Engine::open(db)
+            .await
+            .expect("the parent opens the journal once the child is dead");
+        let mut out = BTreeMap::new();
+        for run in engine.runs().await.expect("list the runs") {
+            let steps = engine.journal(&run.run_id).await.expect("read a journal");
+            out.insert(run.run_id.clone(), (run, steps));
+        }
+        out
+    })
+}
+
+fn string_output(step: &StepRecord) -> String {
+    let raw = step
+        .output
+        .as_ref()
+        .unwrap_or_else(|| panic!("step #{} ({}) has no value", step.seq, step.name));
+    serde_json::from_str(raw.get()).expect("a journaled value is a JSON string")
+}
+
+/// Knuth's MMIX LCG: reproducible from the printed seed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound.max(1)
+    }
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    // Shown by the harness when the test fails; CRASH_SEED=<seed> replays the same choices.
+    println!("random kill seed: {seed}");
+    seed
+}
+
+fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Group commit: durable before visible
+// ---------------------------------------------------------------------------------------------
+
+/// 50 runs of 20 steps share one journal, so their commits share transactions. After each step
+/// returns, the body prints `SEEN <run> <seq>`; the child is killed at a random line. Every
+/// step the dead process reported as seen must be in the journal with its value: no outcome was
+/// handed to a body before the transaction holding it was durable.
+#[test]
+fn sigkill_during_group_commit_loses_no_step_a_body_has_seen() {
+    const ATTEMPTS: usize = 3;
+    let seed = seed();
+    let mut rng = Lcg(seed);
+    let total = GROUP_RUNS * GROUP_STEPS as usize;
+    for attempt in 0..ATTEMPTS {
+        let files = Files::new();
+        // At least a few hundred lines, and early enough that the child is still busy.
+        let kill_after = 300 + rng.below(total as u64 * 2 / 5) as usize;
+        let mut child = ChildProcess::spawn(&files, "group", "", &format!("group-{attempt}"));
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        let mut lines = Vec::new();
+        let mut seen_count = 0;
+        while seen_count < kill_after {
+            let Some(line) = child.next_line(deadline) else {
+                child.wait_exit();
+                panic!(
+                    "seed {seed}: the child ended early\n{}",
+                    child.diagnostics()
+                );
+            };
+            seen_count += usize::from(line.contains(SEEN));
+            lines.push(line);
+        }
+        let status = child.kill();
+        // What the child wrote before it died is still in the pipe.
+        lines.extend(child.drain());
+        if status.success() {
+            println!("attempt {attempt}: the child finished before the kill; again");
+            continue;
+        }
+        assert_eq!(status.signal(), Some(9), "{}", child.diagnostics());
+
+        let mut seen: Vec<(String, u64)> = Vec::new();
+        let mut started = false;
+        for line in &lines {
+            assert!(
+                !line.contains(MISMATCH),
+                "seed {seed}: a body got a wrong value: {line}"
+            );
+            started |= line.contains(STARTED);
+            if let Some(at) = line.find(SEEN) {
+                let rest = &line[at + SEEN.len()..];
+                let (run, seq) = rest
+                    .split_once(' ')
+                    .unwrap_or_else(|| panic!("malformed line {line:?}"));
+                let seq = seq
+                    .parse()
+                    .unwrap_or_else(|_| panic!("malformed line {line:?}"));
+                seen.push((run.to_owned(), seq));
+            }
+        }
+        assert!(seen.len() >= kill_after, "seed {seed}");
+        assert!(
+            seen.len() < total,
+            "seed {seed}: killed after the last step; the kill came too late to test anything"
+        );
+
+        // Concurrency: lines of many runs come close together (each run prints one line per
+        // step, one step at a time, so a window of 100 lines with many runs in it means many
+        // runs had steps in flight at once).
+        let most_runs_in_a_window = seen
+            .windows(100)
+            .map(|w| w.iter().map(|(run, _)| run).collect::<HashSet<_>>().len())
+            .max()
+            .unwrap_or(0);
+        assert!(
+            most_runs_in_a_window >= 25,
+            "seed {seed}: at most {most_runs_in_a_window} runs in any 100 consecutive lines"
+        );
+
+        let journal = inspect(&files.db);
+        let context = format!("seed {seed}, killed after {} SEEN lines", seen.len());
+        for (run, seq) in &seen {
+            let (_, steps) = journal.get(run).unwrap_or_else(|| {
+                panic!("{context}: run {run} printed SEEN but is not in the journal")
+            });
+            let record = steps.iter().find(|s| s.seq == *seq).unwrap_or_else(|| {
+                panic!(
+                    "{context}: step {seq} of {run} was seen by the body but is not in the \
+                     journal: its outcome was visible before it was durable"
+                )
+            });
+            assert_eq!(record.name, GROUP_STEP, "{context}: {run} #{seq}");
+            assert_eq!(
+                record.status,
+                StepStatus::Completed,
+                "{context}: {run} #{seq}"
+            );
+            assert_eq!(
+                string_output(record),
+                group_value(run, *seq),
+                "{context}: {run} #{seq}"
+            );
+        }
+        // Each run's journal is a prefix of its steps, and at most one step ahead of what its
+        // body saw (that step was committed, and the kill came before its SEEN line).
+        let mut last_seen: BTreeMap<&str, u64> = BTreeMap::new();
+        for (run, seq) in &seen {
+            let last = last_seen.entry(run.as_str()).or_insert(0);
+            *last = (*last).max(seq + 1);
+        }
+        for (run, (record, steps)) in &journal {
+            assert_eq!(record.workflow, Group::NAME, "{context}");
+            let seqs: Vec<u64> = steps.iter().map(|s| s.seq).collect();
+            let prefix: Vec<u64> = (0..steps.len() as u64).collect();
+            assert_eq!(seqs, prefix, "{context}: the journal of {run}");
+            let saw = last_seen.get(run.as_str()).copied().unwrap_or(0);
+            let journaled = steps.len() as u64;
+            assert!(
+                journaled == saw || journaled == saw + 1,
+                "{context}: {run} journaled {journaled} steps, its body saw {saw}"
+            );
+        }
+        if started {
+            assert_eq!(
+                journal.len(),
+                GROUP_RUNS,
+                "{context}: every started run is journaled"
+            );
+        }
+        let runs_seen = last_seen.len();
+        println!(
+            "attempt {attempt}: killed after {} SEEN lines from {runs_seen} runs; all {} checked \
+             against the journal ({} steps journaled)",
+            seen.len(),
+            seen.len(),
+            journal.values().map(|(_, s)| s.len()).sum::<usize>()
+        );
+        return;
+    }
+    panic!("seed {seed}: the child finished before every one of {ATTEMPTS} kills");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Cancellation across a crash
+// ---------------------------------------------------------------------------------------------
+
+/// A child starts [`Blocker`], whose second step blocks; on the parent's order it cancels the
+/// run, and the parent kills it once it printed `CANCELLED` (when that is depends on `mode`).
+/// A new process then finds the run cancelled and resumes nothing.
+fn cancel_then_sigkill(mode: &str) {
+    let files = Files::new();
+    let mut first = ChildProcess::spawn(&files, "cancel", mode, "cancel");
+    first.wait_for(BLOCKED);
+    first.send_line("cancel");
+    let returned = first.wait_for(CANCEL_RETURNED);
+    assert_eq!(returned, "true", "cancel of a running run returns true");
+    first.wait_for(CANCELLED);
+    first.kill_alive();
+    let first_pid = first.pid();
+
+    let mut check = ChildProcess::spawn(&files, "cancel-check", "300", "check");
+    let queued: usize = check.wait_for(QUEUED).parse().expect("a count");
+    let result = check.wait_for(RESULT);
+    let status = check.wait_exit();
+    assert!(status.success(), "{}", check.diagnostics());
+    let check_pid = check.pid();
+
+    let journal = inspect(&files.db);
+    let (record, steps) = &journal[BLOCKER_RUN];
+    let log = SideEffects::read(&files.log);
+    let journaled: Vec<String> = steps
+        .iter()
+        .map(|s| {
+            let kind = s.error.as_ref().map(|e| format!(" ({:?})", e.kind));
+            format!(
+                "#{} {} {:?}{}",
+                s.seq,
+                s.name,
+                s.status,
+                kind.unwrap_or_default()
+            )
+        })
+        .collect();
+    let context = format!(
+        "mode {mode}: after the kill the run is {}, with steps {journaled:?}; a new process \
+         (pid {check_pid}) registered the workflow, which queued {queued} run(s), and it \
+         reported {result:?}\nside-effect log:\n{}",
+        record.status,
+        log.dump()
+    );
+    assert_eq!(
+        record.status,
+        RunStatus::Cancelled,
+        "the cancellation survives the kill; {context}"
+    );
+    assert_eq!(queued, 0, "register resumes nothing; {context}");
+    assert!(
+        result.contains("RunFinished") && result.contains("Cancelled"),
+        "the new process reports the run cancelled: {result}; {context}"
+    );
+    assert_eq!(journal.len(), 1, "{context}");
+    assert_eq!(steps.len(), 2, "{context}");
+    assert_eq!(
+        (steps[0].name.as_str(), steps[0].status),
+        ("first", StepStatus::Completed),
+        "{context}"
+    );
+    assert_eq!(
+        (steps[1].name.as_str(), steps[1].status),
+        ("block", StepStatus::Failed),
+        "{context}"
+    );
+    let error = steps[1].error.as_ref().expect("the blocked step's error");
+    assert_eq!(error.kind, StepErrorKind::Cancelled, "{context}");
+
+    let key = |seq, name| idempotency_key(BLOCKER_RUN, seq, name);
+    assert_eq!(log.starts(&key(0, "first"), first_pid), [1], "{context}");
+    assert_eq!(log.starts(&key(1, "block"), first_pid), [1], "{context}");
+    assert_eq!(log.ends(&key(1, "block"), first_pid), 0, "{context}");
+    assert_eq!(
+        log.pids(),
+        BTreeSet::from([first_pid]),
+        "no step ran in the new process (pid {check_pid}); {context}"
+    );
+}
+
+/// The run's end was reported (`result` returned cancelled) before the kill.
+#[test]
+fn a_cancelled_run_stays_cancelled_after_a_sigkill() {
+    cancel_then_sigkill("settle");
+}
+
+/// Regression: `Engine::cancel` on an executing run returned as soon as it had signalled the
+/// run's task, before the task journaled `cancelled`; a process that died in between lost the
+/// cancellation and the next engine ran the blocked step again. The child stalls its only
+/// runtime thread right after `cancel` returns, which pins the kill to that moment.
+#[test]
+fn sigkill_right_after_cancel_returns_keeps_the_run_cancelled() {
+    cancel_then_sigkill("at-return");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Child workflows across a crash
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_child_workflow_killed_mid_step_resumes_once_under_its_id() {
+    let files = Files::new();
+    let child_id = format!("{FAMILY_RUN}/1/child");
+    let expected = format!("p{FAMILY_INPUT}+a{0}b{0}", FAMILY_INPUT * 10);
+
+    let mut first = ChildProcess::spawn(&files, "family", "block", "family-first");
+    first.wait_for(BLOCKED);
+    first.kill_alive();
+    let first_pid = first.pid();
+
+    let at_kill = inspect(&files.db);
+    let ids: Vec<&str> = at_kill.keys().map(String::as_str).collect();
+    assert_eq!(ids, [FAMILY_RUN, child_id.as_str()], "runs after the kill");
+    let (parent, parent_steps) = &at_kill[FAMILY_RUN];
+    let (kid, kid_steps) = &at_kill[&child_id];
+    assert_eq!(parent.status, RunStatus::Running);
+    assert_eq!(kid.status, RunStatus::Running);
+    assert_eq!(kid.workflow, Kid::NAME);
+    let names = |steps: &[StepRecord]| -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| format!("{}:{}", s.seq, s.name))
+            .collect()
+    };
+    assert_eq!(names(parent_steps), ["0:prepare"]);
+    assert_eq!(names(kid_steps), ["0:kid-a"]);
+    let kid_created = kid.created_at_us;
+
+    let mut second = ChildProcess::spawn(&files, "family", "finish", "family-second");
+    let queued: usize = second.wait_for(QUEUED).parse().expect("a count");
+    let output: String = second.finish();
+    let second_pid = second.pid();
+    assert_eq!(output, expected, "the parent's result");
+    // Both runs are queued, by `register` or, for the child, by the resumed parent's `start`
+    // if it got there first; either way `register` found at least the parent.
+    assert!(
+        (1..=2).contains(&queued),
+        "register queued {queued} runs; {}",
+        second.diagnostics()
+    );
+
+    let end = inspect(&files.db);
+    let ids: Vec<&str> = end.keys().map(String::as_str).collect();
+    assert_eq!(
+        ids,
+        [FAMILY_RUN, child_id.as_str()],
+        "the child run exists exactly once, under `{{parent}}/{{seq}}/child`"
+    );
+    let (parent, parent_steps) = &end[FAMILY_RUN];
+    let (kid, kid_steps) = &end[&child_id];
+    assert_eq!(parent.status, RunStatus::Completed);
+    assert_eq!(kid.status, RunStatus::Completed);
+    assert_eq!(
+        kid.created_at_us, kid_created,
+        "the child run is the one the first process created"
+    );
+    assert_eq!(
+        names(parent_steps),
+        ["0:prepare", "1:child:sched_kid", "2:finish"]
+    );
+    assert_eq!(
+        string_output(&parent_steps[1]),
+        format!("a{0}b{0}", FAMILY_INPUT * 10)
+    );
+    assert_eq!(names(kid_steps), ["0:kid-a", "1:kid-block"]);
+
+    let log = SideEffects::read(&files.log);
+    let context = format!("side-effect log:\n{}", log.dump());
+    let prepare = idempotency_key(FAMILY_RUN, 0, "prepare");
+    let finish = idempotency_key(FAMILY_RUN, 2, "finish");
+    let kid_a = idempotency_key(&child_id, 0, "kid-a");
+    let kid_block = idempotency_key(&child_id, 1, "kid-block");
+    assert_eq!(kid_block, format!("{FAMILY_RUN}/1/child/1/kid-block"));
+    // Journaled steps ran once, in the first process.
+    assert_eq!(log.starts(&prepare, first_pid), [1], "{context}");
+    assert_eq!(log.all_starts(&prepare), 1, "{context}");
+    // The child was not started a second time: its first step ran once, in the first process.
+    assert_eq!(log.starts(&kid_a, first_pid), [1], "{context}");
+    assert_eq!(log.all_starts(&kid_a), 1, "{context}");
+    // The interrupted step ran again in the second process, under the same key.
+    assert_eq!(log.starts(&kid_block, first_pid), [1], "{context}");
+    assert_eq!(log.ends(&kid_block, first_pid), 0, "{context}");
+    assert_eq!(log.starts(&kid_block, second_pid), [1], "{context}");
+    assert_eq!(log.ends(&kid_block, second_pid), 1, "{context}");
+    assert_eq!(log.starts(&finish, second_pid), [1], "{context}");
+    assert_eq!(log.all_starts(&finish), 1, "{context}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A durable sleep across a crash
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_durable_sleep_killed_midway_resumes_for_the_remaining_time_only() {
+    const KILL_INTO_SLEEP: Duration = Duration::from_millis(500);
+    const RESTART_GAP: Duration = Duration::from_millis(500);
+    let files = Files::new();
+    let sleep = Duration::from_millis(SLEEP_MS);
+
+    let mut first = ChildProcess::spawn(&files, "sleep", "", "sleep-first");
+    first.wait_for(SLEEPING);
+    std::thread::sleep(KILL_INTO_SLEEP);
+    first.kill_alive();
+    let killed_at_us = wall_us();
+    let first_pid = first.pid();
+
+    let at_kill = inspect(&files.db);
+    let (record, steps) = &at_kill[SLEEP_RUN];
+    assert_eq!(record.status, RunStatus::Running, "{record:?}");
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["before", "sleep"],
+        "the wake-up time is journaled before the sleep"
+    );
+    let due_us: u64 = serde_json::from_str(steps[1].output.as_ref().expect("the due time").get())
+        .expect("the due time is a number");
+    // The run's start, as journaled: process start-up is not part of the run's time.
+    let started_us = record.created_at_us;
+    assert!(
+        killed_at_us < due_us,
+        "the kill must land during the sleep: {} ms after the wake-up time",
+        (killed_at_us - due_us) / 1000
+    );
+
+    std::thread::sleep(RESTART_GAP);
+    let restarted = Instant::now();
+    let remaining = Duration::from_micros(due_us.saturating_sub(wall_us()));
+    let mut second = ChildProcess::spawn(&files, "sleep", "", "sleep-second");
+    let output: String = second.finish();
+    let second_pid = second.pid();
+    let resumed_for = restarted.elapsed();
+    let total = Duration::from_micros(wall_us().saturating_sub(started_us));
+    assert_eq!(output, "before,after");
+    println!(
+        "sleep of {sleep:?}: killed {} ms into it, restarted with {remaining:?} left, the \
+         resumed process took {resumed_for:?}, {total:?} from the run's start to its result",
+        (killed_at_us.saturating_sub(due_us - SLEEP_MS * 1000)) / 1000
+    );
+    assert!(
+        total >= sleep,
+        "the run slept less than {sleep:?}: {total:?}"
+    );
+    assert!(
+        total < Duration::from_secs(4),
+        "from the run's start to its result: {total:?}"
+    );
+    // A sleep restarted in full would take about a second more than this.
+    assert!(
+        resumed_for < remaining + Duration::from_millis(800),
+        "the resumed process took {resumed_for:?} with {remaining:?} left: the sleep restarted"
+    );
+
+    let end = inspect(&files.db);
+    let (record, steps) = &end[SLEEP_RUN];
+    assert_eq!(record.status, RunStatus::Completed);
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["before", "sleep", "after"]);
+    assert!(
+        steps[2].started_at_us >= due_us,
+        "the step after the sleep started {} us before the journaled wake-up time",
+        due_us - steps[2].started_at_us
+    );
+
+    let log = SideEffects::read(&files.log);
+    let context = format!("side-effect log:\n{}", log.dump());
+    let before = idempotency_key(SLEEP_RUN, 0, "before");
+    let after = idempotency_key(SLEEP_RUN, 2, "after");
+    assert_eq!(log.starts(&before, first_pid), [1], "{context}");
+    assert_eq!(
+        log.all_starts(&before),
+        1,
+        "the first step is not re-run; {context}"
+    );
+    assert_eq!(log.starts(&after, second_pid), [1], "{context}");
+    assert_eq!(log.all_starts(&after), 1, "{context}");
+}
