@@ -425,11 +425,9 @@ impl Engine {
             lock(&self.inner.scheduler).remove(run_id);
         }
         let mut run = self.existing(run_id).await?;
-        if run.status == RunStatus::Cancelled {
-            return Ok(true);
-        }
         if run.status.is_terminal() {
-            return Ok(false);
+            // Cancelled by its own task just now, or finished before.
+            return Ok(executing && run.status == RunStatus::Cancelled);
         }
         run.status = RunStatus::Cancelled;
         run.error = Some("cancelled".into());
