@@ -145,6 +145,14 @@ impl Usage {
         self
     }
 
+    /// True when nothing was spent (the journal then leaves the usage out).
+    pub fn is_zero(&self) -> bool {
+        self.input_tokens == 0
+            && self.output_tokens == 0
+            && self.cost_usd == 0.0
+            && self.model.is_none()
+    }
+
     pub(crate) fn add(&mut self, other: &Usage) {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;

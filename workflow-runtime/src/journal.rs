@@ -216,11 +216,13 @@ pub struct StepRecord {
     /// When it finished, in microseconds since the Unix epoch.
     pub finished_at_us: u64,
     /// Its value, as JSON, when completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Box<RawValue>>,
     /// Its error, when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
     /// What its attempts spent, all of them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Usage::is_zero")]
     pub usage: Usage,
 }
 
