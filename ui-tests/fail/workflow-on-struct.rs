@@ -1,0 +1,8 @@
+use workflow_runtime::workflow;
+
+#[workflow]
+struct Agent {
+    goal: String,
+}
+
+fn main() {}

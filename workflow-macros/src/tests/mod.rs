@@ -1,0 +1,171 @@
+//! Unit tests of the proc_macro2 core, run without rustc's macro machinery. Errors are checked
+//! with the source text they point at (proc-macro2's `span-locations`, a dev-only feature).
+
+mod options;
+mod rewrite;
+mod signature;
+mod snapshot;
+
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
+
+use crate::ctxt::Ctxt;
+
+/// The output of one macro invocation: its tokens (without the `compile_error!`s) and its errors
+/// as `(message, source text the error points at)`.
+pub(super) struct Expansion {
+    pub(super) tokens: TokenStream,
+    pub(super) errors: Vec<(String, String)>,
+}
+
+impl Expansion {
+    /// Asserts that the output contains `expected` (Rust tokens, compared after tokenizing),
+    /// where each `.run(|| CALL)` stands for the full attempt closure (see [`with_classify`]).
+    #[track_caller]
+    pub(super) fn assert_contains(&self, expected: &str) {
+        self.assert_contains_with(expected, "::workflow_runtime");
+    }
+
+    /// [`Expansion::assert_contains`] for a runtime reached through `krate`.
+    #[track_caller]
+    pub(super) fn assert_contains_with(&self, expected: &str, krate: &str) {
+        let output = canonical(self.tokens.clone());
+        let expected = canonical(tokens(&with_classify(expected, krate)));
+        assert!(
+            output.contains(&expected),
+            "expected to find\n  {expected}\nin\n  {output}"
+        );
+    }
+
+    #[track_caller]
+    pub(super) fn assert_lacks(&self, unexpected: &str) {
+        let output = canonical(self.tokens.clone());
+        let unexpected = canonical(tokens(unexpected));
+        assert!(
+            !output.contains(&unexpected),
+            "did not expect\n  {unexpected}\nin\n  {output}"
+        );
+    }
+
+    #[track_caller]
+    pub(super) fn assert_no_errors(&self) {
+        assert!(
+            self.errors.is_empty(),
+            "unexpected errors: {:#?}",
+            self.errors
+        );
+    }
+
+    /// Asserts exactly these errors, as `(message, text the error points at)`, in order.
+    #[track_caller]
+    pub(super) fn assert_errors(&self, expected: &[(&str, &str)]) {
+        let actual: Vec<(&str, &str)> = self
+            .errors
+            .iter()
+            .map(|(message, at)| (message.as_str(), at.as_str()))
+            .collect();
+        assert_eq!(actual, expected);
+    }
+}
+
+/// Tokens separated by single spaces, whatever their `Spacing`: `?;` parsed from a string is a
+/// joint `?`, while `quote!` emits an alone one, and the difference is not the test's concern.
+pub(super) fn canonical(tokens: TokenStream) -> String {
+    let mut out = String::new();
+    for token in tokens {
+        match token {
+            TokenTree::Group(group) => {
+                let (open, close) = match group.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Brace => ("{", "}"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::None => ("", ""),
+                };
+                out.push_str(open);
+                out.push(' ');
+                out.push_str(&canonical(group.stream()));
+                out.push_str(close);
+            }
+            TokenTree::Punct(punct) => out.push(punct.as_char()),
+            other => out.push_str(&other.to_string()),
+        }
+        out.push(' ');
+    }
+    out
+}
+
+/// Expands the shorthand `.run(|| CALL)` of expected output into what the macros generate:
+/// `.run(|| KRATE::__private::classified(CALL, |__error| { ... }))`, the classification of the
+/// attempt's error being the same for every step (and shown in full in the snapshot).
+pub(super) fn with_classify(expected: &str, krate: &str) -> String {
+    const MARKER: &str = ".run(|| ";
+    let mut out = String::new();
+    let mut rest = expected;
+    while let Some(start) = rest.find(MARKER) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + MARKER.len()..];
+        // The call ends at the `)` that closes `.run(`.
+        let mut depth = 1;
+        let end = after
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("balanced `.run(|| ...)` in the expected output");
+        let call = &after[..end];
+        out.push_str(&format!(
+            ".run(|| {krate}::__private::classified({call}, |__error| {{ \
+             #[allow(unused_imports)] \
+             use {krate}::__private::{{ChainKind as _, ClassifyKind as _}}; \
+             (&__error).__workflow_error_kind().into_failure(__error) }})"
+        ));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+pub(super) fn tokens(source: &str) -> TokenStream {
+    source.parse().expect("test source tokenizes")
+}
+
+pub(super) fn workflow(args: &str, item: &str) -> Expansion {
+    let ctxt = Ctxt::new();
+    let tokens = crate::entry::workflow_with(self::tokens(args), self::tokens(item), &ctxt);
+    Expansion {
+        tokens,
+        errors: errors(ctxt),
+    }
+}
+
+pub(super) fn step(args: &str, item: &str) -> Expansion {
+    let ctxt = Ctxt::new();
+    let tokens = crate::entry::step_with(self::tokens(args), self::tokens(item), &ctxt);
+    Expansion {
+        tokens,
+        errors: errors(ctxt),
+    }
+}
+
+/// A workflow whose body is `body`, for the tests of step rewriting.
+pub(super) fn workflow_body(body: &str) -> Expansion {
+    workflow(
+        "",
+        &format!("async fn w(url: String) -> anyhow::Result<u32> {{ {body} }}"),
+    )
+}
+
+fn errors(ctxt: Ctxt) -> Vec<(String, String)> {
+    ctxt.into_errors()
+        .into_iter()
+        .map(|error| {
+            let at = error.span().source_text().unwrap_or_default();
+            (error.to_string(), at)
+        })
+        .collect()
+}
