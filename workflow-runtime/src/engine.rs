@@ -444,7 +444,7 @@ impl Engine {
 
     /// Sends the event `name` with `payload` to run `run_id`. It is journaled before this
     /// returns, and kept until the run consumes it with
-    /// [`wait_for_event`](crate::wait_for_event): an event sent before the run waits is
+    /// [`wait_for_event`](crate::durable::wait_for_event): an event sent before the run waits is
     /// delivered when it does. A waiting run out of memory is brought back.
     pub async fn send_event(
         &self,

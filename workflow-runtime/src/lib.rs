@@ -51,7 +51,7 @@
 //! `#[workflow]` keeps the function callable with its own signature and adds a companion type
 //! with the same name, implementing [`Workflow`], which the engine's methods take as a type
 //! parameter: `engine.start::<research_agent>(run_id, (goal,))`. `#[step]` on a statement or
-//! an `async fn` becomes a call of the closure-based [`step`] API, which can also be used
+//! an `async fn` becomes a call of the closure-based [`step()`] API, which can also be used
 //! directly, without the macros.
 //!
 //! Called directly, outside an engine, a workflow function runs its steps with their retries

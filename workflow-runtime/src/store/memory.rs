@@ -35,7 +35,7 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
         let result = self.with_state(|s| match s.runs.get(&run.run_id) {
-            Some(existing) => CreateRun::Existing(existing.clone()),
+            Some(existing) => CreateRun::Existing(Box::new(existing.clone())),
             None => {
                 s.runs.insert(run.run_id.clone(), run);
                 CreateRun::Created

@@ -49,7 +49,7 @@ pub enum CreateRun {
     /// The run was new and is now persisted.
     Created,
     /// A run with this id already existed; nothing was written.
-    Existing(RunRecord),
+    Existing(Box<RunRecord>),
 }
 
 /// Where the engine keeps its journal.

@@ -55,7 +55,10 @@ struct Group {
 }
 
 enum Op {
-    Create(RunRecord, oneshot::Sender<Result<CreateRun, StoreError>>),
+    Create(
+        Box<RunRecord>,
+        oneshot::Sender<Result<CreateRun, StoreError>>,
+    ),
     Commit(Vec<Write>, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -181,10 +184,10 @@ fn create_atomically(path: &Path) -> Result<(), OpenError> {
         Err(e) => return Err(storage_error(format!("cannot create the journal: {e}"))),
     }
     // Make the new directory entry durable too.
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(dir) = std::fs::File::open(parent) {
-            let _ = dir.sync_all();
-        }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
     }
     Ok(())
 }
@@ -368,7 +371,9 @@ fn write_batch(
                         .get(run.run_id.as_str())?
                         .map(|bytes| decode_run(&run.run_id, bytes.value()));
                     match existing {
-                        Some(Ok(existing)) => created.push(Ok(CreateRun::Existing(existing))),
+                        Some(Ok(existing)) => {
+                            created.push(Ok(CreateRun::Existing(Box::new(existing))))
+                        }
                         // A damaged record is never overwritten: report it to this caller.
                         Some(Err(e)) => created.push(Err(e)),
                         None => {
@@ -440,7 +445,7 @@ impl Store for RedbStore {
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            self.submit(Op::Create(run, reply));
+            self.submit(Op::Create(Box::new(run), reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
     }
