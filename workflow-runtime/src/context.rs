@@ -271,8 +271,8 @@ impl RunContext {
             .collect()
     }
 
-    pub(crate) fn emit(&self, event: Event) {
-        self.shared.listeners.emit(event);
+    pub(crate) fn emit(&self, make: impl FnOnce() -> Event) {
+        self.shared.listeners.emit_with(make);
     }
 
     pub(crate) fn alert(&self, kind: AlertKind, step: Option<&str>, message: String) {

@@ -59,7 +59,7 @@ async fn recorded<T: Serialize + DeserializeOwned>(
     match run.claim(seq, name) {
         Err(mismatch) => return park(run, Abort::Park(mismatch.to_string())).await,
         Ok(Replay::Journaled(record)) => {
-            run.emit(Event::StepReplayed {
+            run.emit(|| Event::StepReplayed {
                 run_id: run.run_id.clone(),
                 seq,
                 name: name.to_owned(),
@@ -207,7 +207,7 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
     match run.claim(seq, &step_name) {
         Err(mismatch) => return park(&run, Abort::Park(mismatch.to_string())).await,
         Ok(Replay::Journaled(record)) => {
-            run.emit(Event::StepReplayed {
+            run.emit(|| Event::StepReplayed {
                 run_id: run.run_id.clone(),
                 seq,
                 name: step_name,

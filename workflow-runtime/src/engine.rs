@@ -52,11 +52,38 @@ struct Inner {
     /// Wakes the dispatcher: a run was queued, or a slot was freed.
     dispatch: Arc<Notify>,
     dispatcher_started: AtomicBool,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    /// Counts the run tasks alive, so that `shutdown` can wait until none holds the engine.
+    live_tasks: Arc<LiveTasks>,
     closed: AtomicBool,
     max_concurrent_runs: AtomicUsize,
     /// Senders that wake `RunHandle::result` callers when their run ends.
     endings: Mutex<HashMap<String, watch::Sender<bool>>>,
     last_arrival: AtomicU64,
+}
+
+#[derive(Default)]
+struct LiveTasks {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+/// Held by a run's task; dropped after everything else the task holds, the engine included.
+struct LiveTask(Arc<LiveTasks>);
+
+impl LiveTask {
+    fn new(tasks: &Arc<LiveTasks>) -> Self {
+        tasks.count.fetch_add(1, Ordering::SeqCst);
+        LiveTask(Arc::clone(tasks))
+    }
+}
+
+impl Drop for LiveTask {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
 }
 
 /// A run taken from the queue and executing.
@@ -181,6 +208,8 @@ impl Engine {
                 fresh: Mutex::new(HashMap::new()),
                 dispatch: Arc::new(Notify::new()),
                 dispatcher_started: AtomicBool::new(false),
+                dispatcher: Mutex::new(None),
+                live_tasks: Arc::new(LiveTasks::default()),
                 closed: AtomicBool::new(false),
                 max_concurrent_runs: AtomicUsize::new(10_000),
                 endings: Mutex::new(HashMap::new()),
@@ -585,7 +614,8 @@ impl Engine {
 
     /// Stops every run this engine is executing, as a crash would (their journals stay as they
     /// are, and they resume in the next engine), stops taking runs from the queue, and waits
-    /// until the runs have stopped.
+    /// until the runs and the queue have stopped. Once the last clone of the engine is dropped
+    /// after this, the journal file is closed and can be opened again in this process.
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.dispatch.notify_one();
@@ -598,6 +628,19 @@ impl Engine {
         }
         for task in tasks {
             let _ = task.await;
+        }
+        let dispatcher = lock(&self.inner.dispatcher).take();
+        if let Some(dispatcher) = dispatcher {
+            let _ = dispatcher.await;
+        }
+        // Tasks that had just ended may still be dropping their clone of the engine.
+        let live = &self.inner.live_tasks;
+        for _ in 0..1000 {
+            let none_left = live.none_left.notified();
+            if live.count.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(10), none_left).await;
         }
     }
 
@@ -623,7 +666,7 @@ impl Engine {
         if !self.inner.dispatcher_started.swap(true, Ordering::SeqCst) {
             let inner = Arc::downgrade(&self.inner);
             let wake = Arc::clone(&self.inner.dispatch);
-            tokio::spawn(dispatch(inner, wake));
+            *lock(&self.inner.dispatcher) = Some(tokio::spawn(dispatch(inner, wake)));
         }
         self.inner.dispatch.notify_one();
     }
@@ -696,8 +739,13 @@ impl Engine {
                 tracing::info_span!("workflow_run", workflow = workflow.name(), run_id = %run_id);
             let engine = self.clone();
             let task_run_id = run_id.clone();
+            let alive = LiveTask::new(&self.inner.live_tasks);
             let task = tokio::spawn(
-                async move { engine.drive(task_run_id, workflow, slot).await }.instrument(span),
+                async move {
+                    let _alive = alive;
+                    engine.drive(task_run_id, workflow, slot).await;
+                }
+                .instrument(span),
             );
             active.insert(
                 run_id,

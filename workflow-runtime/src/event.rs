@@ -167,7 +167,17 @@ impl Listeners {
     }
 
     pub(crate) fn emit(&self, event: Event) {
+        self.emit_with(|| event);
+    }
+
+    /// Builds the event only when someone listens: replay emits one per step, and building
+    /// it costs allocations.
+    pub(crate) fn emit_with(&self, make: impl FnOnce() -> Event) {
         let listeners = self.listeners.read().unwrap_or_else(|p| p.into_inner());
+        if listeners.is_empty() {
+            return;
+        }
+        let event = make();
         for listener in listeners.iter() {
             listener(&event);
         }

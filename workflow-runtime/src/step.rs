@@ -19,6 +19,7 @@
 //! ```
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -51,7 +52,7 @@ static DIRECT_CIRCUITS: LazyLock<Circuits> = LazyLock::new(Circuits::default);
 
 /// Starts building a step named `name`. The name is journaled with the step's outcome and
 /// checked on replay, so keep it stable.
-pub fn step(name: impl Into<String>) -> Step {
+pub fn step(name: impl Into<Cow<'static, str>>) -> Step {
     Step {
         name: name.into(),
         policy: RetryPolicy::default(),
@@ -65,7 +66,7 @@ pub fn step(name: impl Into<String>) -> Step {
 #[derive(Debug, Clone)]
 #[must_use = "a step does nothing until `.run(...)` is called and awaited"]
 pub struct Step {
-    name: String,
+    name: Cow<'static, str>,
     policy: RetryPolicy,
     circuit: Option<String>,
     rate: Option<String>,
@@ -177,8 +178,8 @@ impl Step {
         T: Serialize + DeserializeOwned,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let name = self.name.clone();
-        match run.claim(seq, &name) {
+        let name = &*self.name;
+        match run.claim(seq, name) {
             Err(mismatch) => {
                 tracing::error!(run_id = %run.run_id, seq, journaled = %mismatch.journaled, current = %mismatch.current, "non-determinism: run parked");
                 return park(run, Abort::Park(mismatch.to_string())).await;
@@ -188,10 +189,10 @@ impl Step {
             }
             Ok(Replay::Journaled(record)) => {
                 tracing::debug!(run_id = %run.run_id, seq, step = %name, "step replayed");
-                run.emit(Event::StepReplayed {
+                run.emit(|| Event::StepReplayed {
                     run_id: run.run_id.clone(),
                     seq,
-                    name: name.clone(),
+                    name: name.to_owned(),
                 });
                 return match hand_back(run, &record) {
                     Ok(outcome) => outcome,
@@ -201,7 +202,7 @@ impl Step {
             Ok(Replay::Execute) => {}
         }
         if let Err(message) = run.check_budget() {
-            run.alert(AlertKind::BudgetExceeded, Some(&name), message.clone());
+            run.alert(AlertKind::BudgetExceeded, Some(name), message.clone());
             return park(run, Abort::Budget(message)).await;
         }
         if run.verify_only {
@@ -216,7 +217,7 @@ impl Step {
         let started_at_us = journal::now_us();
         let mut record = StepRecord {
             seq,
-            name: name.clone(),
+            name: name.to_string(),
             status: StepStatus::Started,
             attempts: 1,
             started_at_us,
@@ -254,7 +255,7 @@ impl Step {
                 Err(e) => {
                     record.status = StepStatus::Failed;
                     record.error = Some(StepError {
-                        step: name.clone(),
+                        step: name.to_string(),
                         kind: StepErrorKind::Terminal,
                         message: format!(
                             "its value of type `{}` cannot be encoded as JSON: {e}",
@@ -344,7 +345,7 @@ impl Step {
                 inner: Arc::new(StepInner {
                     run_id: target.run.as_ref().map(|run| run.run_id.clone()),
                     seq: target.seq,
-                    name: self.name.clone(),
+                    name: self.name.to_string(),
                     key: target.key.clone(),
                     attempt: number,
                     previous_error: previous_error.clone(),
@@ -459,10 +460,10 @@ impl Step {
             }
             tracing::warn!(step = %self.name, seq = target.seq, attempt = number, error = %error.message, delay_ms = delay.as_millis() as u64, "step attempt failed; retrying");
             if let Some(run) = &target.run {
-                run.emit(Event::StepRetrying {
+                run.emit(|| Event::StepRetrying {
                     run_id: run.run_id.clone(),
                     seq: target.seq,
-                    name: self.name.clone(),
+                    name: self.name.to_string(),
                     attempt: number,
                     error: error.clone(),
                     delay,
@@ -482,7 +483,7 @@ impl Step {
 
     fn error(&self, kind: StepErrorKind, message: String, attempts: u32) -> StepError {
         StepError {
-            step: self.name.clone(),
+            step: self.name.to_string(),
             kind,
             message,
             attempts,
@@ -573,7 +574,7 @@ pub(crate) fn finished(run: &RunContext, record: &StepRecord) {
             tracing::warn!(run_id = %run.run_id, seq = record.seq, step = %record.name, attempts = record.attempts, "step failed")
         }
     }
-    run.emit(Event::StepFinished {
+    run.emit(|| Event::StepFinished {
         run_id: run.run_id.clone(),
         seq: record.seq,
         name: record.name.clone(),
