@@ -88,6 +88,7 @@ async fn recorded<T: Serialize + DeserializeOwned>(
         output: serde_json::value::to_raw_value(&value).ok(),
         error: None,
         usage: Default::default(),
+        attempt_log: Vec::new(),
     };
     if let Err(reason) = commit(run, &record).await {
         return park(run, Abort::Park(reason)).await;
@@ -262,6 +263,7 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
             output,
             error: None,
             usage: Default::default(),
+            attempt_log: Vec::new(),
         };
         // The event leaves the inbox in the transaction that journals its delivery: exactly
         // one delivery, whatever crashes.
@@ -292,7 +294,7 @@ pub async fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(us)
 }
 
-fn fresh_random() -> u64 {
+pub(crate) fn fresh_random() -> u64 {
     // std seeds each RandomState from the OS once per thread and varies it per instance: good
     // enough for ids and jitter, without a dependency.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

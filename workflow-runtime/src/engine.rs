@@ -24,6 +24,7 @@ use crate::circuit::CircuitConfig;
 use crate::context::{Abort, RunContext, RunSetup, Shared};
 use crate::error::{Error, StepError, StepErrorKind};
 use crate::event::Event;
+use crate::history::{HistoryPage, LedgerGroup, LedgerRow, history_of, ledger_of};
 use crate::journal::{
     self, ConcurrencyKey, InboxEvent, ReplayJournal, RunRecord, RunStatus, StepRecord, StepStatus,
 };
@@ -130,6 +131,8 @@ pub struct RunOptions {
     pub not_before: Option<SystemTime>,
     /// At most `limit` runs with this key execute at once.
     pub concurrency_key: Option<ConcurrencyKey>,
+    /// Labels (user, agent, tenant) for the cost ledger and filters.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 impl RunOptions {
@@ -155,6 +158,12 @@ impl RunOptions {
     pub fn delay(self, delay: Duration) -> Self {
         let at = journal::now_us() + delay.as_micros() as u64;
         self.not_before(SystemTime::UNIX_EPOCH + Duration::from_micros(at))
+    }
+
+    /// Adds the label `key` = `value` (user, agent, tenant) to the run.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
     }
 
     /// At most `limit` runs with `key` execute at once (one run at a time per user: `limit` 1).
@@ -361,6 +370,8 @@ impl Engine {
             not_before_us: options.not_before.map(micros),
             concurrency_key: options.concurrency_key,
             waiting_for: None,
+            tags: options.tags,
+            resumed_at_us: Vec::new(),
             created_at_us: now,
             updated_at_us: now,
         };
@@ -400,21 +411,28 @@ impl Engine {
         }
     }
 
-    /// Resumes a parked run (after its code was fixed, say). Its workflow must be registered.
-    /// A run that is executing, queued or finished is left as it is.
-    pub async fn resume(&self, run_id: &str) -> Result<(), Error> {
-        let run = self.existing(run_id).await?;
-        if !lock(&self.inner.workflows).contains_key(run.workflow.as_str()) {
-            return Err(Error::WorkflowNotRegistered {
-                run_id: run_id.to_owned(),
-                workflow: run.workflow,
-            });
+    /// Resumes a parked run (after its code was fixed, say): it is journaled as pending and
+    /// queued, and starts as soon as its workflow is registered (here, or in the next engine
+    /// that opens the journal). A run that is executing, queued or finished is left as it is.
+    /// Returns whether the run was queued.
+    pub async fn resume(&self, run_id: &str) -> Result<bool, Error> {
+        let mut run = self.existing(run_id).await?;
+        if run.status.is_terminal() || self.knows(run_id) {
+            return Ok(false);
         }
-        if !run.status.is_terminal() {
-            self.enqueue(&run);
-            self.kick();
+        if run.status == RunStatus::Parked {
+            run.status = RunStatus::Pending;
+            run.parked_by_fingerprint = None;
+            run.error = None;
+            run.updated_at_us = journal::now_us();
+            self.inner
+                .store
+                .commit(vec![Write::Run(run.clone())])
+                .await?;
         }
-        Ok(())
+        self.enqueue(&run);
+        self.kick();
+        Ok(true)
     }
 
     /// Cancels a run: it ends at once with status `cancelled`, the steps it was executing are
@@ -558,7 +576,7 @@ impl Engine {
     /// journal does not hold, or a renamed one, is an [`Error::RunParked`] naming it; the run
     /// itself is left untouched).
     pub async fn replay<W: Workflow>(&self, run_id: &str) -> Result<W::Output, Error> {
-        let run = self.existing(run_id).await?;
+        let mut run = self.existing(run_id).await?;
         if run.workflow != W::NAME {
             return Err(Error::RunIdConflict {
                 run_id: run_id.to_owned(),
@@ -568,7 +586,7 @@ impl Engine {
         }
         let workflow = Erased::<W>::new();
         let run_id = run_id.to_owned();
-        match execute(self, &run, &workflow, true).await {
+        match execute(self, &mut run, &workflow, true).await {
             Ending::Completed(raw) => serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
                 run_id,
                 what: "output".into(),
@@ -602,6 +620,74 @@ impl Engine {
     /// The journal of run `run_id`: its finished steps, ordered by sequence number.
     pub async fn journal(&self, run_id: &str) -> Result<Vec<StepRecord>, Error> {
         Ok(self.inner.store.load_steps(run_id.to_owned()).await?)
+    }
+
+    /// A page of run `run_id`'s history: the `limit` events after the first `after`, oldest
+    /// first. Pass the page's `next` as `after` for the next page.
+    pub async fn history(
+        &self,
+        run_id: &str,
+        after: usize,
+        limit: usize,
+    ) -> Result<HistoryPage, Error> {
+        let run = self.existing(run_id).await?;
+        let steps = self.journal(run_id).await?;
+        let events = history_of(&run, &steps);
+        let end = after.saturating_add(limit).min(events.len());
+        let next = (end < events.len()).then_some(end);
+        let page = events
+            .into_iter()
+            .skip(after)
+            .take(end.saturating_sub(after));
+        Ok(HistoryPage {
+            events: page.collect(),
+            next,
+        })
+    }
+
+    /// What runs cost, grouped by workflow or by a tag's value: runs, failed runs, steps,
+    /// retries, tokens, dollars and error rate, for runs created at or after `since`.
+    pub async fn ledger(
+        &self,
+        group: LedgerGroup,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<LedgerRow>, Error> {
+        let mut runs = Vec::new();
+        for run in self.runs().await? {
+            let steps = self.journal(&run.run_id).await?;
+            runs.push((run, steps));
+        }
+        Ok(ledger_of(&runs, &group, since))
+    }
+
+    /// Runs a failed run again from its failed step: the step is taken out of the journal,
+    /// the run is journaled as pending and queued (it starts once its workflow is registered,
+    /// here or in the next engine), and it replays the steps before and executes that one anew.
+    /// Runs that did not fail (or were stopped by a budget) are left as they are; returns
+    /// whether the run was queued.
+    pub async fn retry(&self, run_id: &str) -> Result<bool, Error> {
+        let mut run = self.existing(run_id).await?;
+        if !matches!(run.status, RunStatus::Failed | RunStatus::BudgetExceeded) {
+            return Ok(false);
+        }
+        let mut writes = Vec::new();
+        if let Some(last) = self.journal(run_id).await?.last()
+            && last.status == StepStatus::Failed
+        {
+            writes.push(Write::DeleteStep {
+                run_id: run_id.to_owned(),
+                seq: last.seq,
+            });
+        }
+        run.status = RunStatus::Pending;
+        run.error = None;
+        run.output = None;
+        run.updated_at_us = journal::now_us();
+        writes.push(Write::Run(run.clone()));
+        self.inner.store.commit(writes).await?;
+        self.enqueue(&run);
+        self.kick();
+        Ok(true)
     }
 
     /// How many runs wait in the queue (pending, or waiting for a timer or an event), and how
@@ -773,7 +859,7 @@ impl Engine {
                 return self.release(&run_id, &slot, None);
             }
         };
-        let (ending, context) = execute_in(&self, &run, workflow.as_ref(), false).await;
+        let (ending, context) = execute_in(&self, &mut run, workflow.as_ref(), false).await;
         let mut writes = Vec::new();
         if let (Ending::Cancelled, Some(context)) = (&ending, &context) {
             // The steps that were executing were dropped: journal them as cancelled.
@@ -902,6 +988,7 @@ fn cancelled_step(seq: u64, name: String, started_at_us: u64) -> StepRecord {
         finished_at_us: journal::now_us(),
         output: None,
         usage: Default::default(),
+        attempt_log: Vec::new(),
     }
 }
 
@@ -919,16 +1006,17 @@ enum Ending {
 
 async fn execute(
     engine: &Engine,
-    run: &RunRecord,
+    run: &mut RunRecord,
     workflow: &dyn ErasedWorkflow,
     verify_only: bool,
 ) -> Ending {
     execute_in(engine, run, workflow, verify_only).await.0
 }
 
+/// Executes the run's body; notes a resume in `run`.
 async fn execute_in(
     engine: &Engine,
-    run: &RunRecord,
+    run: &mut RunRecord,
     workflow: &dyn ErasedWorkflow,
     verify_only: bool,
 ) -> (Ending, Option<Arc<RunContext>>) {
@@ -970,15 +1058,21 @@ async fn execute_in(
             workflow: run.workflow.clone(),
         });
     }
-    let status_change = (!verify_only && run.status != RunStatus::Running).then(|| {
-        let mut running = run.clone();
-        running.status = RunStatus::Running;
-        running.waiting_for = None;
-        running.error = None;
-        running.parked_by_fingerprint = None;
-        running.updated_at_us = journal::now_us();
-        running
-    });
+    // The change to `running` (and the note of this resume) rides on the run's next commit.
+    let resuming = replaying > 0 && !verify_only;
+    if resuming {
+        run.resumed_at_us.push(journal::now_us());
+    }
+    let status_change =
+        (!verify_only && (run.status != RunStatus::Running || resuming)).then(|| {
+            let mut running = run.clone();
+            running.status = RunStatus::Running;
+            running.waiting_for = None;
+            running.error = None;
+            running.parked_by_fingerprint = None;
+            running.updated_at_us = journal::now_us();
+            running
+        });
     let setup = RunSetup {
         run_id: run.run_id.clone(),
         budget: run.budget,

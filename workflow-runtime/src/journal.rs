@@ -5,6 +5,7 @@
 //! workflow body sees the outcome. A step that was running when the process died therefore has
 //! no record, and runs again on resume under the same idempotency key.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,12 @@ pub struct RunRecord {
     /// What a waiting run waits for: a timer, or an event.
     #[serde(default)]
     pub waiting_for: Option<String>,
+    /// Labels given at start (user, agent, tenant), for the cost ledger and filters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// When each resume with a journal to replay began, in microseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_at_us: Vec<u64>,
     /// When the run was created, in microseconds since the Unix epoch.
     pub created_at_us: u64,
     /// When the record last changed, in microseconds since the Unix epoch.
@@ -161,6 +168,8 @@ impl RunRecord {
             not_before_us: None,
             concurrency_key: None,
             waiting_for: None,
+            tags: BTreeMap::new(),
+            resumed_at_us: Vec::new(),
             created_at_us: now,
             updated_at_us: now,
         }
@@ -181,6 +190,7 @@ impl StepRecord {
             output: Some(output),
             error: None,
             usage: Usage::default(),
+            attempt_log: Vec::new(),
         }
     }
 }
@@ -224,6 +234,27 @@ pub struct StepRecord {
     /// What its attempts spent, all of them.
     #[serde(default, skip_serializing_if = "Usage::is_zero")]
     pub usage: Usage,
+    /// Every attempt, when there was more than one: when each ran, how it failed and how long
+    /// the step waited before the next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// One attempt of a step that needed several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// When it started, in microseconds since the Unix epoch.
+    pub started_at_us: u64,
+    /// When it ended.
+    pub finished_at_us: u64,
+    /// How it failed; `None` for the attempt that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// The wait before the next attempt, in microseconds.
+    #[serde(default)]
+    pub wait_after_us: u64,
 }
 
 /// The idempotency key of a step: the same in every attempt and in every process.
@@ -323,6 +354,7 @@ mod tests {
             output: Some(RawValue::from_string("1".into()).expect("valid json")),
             error: None,
             usage: Usage::default(),
+            attempt_log: Vec::new(),
         }
     }
 

@@ -74,6 +74,7 @@
 //!    error and loses nothing journaled.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod admin;
 mod budget;
 mod circuit;
 mod context;
@@ -81,6 +82,7 @@ pub mod durable;
 mod engine;
 mod error;
 mod event;
+mod history;
 mod journal;
 mod ratelimit;
 pub mod retry;
@@ -96,8 +98,10 @@ pub use error::{
     Error, NonDeterminism, OpenError, StepError, StepErrorKind, StoreError, WorkflowFailure,
 };
 pub use event::{AlertKind, Event};
+pub use history::{HistoryEvent, HistoryKind, HistoryPage, LedgerGroup, LedgerRow};
 pub use journal::{
-    ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus, idempotency_key,
+    AttemptRecord, ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus,
+    idempotency_key,
 };
 pub use ratelimit::RateLimit;
 pub use retry::{

@@ -39,7 +39,7 @@ use crate::circuit::Circuits;
 use crate::context::{Abort, RunContext, Shared, current_run};
 use crate::error::{Error, StepError, StepErrorKind};
 use crate::event::{AlertKind, Event};
-use crate::journal::{self, Replay, StepRecord, StepStatus};
+use crate::journal::{self, AttemptRecord, Replay, StepRecord, StepStatus};
 use crate::retry::{Backoff, Decision, ErrorClass, RetryPolicy, StepFailure};
 use crate::store::Write;
 
@@ -225,6 +225,7 @@ impl Step {
             output: None,
             error: None,
             usage: Usage::default(),
+            attempt_log: Vec::new(),
         };
         if self.at_most_once
             && let Err(reason) = commit(run, &record).await
@@ -242,8 +243,10 @@ impl Step {
             outcome,
             attempts,
             usage,
+            log,
         } = self.attempts(&target, attempt).await;
         record.attempts = attempts;
+        record.attempt_log = log;
         record.finished_at_us = journal::now_us();
         record.usage = usage;
         match outcome {
@@ -318,6 +321,8 @@ impl Step {
         let mut previous_error: Option<StepError> = None;
         let mut consecutive_503 = 0;
         let mut failures_by_kind: HashMap<StepErrorKind, u32> = HashMap::new();
+        let mut log: Vec<AttemptRecord> = Vec::new();
+        let mut attempt_started_us = journal::now_us();
         let mut number = 1;
         let outcome = loop {
             let permit = match &self.circuit {
@@ -337,6 +342,7 @@ impl Step {
             if let (Some(bucket), Some(limits)) = (&self.rate, rate_limits) {
                 limits.acquire(bucket).await;
             }
+            attempt_started_us = journal::now_us();
             let tokens_before = {
                 let usage = usage.lock().unwrap_or_else(|p| p.into_inner());
                 usage.input_tokens + usage.output_tokens
@@ -469,15 +475,33 @@ impl Step {
                     delay,
                 });
             }
+            log.push(AttemptRecord {
+                attempt: number,
+                started_at_us: attempt_started_us,
+                finished_at_us: journal::now_us(),
+                error: Some(error.clone()),
+                wait_after_us: delay.as_micros() as u64,
+            });
             previous_error = Some(error);
             tokio::time::sleep(delay).await;
             number += 1;
         };
+        if !log.is_empty() {
+            // The last attempt too, so that the log shows every attempt of the step.
+            log.push(AttemptRecord {
+                attempt: number,
+                started_at_us: attempt_started_us,
+                finished_at_us: journal::now_us(),
+                error: outcome.as_ref().err().cloned(),
+                wait_after_us: 0,
+            });
+        }
         let usage = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Attempts {
             outcome,
             attempts: number,
             usage,
+            log,
         }
     }
 
@@ -529,6 +553,7 @@ struct Attempts<T> {
     outcome: Result<T, StepError>,
     attempts: u32,
     usage: Usage,
+    log: Vec<AttemptRecord>,
 }
 
 /// Commits `record`; on failure returns why the run must be parked.

@@ -88,6 +88,9 @@ impl Store for MemoryStore {
                         s.events
                             .insert((event.run_id.clone(), event.arrival), event);
                     }
+                    Write::DeleteStep { run_id, seq } => {
+                        s.steps.remove(&(run_id, seq));
+                    }
                     Write::ConsumeEvent { run_id, arrival } => {
                         s.events.remove(&(run_id, arrival));
                     }

@@ -34,6 +34,14 @@ pub enum Write {
     },
     /// Keep an event sent to a run.
     Event(InboxEvent),
+    /// Delete a step of a run (a failed step that [`Engine::retry`](crate::Engine::retry)
+    /// runs again).
+    DeleteStep {
+        /// The run.
+        run_id: String,
+        /// The step's sequence number.
+        seq: u64,
+    },
     /// Delete an event its run consumed (in the transaction that journals the consumption).
     ConsumeEvent {
         /// The run.

@@ -398,6 +398,9 @@ fn write_batch(
                                 open(&tx, &mut events, EVENTS)?
                                     .insert(key, encode(event).as_slice())?;
                             }
+                            Write::DeleteStep { run_id, seq } => {
+                                open(&tx, &mut steps, STEPS)?.remove((run_id.as_str(), *seq))?;
+                            }
                             Write::ConsumeEvent { run_id, arrival } => {
                                 open(&tx, &mut events, EVENTS)?
                                     .remove((run_id.as_str(), *arrival))?;

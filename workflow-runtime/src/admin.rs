@@ -1,0 +1,364 @@
+//! The admin endpoint: lets an inspector (the `wf` command) read and steer the runs of an
+//! engine that holds the journal file, which redb lets only one process open.
+//!
+//! It speaks plain HTTP/1.1 with JSON bodies, one request per connection, and should listen on
+//! a loopback address. Reads need no credentials; the commands that change runs (cancel,
+//! retry, resume) need `Authorization: Bearer <token>`, where the token is generated when the
+//! endpoint starts and written, with the address, to an info file only the owner can read.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /runs` | every [`RunRecord`](crate::RunRecord) |
+//! | `GET /runs/{id}` | one run |
+//! | `GET /runs/{id}/journal` | its [`StepRecord`](crate::StepRecord)s |
+//! | `GET /runs/{id}/history?after=N&limit=M` | a [`HistoryPage`](crate::HistoryPage) |
+//! | `GET /ledger?by=workflow` or `?by=tag:KEY`, optional `&since_us=T` | [`LedgerRow`](crate::LedgerRow)s |
+//! | `POST /runs/{id}/cancel`, `/retry`, `/resume` | `{"changed": bool}` |
+//!
+//! Run ids in paths are percent-encoded (child run ids contain `/`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::history::LedgerGroup;
+
+/// Where an admin endpoint listens and the token its commands need: the content of the info
+/// file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminInfo {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The bearer token of cancel, retry and resume.
+    pub token: String,
+}
+
+impl AdminInfo {
+    /// The info file of the journal at `db`: beside it, named `<file>.admin`.
+    pub fn path_for(db: impl AsRef<Path>) -> PathBuf {
+        let db = db.as_ref();
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        name.push(".admin");
+        db.with_file_name(name)
+    }
+
+    /// Reads an info file.
+    pub fn read(path: impl AsRef<Path>) -> std::io::Result<AdminInfo> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text).map_err(std::io::Error::other)
+    }
+}
+
+/// A running admin endpoint. Dropping it stops the endpoint and removes its info file.
+#[derive(Debug)]
+pub struct AdminServer {
+    info: AdminInfo,
+    info_file: PathBuf,
+    task: JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Where it listens and its token.
+    pub fn info(&self) -> &AdminInfo {
+        &self.info
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.info_file);
+    }
+}
+
+fn new_token() -> String {
+    (0..4)
+        .map(|_| format!("{:016x}", crate::durable::fresh_random()))
+        .collect()
+}
+
+fn write_info_file(path: &Path, info: &AdminInfo) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    // An older file may have had wider permissions: narrow them before writing the token.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(serde_json::to_string(info)?.as_bytes())?;
+    file.sync_all()
+}
+
+impl Engine {
+    /// Serves the admin endpoint on `addr` (a loopback address such as `127.0.0.1:0` unless
+    /// you mean otherwise) and writes its address and a fresh token to `info_file`, readable by
+    /// the owner only; [`AdminInfo::path_for`] names the file the `wf` inspector looks for.
+    pub async fn serve_admin(
+        &self,
+        addr: SocketAddr,
+        info_file: impl AsRef<Path>,
+    ) -> Result<AdminServer, Error> {
+        let io = |e: std::io::Error| {
+            Error::Store(crate::StoreError::Backend(format!("admin endpoint: {e}")))
+        };
+        let listener = TcpListener::bind(addr).await.map_err(io)?;
+        let info = AdminInfo {
+            addr: listener.local_addr().map_err(io)?,
+            token: new_token(),
+        };
+        let info_file = info_file.as_ref().to_path_buf();
+        write_info_file(&info_file, &info).map_err(io)?;
+        let engine = self.clone();
+        let token = info.token.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let engine = engine.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    // A slow or silent client cannot hold a connection for long.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        serve_connection(stream, &engine, &token),
+                    )
+                    .await;
+                });
+            }
+        });
+        Ok(AdminServer {
+            info,
+            info_file,
+            task,
+        })
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: Vec<(String, String)>,
+    bearer: Option<String>,
+}
+
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 || buffer.len() + n > MAX_REQUEST_BYTES {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buffer);
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_owned();
+    let target = first.next()?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    let bearer = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| value.trim().strip_prefix("Bearer ").map(str::to_owned));
+    Some(Request {
+        method,
+        path: path.to_owned(),
+        query,
+        bearer,
+    })
+}
+
+/// Decodes `%XX` escapes (and `+` as a space, in query strings).
+pub(crate) fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn serve_connection(mut stream: TcpStream, engine: &Engine, token: &str) {
+    let Some(request) = read_request(&mut stream).await else {
+        let _ = respond(
+            &mut stream,
+            400,
+            &serde_json::json!({"error": "bad request"}),
+        )
+        .await;
+        return;
+    };
+    let (status, body) = route(engine, token, &request).await;
+    let _ = respond(&mut stream, status, &body).await;
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    body: &serde_json::Value,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Internal Server Error",
+    };
+    let body = body.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn error_body(error: &Error) -> (u16, serde_json::Value) {
+    let status = match error {
+        Error::RunNotFound { .. } => 404,
+        _ => 500,
+    };
+    (status, serde_json::json!({"error": error.to_string()}))
+}
+
+fn json<T: Serialize>(value: Result<T, Error>) -> (u16, serde_json::Value) {
+    match value.map(|v| serde_json::to_value(v)) {
+        Ok(Ok(value)) => (200, value),
+        Ok(Err(e)) => (500, serde_json::json!({"error": e.to_string()})),
+        Err(error) => error_body(&error),
+    }
+}
+
+async fn route(engine: &Engine, token: &str, request: &Request) -> (u16, serde_json::Value) {
+    let segments: Vec<String> = request
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let query = |name: &str| {
+        request
+            .query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["runs"]) => json(engine.runs().await),
+        ("GET", ["runs", id]) => match engine.run(id).await {
+            Ok(Some(run)) => json(Ok(run)),
+            Ok(None) => error_body(&Error::RunNotFound {
+                run_id: (*id).to_owned(),
+            }),
+            Err(e) => error_body(&e),
+        },
+        ("GET", ["runs", id, "journal"]) => json(engine.journal(id).await),
+        ("GET", ["runs", id, "history"]) => {
+            let after = query("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let limit = query("limit").and_then(|v| v.parse().ok()).unwrap_or(1000);
+            json(engine.history(id, after, limit).await)
+        }
+        ("GET", ["ledger"]) => {
+            let group = match query("by").unwrap_or("workflow") {
+                "workflow" => LedgerGroup::Workflow,
+                by => match by.strip_prefix("tag:") {
+                    Some(tag) => LedgerGroup::Tag(tag.to_owned()),
+                    None => {
+                        let message = format!("by={by}: use `workflow` or `tag:KEY`");
+                        return (400, serde_json::json!({"error": message}));
+                    }
+                },
+            };
+            let since = query("since_us")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|us| UNIX_EPOCH + Duration::from_micros(us));
+            json(engine.ledger(group, since).await)
+        }
+        ("POST", ["runs", id, command]) => {
+            // Compared in full, whatever the lengths: the token is the only credential.
+            let authorized = request.bearer.as_deref().is_some_and(|given| {
+                given.len() == token.len()
+                    && given
+                        .bytes()
+                        .zip(token.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            });
+            if !authorized {
+                let message = "this command needs `Authorization: Bearer <token>`; the token is in the engine's admin info file";
+                return (401, serde_json::json!({"error": message}));
+            }
+            let changed = match *command {
+                "cancel" => engine.cancel(id).await,
+                "retry" => engine.retry(id).await,
+                "resume" => engine.resume(id).await,
+                other => {
+                    let message = format!("unknown command `{other}`: use cancel, retry or resume");
+                    return (404, serde_json::json!({"error": message}));
+                }
+            };
+            match changed {
+                Ok(changed) => (200, serde_json::json!({"changed": changed})),
+                Err(e) => error_body(&e),
+            }
+        }
+        (method, _) => (
+            if method == "GET" || method == "POST" {
+                404
+            } else {
+                405
+            },
+            serde_json::json!({"error": format!("no route for {method} {}", request.path)}),
+        ),
+    }
+}
