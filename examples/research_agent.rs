@@ -407,6 +407,7 @@ fn print_step_line(event: &Event, run_id: &str, counts: &Mutex<Counts>) {
             latency,
             usage,
             error,
+            ..
         } if id == run_id => {
             counts.executed += 1;
             let outcome = match error {

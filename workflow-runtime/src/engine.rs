@@ -1045,12 +1045,17 @@ async fn execute_in(
             "resuming under a changed workflow body; steps are checked by name on replay"
         );
     }
+    let resuming = replaying > 0 && !verify_only;
+    if resuming {
+        run.resumed_at_us.push(journal::now_us());
+    }
     if replaying > 0 || verify_only {
         tracing::info!(journaled_steps = replaying, "run resumed");
         inner.shared.listeners.emit(Event::RunResumed {
             run_id: run.run_id.clone(),
             workflow: run.workflow.clone(),
             journaled_steps: replaying,
+            resume: run.resumed_at_us.len(),
         });
     } else {
         inner.shared.listeners.emit(Event::RunStarted {
@@ -1059,10 +1064,6 @@ async fn execute_in(
         });
     }
     // The change to `running` (and the note of this resume) rides on the run's next commit.
-    let resuming = replaying > 0 && !verify_only;
-    if resuming {
-        run.resumed_at_us.push(journal::now_us());
-    }
     let status_change =
         (!verify_only && (run.status != RunStatus::Running || resuming)).then(|| {
             let mut running = run.clone();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::budget::Usage;
 use crate::error::StepError;
-use crate::journal::RunStatus;
+use crate::journal::{AttemptRecord, RunStatus};
 
 /// Something that happened to a run or one of its steps.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub enum Event {
         workflow: String,
         /// How many finished steps its journal holds.
         journaled_steps: usize,
+        /// Which resume this is: 1 for the first.
+        resume: usize,
     },
     /// A step's outcome came from the journal; its body did not run.
     StepReplayed {
@@ -68,6 +70,10 @@ pub enum Event {
         usage: Usage,
         /// Its error, if it failed.
         error: Option<StepError>,
+        /// Every attempt, when there were several.
+        attempt_log: Vec<AttemptRecord>,
+        /// When its first attempt started, in microseconds since the Unix epoch.
+        started_at_us: u64,
     },
     /// Something a person should look at: see [`AlertKind`]. Also emitted as a tracing event
     /// at warn or error level with the fields `alert`, `run_id`, `step` and `message`.

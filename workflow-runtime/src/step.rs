@@ -607,6 +607,8 @@ pub(crate) fn finished(run: &RunContext, record: &StepRecord) {
         latency: Duration::from_micros(record.finished_at_us.saturating_sub(record.started_at_us)),
         usage: record.usage.clone(),
         error: record.error.clone(),
+        attempt_log: record.attempt_log.clone(),
+        started_at_us: record.started_at_us,
     });
 }
 
