@@ -202,6 +202,10 @@ impl RunContext {
         budget.check_before_step(&spent)
     }
 
+    pub(crate) fn spent_cost_usd(&self) -> f64 {
+        self.state().spent.cost_usd
+    }
+
     pub(crate) fn charge(&self, usage: &Usage) {
         self.state().spent.charge(usage);
     }

@@ -233,6 +233,12 @@ impl Engine {
         self.inner.shared.listeners.add(Arc::new(listener));
     }
 
+    /// Sets the engine's alert thresholds: cost per run and per window, error rate, slow steps.
+    /// Crossing one calls the listeners with an [`Event::Alert`].
+    pub fn set_alert_thresholds(&self, thresholds: crate::AlertThresholds) {
+        self.inner.shared.listeners.set_thresholds(thresholds);
+    }
+
     /// Sets the thresholds of the circuit breaker `name` (default
     /// [`CircuitConfig::DEFAULT`]), which steps use with `#[step(circuit = "name")]`.
     pub fn configure_circuit(&self, name: &str, config: CircuitConfig) {

@@ -1,12 +1,14 @@
 //! Events: what happens to runs and steps, delivered to listeners registered with
 //! [`Engine::on_event`](crate::Engine::on_event) (and mirrored as tracing events).
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::budget::Usage;
 use crate::error::StepError;
 use crate::journal::{AttemptRecord, RunStatus};
+use crate::monitor::{AlertThresholds, Monitor};
 
 /// Something that happened to a run or one of its steps.
 #[derive(Debug, Clone)]
@@ -74,6 +76,8 @@ pub enum Event {
         attempt_log: Vec<AttemptRecord>,
         /// When its first attempt started, in microseconds since the Unix epoch.
         started_at_us: u64,
+        /// What the run has spent in all, this step included, in US dollars.
+        run_cost_usd: f64,
     },
     /// Something a person should look at: see [`AlertKind`]. Also emitted as a tracing event
     /// at warn or error level with the fields `alert`, `run_id`, `step` and `message`.
@@ -110,6 +114,14 @@ pub enum AlertKind {
     CircuitOpened,
     /// A run was stopped by its budget.
     BudgetExceeded,
+    /// A run's spending crossed [`AlertThresholds::cost_per_run_usd`](crate::AlertThresholds).
+    CostPerRun,
+    /// All runs' spending in a window crossed its threshold.
+    CostPerWindow,
+    /// Too many runs failed in a window.
+    ErrorRate,
+    /// A step was much slower than its recent history.
+    SlowStep,
 }
 
 impl AlertKind {
@@ -120,6 +132,10 @@ impl AlertKind {
             AlertKind::RepeatedServiceUnavailable => "repeated_503",
             AlertKind::CircuitOpened => "circuit_opened",
             AlertKind::BudgetExceeded => "budget_exceeded",
+            AlertKind::CostPerRun => "cost_per_run",
+            AlertKind::CostPerWindow => "cost_per_window",
+            AlertKind::ErrorRate => "error_rate",
+            AlertKind::SlowStep => "slow_step",
         }
     }
 }
@@ -130,9 +146,16 @@ type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
 #[derive(Default)]
 pub(crate) struct Listeners {
     listeners: RwLock<Vec<Listener>>,
+    monitor: Mutex<Option<Monitor>>,
+    monitoring: AtomicBool,
 }
 
 impl Listeners {
+    pub(crate) fn set_thresholds(&self, thresholds: AlertThresholds) {
+        *self.monitor.lock().unwrap_or_else(|p| p.into_inner()) = Some(Monitor::new(thresholds));
+        self.monitoring.store(true, Ordering::SeqCst);
+    }
+
     pub(crate) fn add(&self, listener: Listener) {
         self.listeners
             .write()
@@ -179,13 +202,32 @@ impl Listeners {
     /// Builds the event only when someone listens: replay emits one per step, and building
     /// it costs allocations.
     pub(crate) fn emit_with(&self, make: impl FnOnce() -> Event) {
-        let listeners = self.listeners.read().unwrap_or_else(|p| p.into_inner());
-        if listeners.is_empty() {
-            return;
-        }
-        let event = make();
-        for listener in listeners.iter() {
-            listener(&event);
+        let monitoring = self.monitoring.load(Ordering::Relaxed);
+        let event = {
+            let listeners = self.listeners.read().unwrap_or_else(|p| p.into_inner());
+            if listeners.is_empty() && !monitoring {
+                return;
+            }
+            let event = make();
+            for listener in listeners.iter() {
+                listener(&event);
+            }
+            event
+        };
+        if monitoring && !matches!(event, Event::Alert { .. }) {
+            let raised = match self
+                .monitor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                Some(monitor) => monitor.observe(&event),
+                None => Vec::new(),
+            };
+            // Raised after the locks are released: an alert is an event too.
+            for (kind, run_id, step, message) in raised {
+                self.alert(kind, run_id.as_deref(), step.as_deref(), message);
+            }
         }
     }
 }

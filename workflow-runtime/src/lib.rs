@@ -84,6 +84,7 @@ mod error;
 mod event;
 mod history;
 mod journal;
+mod monitor;
 mod ratelimit;
 pub mod retry;
 mod scheduler;
@@ -103,6 +104,7 @@ pub use journal::{
     AttemptRecord, ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus,
     idempotency_key,
 };
+pub use monitor::{AlertThresholds, ErrorRateThreshold};
 pub use ratelimit::RateLimit;
 pub use retry::{
     Backoff, Classify, ErrorClass, HttpError, RetryPolicy, StepFailure, classify_http,

@@ -609,6 +609,7 @@ pub(crate) fn finished(run: &RunContext, record: &StepRecord) {
         error: record.error.clone(),
         attempt_log: record.attempt_log.clone(),
         started_at_us: record.started_at_us,
+        run_cost_usd: run.spent_cost_usd(),
     });
 }
 

@@ -1,0 +1,432 @@
+//! History, cost ledger, alert thresholds, retry of failed runs, and the admin endpoint.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use workflow_runtime::admin::AdminInfo;
+use workflow_runtime::{
+    AlertKind, AlertThresholds, Backoff, BoxFuture, Engine, ErrorRateThreshold, Event, HistoryKind,
+    LedgerGroup, MemoryStore, RunOptions, RunStatus, StepContext, StepFailure, Usage, Workflow,
+    WorkflowFailure, step,
+};
+
+fn fail(e: impl std::fmt::Display) -> WorkflowFailure {
+    WorkflowFailure::new(e.to_string())
+}
+
+const QUICK: Backoff = Backoff {
+    initial: Duration::from_millis(1),
+    factor: 2.0,
+    max: Duration::from_millis(10),
+    jitter: 0.0,
+};
+
+/// The run of each failed attempt of `think`.
+static FLAKES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn flakes_of(run_id: &str) -> usize {
+    FLAKES
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| *r == run_id)
+        .count()
+}
+static BREAK_LAST: AtomicBool = AtomicBool::new(true);
+
+/// Two steps: the first fails twice before it succeeds and reports usage; the second fails
+/// for good when `n` is 0, and while `BREAK_LAST` is set when `n` is 100.
+struct Agent;
+
+impl Workflow for Agent {
+    type Input = (u32,);
+    type Output = String;
+    const NAME: &'static str = "agent";
+
+    fn run((n,): (u32,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let a = step("think")
+                .backoff(QUICK)
+                .run(|| async move {
+                    let ctx = StepContext::current().expect("in a step");
+                    ctx.report_usage(Usage::tokens("m", 100, 10).with_cost_usd(0.01));
+                    if ctx.attempt() < 3 {
+                        FLAKES
+                            .lock()
+                            .unwrap()
+                            .push(ctx.run_id().unwrap_or_default().to_owned());
+                        return Err(StepFailure::transient(format!("flake {}", ctx.attempt())));
+                    }
+                    Ok(n * 2)
+                })
+                .await
+                .map_err(fail)?;
+            let b = step("act")
+                .run(|| async move {
+                    if n == 0 || (n == 100 && BREAK_LAST.load(Ordering::SeqCst)) {
+                        return Err(StepFailure::terminal("the tool is broken"));
+                    }
+                    Ok(a + 1)
+                })
+                .await
+                .map_err(fail)?;
+            Ok(format!("{a}/{b}"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn history_shows_retries_with_their_errors_and_waits_and_the_ledger_sums_by_tag() {
+    let engine = Engine::in_memory();
+    for (id, n, user) in [("h1", 1, "ann"), ("h2", 2, "ann"), ("h3", 0, "bob")] {
+        let options = RunOptions::default().tag("user", user);
+        let run = engine.start_with::<Agent>(id, (n,), options).await.unwrap();
+        let _ = run.result().await;
+    }
+    let page = engine.history("h1", 0, 100).await.unwrap();
+    let kinds: Vec<&HistoryKind> = page.events.iter().map(|e| &e.kind).collect();
+    assert!(matches!(kinds[0], HistoryKind::RunStarted { workflow } if workflow == "agent"));
+    let retries: Vec<_> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            HistoryKind::StepRetried {
+                attempt,
+                error,
+                wait_us,
+                ..
+            } => Some((*attempt, error.message.clone(), *wait_us)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [
+            (1, "flake 1".to_owned(), 1_000),
+            (2, "flake 2".to_owned(), 2_000)
+        ]
+    );
+    assert!(kinds.iter().any(
+        |k| matches!(k, HistoryKind::StepCompleted { name, attempts: 3, .. } if name == "think")
+    ));
+    assert!(matches!(
+        kinds.last(),
+        Some(HistoryKind::RunEnded {
+            status: RunStatus::Completed,
+            ..
+        })
+    ));
+    assert!(page.next.is_none());
+    // Paginated: two at a time.
+    let first = engine.history("h1", 0, 2).await.unwrap();
+    assert_eq!(first.events.len(), 2);
+    assert_eq!(first.next, Some(2));
+    let second = engine.history("h1", 2, 2).await.unwrap();
+    assert_eq!(second.events[0], page.events[2]);
+
+    let failed = engine.history("h3", 0, 100).await.unwrap();
+    assert!(
+        failed
+            .events
+            .iter()
+            .any(|e| matches!(&e.kind, HistoryKind::StepFailed { name, .. } if name == "act"))
+    );
+
+    let rows = engine
+        .ledger(LedgerGroup::Tag("user".into()), None)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let ann = rows.iter().find(|r| r.key == "ann").unwrap();
+    assert_eq!(
+        (ann.runs, ann.failed_runs, ann.steps, ann.retries),
+        (2, 0, 4, 4)
+    );
+    assert!(
+        (ann.cost_usd - 0.06).abs() < 1e-9,
+        "3 attempts x 0.01 per run: {}",
+        ann.cost_usd
+    );
+    assert_eq!(ann.input_tokens, 600);
+    let bob = rows.iter().find(|r| r.key == "bob").unwrap();
+    assert_eq!((bob.runs, bob.failed_runs), (1, 1));
+    assert!((bob.error_rate - 1.0).abs() < 1e-9);
+    let by_workflow = engine.ledger(LedgerGroup::Workflow, None).await.unwrap();
+    assert_eq!(by_workflow.len(), 1);
+    assert_eq!(by_workflow[0].runs, 3);
+}
+
+#[tokio::test]
+async fn retry_runs_a_failed_run_again_from_its_failed_step() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::with_store(Arc::clone(&store));
+    let run = engine.start::<Agent>("broken", (100,)).await.unwrap();
+    assert!(run.result().await.is_err());
+    assert_eq!(flakes_of("broken"), 2);
+    // The tool is fixed; retry replays `think` and runs `act` again.
+    BREAK_LAST.store(false, Ordering::SeqCst);
+    assert!(engine.retry("broken").await.unwrap());
+    assert_eq!(run.result().await.unwrap(), "200/201");
+    assert_eq!(flakes_of("broken"), 2, "think was replayed, not rerun");
+    assert!(
+        !engine.retry("broken").await.unwrap(),
+        "a completed run is not retried"
+    );
+}
+
+struct Pricey;
+
+impl Workflow for Pricey {
+    type Input = (bool,);
+    type Output = ();
+    const NAME: &'static str = "pricey";
+
+    fn run((fails,): (bool,)) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            for _ in 0..3 {
+                step("spend")
+                    .run(|| async {
+                        let ctx = StepContext::current().expect("in a step");
+                        ctx.report_usage(Usage::default().with_cost_usd(0.5));
+                        Ok::<_, io::Error>(())
+                    })
+                    .await
+                    .map_err(fail)?;
+            }
+            if fails {
+                return Err(WorkflowFailure::new("gave up"));
+            }
+            Ok(())
+        })
+    }
+}
+
+fn alerts(engine: &Engine) -> Arc<Mutex<Vec<(AlertKind, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    engine.on_event(move |event| {
+        if let Event::Alert { kind, message, .. } = event {
+            sink.lock().unwrap().push((*kind, message.clone()));
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn thresholds_on_cost_and_error_rate_raise_alerts_once() {
+    let engine = Engine::in_memory();
+    let seen = alerts(&engine);
+    engine.set_alert_thresholds(AlertThresholds {
+        cost_per_run_usd: Some(1.0),
+        cost_per_window: Some((2.5, Duration::from_secs(3600))),
+        error_rate: Some(ErrorRateThreshold {
+            rate: 0.5,
+            window: Duration::from_secs(3600),
+            min_runs: 2,
+        }),
+        slow_step_factor: None,
+    });
+    for (id, fails) in [("p1", false), ("p2", true)] {
+        let _ = engine
+            .start::<Pricey>(id, (fails,))
+            .await
+            .unwrap()
+            .result()
+            .await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let count = |kind| seen.iter().filter(|(k, _)| *k == kind).count();
+    assert_eq!(
+        count(AlertKind::CostPerRun),
+        2,
+        "each run crossed $1 once: {seen:?}"
+    );
+    assert_eq!(
+        count(AlertKind::CostPerWindow),
+        1,
+        "$3 in the window, alerted once: {seen:?}"
+    );
+    assert_eq!(
+        count(AlertKind::ErrorRate),
+        1,
+        "1 of 2 runs failed: {seen:?}"
+    );
+    let (_, message) = seen
+        .iter()
+        .find(|(k, _)| *k == AlertKind::CostPerRun)
+        .unwrap();
+    assert!(
+        message.contains("p1") && message.contains("$1.0000"),
+        "{message}"
+    );
+}
+
+static SLOW: AtomicBool = AtomicBool::new(false);
+
+struct Timed;
+
+impl Workflow for Timed {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "timed";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            step("call")
+                .run(|| async {
+                    let ms = if SLOW.load(Ordering::SeqCst) { 500 } else { 10 };
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok::<_, io::Error>(())
+                })
+                .await
+                .map_err(fail)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_much_slower_than_its_recent_p95_raises_an_alert() {
+    let engine = Engine::in_memory();
+    let seen = alerts(&engine);
+    engine.set_alert_thresholds(AlertThresholds {
+        slow_step_factor: Some(3.0),
+        ..AlertThresholds::default()
+    });
+    for i in 0..25 {
+        engine
+            .start::<Timed>(format!("t{i}"), ())
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
+    }
+    assert!(seen.lock().unwrap().is_empty());
+    SLOW.store(true, Ordering::SeqCst);
+    engine
+        .start::<Timed>("slow", ())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, AlertKind::SlowStep);
+    assert!(
+        seen[0].1.contains("`call`") && seen[0].1.contains("timed"),
+        "{}",
+        seen[0].1
+    );
+}
+
+// --- The admin endpoint -------------------------------------------------------------------------
+
+static HOLD: AtomicBool = AtomicBool::new(true);
+
+struct Held;
+
+impl Workflow for Held {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "held";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            step("hold")
+                .run(|| async {
+                    while HOLD.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Ok::<_, io::Error>(())
+                })
+                .await
+                .map_err(fail)
+        })
+    }
+}
+
+async fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect("the endpoint answers")
+        .unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_serves_reads_and_refuses_commands_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("admin.redb");
+    let engine = Engine::open(&db).await.unwrap();
+    let admin = engine
+        .serve_admin("127.0.0.1:0".parse().unwrap(), AdminInfo::path_for(&db))
+        .await
+        .unwrap();
+    let info = AdminInfo::read(AdminInfo::path_for(&db)).unwrap();
+    assert_eq!(&info, admin.info());
+    assert!(info.addr.ip().is_loopback());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(AdminInfo::path_for(&db))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the token is readable by its owner only"
+        );
+    }
+    engine.start::<Held>("held/1", ()).await.unwrap();
+
+    let (status, body) = http(info.addr, "GET /runs HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"held/1\""), "{body}");
+    let (status, _) = http(info.addr, "GET /runs/held%2F1 HTTP/1.1\r\n\r\n").await;
+    assert_eq!(status, 200);
+    let (status, _) = http(info.addr, "GET /runs/nope HTTP/1.1\r\n\r\n").await;
+    assert_eq!(status, 404);
+
+    let refused = [
+        "POST /runs/held%2F1/cancel HTTP/1.1\r\n\r\n".to_owned(),
+        "POST /runs/held%2F1/cancel HTTP/1.1\r\nauthorization: Bearer wrong\r\n\r\n".to_owned(),
+    ];
+    for request in &refused {
+        let (status, body) = http(info.addr, request).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let status_now = engine.run("held/1").await.unwrap().unwrap().status;
+    assert!(
+        !status_now.is_terminal(),
+        "a refused command changes nothing: {status_now}"
+    );
+
+    let allowed = format!(
+        "POST /runs/held%2F1/cancel HTTP/1.1\r\nauthorization: Bearer {}\r\n\r\n",
+        info.token
+    );
+    let (status, body) = http(info.addr, &allowed).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"changed":true}"#));
+    assert_eq!(
+        engine.run("held/1").await.unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+    HOLD.store(false, Ordering::SeqCst);
+
+    let info_file = AdminInfo::path_for(&db);
+    drop(admin);
+    assert!(!info_file.exists(), "the info file goes with the endpoint");
+}
