@@ -302,6 +302,14 @@ pub(crate) enum Replay {
 
 impl ReplayJournal {
     pub(crate) fn new(steps: Vec<StepRecord>) -> Self {
+        // The store hands steps back ordered by seq; without gaps (the usual case) each one is
+        // already at its index and the vector is reused as it is.
+        let dense = steps.iter().enumerate().all(|(i, s)| s.seq == i as u64);
+        if dense {
+            return ReplayJournal {
+                records: steps.into_iter().map(Some).collect(),
+            };
+        }
         let len = steps.iter().map(|s| s.seq + 1).max().unwrap_or(0) as usize;
         let mut records: Vec<Option<StepRecord>> = (0..len).map(|_| None).collect();
         for step in steps {
@@ -377,6 +385,14 @@ mod tests {
             journal.claim("r", 3, "d", false),
             Ok(Replay::Execute)
         ));
+    }
+
+    #[test]
+    fn a_journal_with_gaps_keeps_each_record_at_its_sequence_number() {
+        let mut journal = ReplayJournal::new(vec![record(1, "b"), record(4, "e")]);
+        assert!(matches!(journal.claim("r", 0, "a", false), Ok(Replay::Execute)));
+        assert!(matches!(journal.claim("r", 1, "b", false), Ok(Replay::Journaled(_))));
+        assert!(matches!(journal.claim("r", 4, "e", false), Ok(Replay::Journaled(_))));
     }
 
     #[test]
