@@ -15,16 +15,19 @@
 
 #![cfg(unix)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use support::{
+    ChildProcess, Files, Lcg, LogLine, Protocol, SideEffects, block_on, fail, inspect_journal,
+    log_end, log_start, print_flushed, required_env, seed, string_output,
+};
 use workflow_runtime::__private::BoxFuture;
 use workflow_runtime::{
     Engine, Error, OpenError, RunRecord, RunStatus, StepContext, StepErrorKind, StepRecord,
@@ -52,12 +55,17 @@ const ENV_KILL: &str = "CRASH_CHILD_KILL";
 const ENV_STEP_MS: &str = "CRASH_CHILD_STEP_MS";
 const ENV_AT_MOST_ONCE: &str = "CRASH_CHILD_AT_MOST_ONCE";
 
-/// Markers are searched for inside lines, not matched as whole lines: with `--nocapture` the
-/// test harness prints `test child_process_entry ... ` and the child's first line follows it.
+/// Markers the child prints, searched for inside its lines (see [`ChildProcess::wait_for`]).
 const READY: &str = "CRASH-TEST READY";
 const OUTPUT: &str = "CRASH-TEST OUTPUT ";
 /// Printed once the journal is open, so that the random-kill test can tell start-up from work.
 const OPENED: &str = "CRASH-TEST OPENED";
+
+const CHILD: Protocol = Protocol {
+    entry: "child_process_entry",
+    output: OUTPUT,
+    timeout: CHILD_TIMEOUT,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The workflow
@@ -141,31 +149,16 @@ fn part(i: u32) -> String {
     format!("v{i}:{:016x}", z ^ (z >> 31))
 }
 
-fn append_line(path: &Path, line: &str) {
-    // One write per line on an O_APPEND file: a line is either wholly in the log or absent,
-    // whatever moment the kill lands on, and File has no buffer that could be lost.
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open the side-effect log");
-    file.write_all(format!("{line}\n").as_bytes())
-        .expect("append to the side-effect log");
-    file.flush().expect("flush the side-effect log");
-}
-
 async fn step_body(i: u32, step_ms: u64) -> Result<String, std::io::Error> {
     let ctx = StepContext::current().expect("a step body runs inside a step");
     let log = log_of(ctx.run_id());
-    let pid = std::process::id();
     if let Some(log) = &log {
-        let line = format!("start {} {} {pid}", ctx.idempotency_key(), ctx.attempt());
-        append_line(log, &line);
+        log_start(log, &ctx);
     }
     kill_point_hook(KillPoint::InStep(i)).await;
     tokio::time::sleep(Duration::from_millis(step_ms)).await;
     if let Some(log) = &log {
-        append_line(log, &format!("end {} {pid}", ctx.idempotency_key()));
+        log_end(log, &ctx);
     }
     Ok(part(i))
 }
@@ -194,7 +187,7 @@ impl Workflow for Flow {
                     Ok(value) => value,
                     // The workflow decides what an unknown outcome means; this one notes it.
                     Err(e) if e.kind == StepErrorKind::OutcomeUnknown => format!("unknown{i}"),
-                    Err(e) => return Err(WorkflowFailure::new(e.to_string())),
+                    Err(e) => return Err(fail(e)),
                 };
                 kill_point_hook(KillPoint::AfterCommit(i)).await;
                 parts.push(value);
@@ -220,14 +213,6 @@ fn expected_output(step_ms: u64) -> String {
     })
 }
 
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(future)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The child role
 // ---------------------------------------------------------------------------------------------
@@ -239,12 +224,13 @@ fn child_process_entry() {
     let Ok(db) = std::env::var(ENV_DB) else {
         return;
     };
-    let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
-    let run_id = env(ENV_RUN);
-    set_log(&run_id, Path::new(&env(ENV_LOG)));
-    let step_ms: u64 = env(ENV_STEP_MS).parse().expect("step latency in ms");
-    let at_most_once: Option<u32> = env(ENV_AT_MOST_ONCE).parse().ok();
-    if let Some(point) = KillPoint::decode(&env(ENV_KILL)) {
+    let run_id = required_env(ENV_RUN);
+    set_log(&run_id, Path::new(&required_env(ENV_LOG)));
+    let step_ms: u64 = required_env(ENV_STEP_MS)
+        .parse()
+        .expect("step latency in ms");
+    let at_most_once: Option<u32> = required_env(ENV_AT_MOST_ONCE).parse().ok();
+    if let Some(point) = KillPoint::decode(&required_env(ENV_KILL)) {
         KILL_POINT.set(point).expect("the kill point is set once");
     }
     let output = block_on(async {
@@ -258,219 +244,39 @@ fn child_process_entry() {
             .expect("the child starts or resumes the run");
         run.result().await.expect("the run completes")
     });
-    let json = serde_json::to_string(&output).expect("a string encodes as JSON");
-    print_flushed(&format!("{OUTPUT}{json}"));
-}
-
-/// The parent reads the child's stdout through a pipe: a line left in a buffer is never seen.
-fn print_flushed(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").expect("stdout");
-    out.flush().expect("stdout");
+    CHILD.print_output(&output);
 }
 
 // ---------------------------------------------------------------------------------------------
 // The parent's handle on a child
 // ---------------------------------------------------------------------------------------------
 
-/// The files of one test.
-struct Files {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
-    log: PathBuf,
-    root: PathBuf,
-    /// The step the children's runs call at most once, if any.
+/// Spawns a child that runs (or resumes) `run_id` on the files of `files`, with steps of
+/// `step_ms`, step `at_most_once` (if any) at most once, and stops at `kill` (if any).
+fn spawn_child(
+    files: &Files,
+    run_id: &str,
+    step_ms: u64,
     at_most_once: Option<u32>,
-}
-
-impl Files {
-    fn new() -> Files {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let root = dir.path().to_owned();
-        Files {
-            db: root.join("journal.redb"),
-            log: root.join("side-effects.log"),
-            root,
-            at_most_once: None,
-            _dir: dir,
-        }
-    }
-}
-
-/// A running child. Dropping it kills and reaps the process, so a failed assertion in the
-/// parent never leaves a child behind (one blocked at a kill point would live forever).
-struct ChildProcess {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stderr: PathBuf,
-    label: String,
-    status: Option<ExitStatus>,
-}
-
-impl ChildProcess {
-    fn spawn(
-        files: &Files,
-        run_id: &str,
-        step_ms: u64,
-        kill: Option<KillPoint>,
-        label: &str,
-    ) -> ChildProcess {
-        let stderr = files.root.join(format!("{label}.stderr"));
-        let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
-            .args([
-                "--exact",
-                "child_process_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ENV_DB, &files.db)
-            .env(ENV_RUN, run_id)
-            .env(ENV_LOG, &files.log)
-            .env(ENV_STEP_MS, step_ms.to_string())
-            .env(
-                ENV_AT_MOST_ONCE,
-                files
-                    .at_most_once
-                    .map_or_else(String::new, |i| i.to_string()),
-            )
-            .env(
-                ENV_KILL,
-                kill.map_or_else(|| "none".to_owned(), KillPoint::encode),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr).expect("the child's stderr file"))
-            .spawn()
-            .expect("spawn the child process");
-        // A thread turns the pipe into a channel, so that every wait for a line has a timeout.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ChildProcess {
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr,
-            label: label.to_owned(),
-            status: None,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// What the child printed, for failure messages.
-    fn diagnostics(&self) -> String {
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "child `{}` (pid {}), status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.label,
-            self.pid(),
-            self.status,
-            self.seen.join("\n"),
-            stderr
-        )
-    }
-
-    /// Waits for a line containing `marker`; returns what follows the marker.
-    fn wait_for(&mut self, marker: &str) -> String {
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match self.lines.recv_timeout(left) {
-                // The deadline also bounds a child that prints without end.
-                Ok(line) if Instant::now() <= deadline => line,
-                Ok(_) | Err(RecvTimeoutError::Timeout) => panic!(
-                    "no {marker:?} within {CHILD_TIMEOUT:?}\n{}",
-                    self.diagnostics()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.wait_exit();
-                    panic!(
-                        "the child ended without printing {marker:?}\n{}",
-                        self.diagnostics()
-                    )
-                }
-            };
-            let found = line
-                .find(marker)
-                .map(|at| line[at + marker.len()..].to_owned());
-            self.seen.push(line);
-            if let Some(rest) = found {
-                return rest;
-            }
-        }
-    }
-
-    /// Reaps a child that is expected to exit by itself (its stdout is closed, or it printed
-    /// its output).
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("poll the child") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the child did not exit\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        self.status = Some(status);
-        status
-    }
-
-    /// Kills the child with SIGKILL now, whatever it is doing, and reaps it.
-    fn kill(&mut self) -> ExitStatus {
-        // An error means it has exited already; `wait` tells how.
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("reap the child");
-        self.status = Some(status);
-        status
-    }
-
-    /// Kills a child that is blocked at its kill point and checks that SIGKILL is what ended it.
-    fn kill_at_kill_point(&mut self) {
-        let status = self.kill();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "the child must die of SIGKILL\n{}",
-            self.diagnostics()
-        );
-    }
-
-    /// Waits for the run's output and a clean exit.
-    fn finish(&mut self) -> String {
-        let json = self.wait_for(OUTPUT);
-        let status = self.wait_exit();
-        assert!(
-            status.success(),
-            "the child must exit 0\n{}",
-            self.diagnostics()
-        );
-        serde_json::from_str(&json)
-            .unwrap_or_else(|e| panic!("bad output {json:?}: {e}\n{}", self.diagnostics()))
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    kill: Option<KillPoint>,
+    label: &str,
+) -> ChildProcess {
+    let step_ms = step_ms.to_string();
+    let at_most_once = at_most_once.map_or_else(String::new, |i| i.to_string());
+    let kill = kill.map_or_else(|| "none".to_owned(), KillPoint::encode);
+    ChildProcess::spawn(
+        CHILD,
+        &files.root,
+        label,
+        &[
+            (ENV_DB, files.db.as_os_str()),
+            (ENV_RUN, OsStr::new(run_id)),
+            (ENV_LOG, files.log.as_os_str()),
+            (ENV_STEP_MS, OsStr::new(&step_ms)),
+            (ENV_AT_MOST_ONCE, OsStr::new(&at_most_once)),
+            (ENV_KILL, OsStr::new(&kill)),
+        ],
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,15 +285,10 @@ impl Drop for ChildProcess {
 
 /// The run's record and journal, read by the parent while no child holds the file.
 fn inspect(db: &Path, run_id: &str) -> (Option<RunRecord>, Vec<StepRecord>) {
-    block_on(async {
-        // The engine is dropped before this returns, which releases the file for the next child.
-        let engine = Engine::open(db)
-            .await
-            .expect("the parent opens the journal once the child is dead");
-        let record = engine.run(run_id).await.expect("read the run");
-        let steps = engine.journal(run_id).await.expect("read the journal");
-        (record, steps)
-    })
+    match inspect_journal(db).remove(run_id) {
+        Some((record, steps)) => (Some(record), steps),
+        None => (None, Vec::new()),
+    }
 }
 
 /// Asserts that the journal holds exactly steps `0..count`, one completed record each, with the
@@ -504,18 +305,10 @@ fn assert_journal_prefix(steps: &[StepRecord], count: u32, context: &str) {
             "step #{} {context}",
             record.seq
         );
-        let value: String = serde_json::from_str(
-            record
-                .output
-                .as_ref()
-                .unwrap_or_else(|| panic!("step #{} has no value {context}", record.seq))
-                .get(),
-        )
-        .expect("a journaled step value is a JSON string");
         assert_eq!(
-            value,
+            string_output(record),
             part(record.seq as u32),
-            "value of step #{}",
+            "value of step #{} {context}",
             record.seq
         );
     }
@@ -543,92 +336,6 @@ fn assert_completed(db: &Path, run_id: &str, expected: &str) {
     assert_journal_prefix(&steps, STEPS, "at the end");
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum LogLine {
-    Start { key: String, attempt: u32, pid: u32 },
-    End { key: String, pid: u32 },
-}
-
-/// The side-effect log, parsed.
-struct SideEffects {
-    lines: Vec<LogLine>,
-}
-
-impl SideEffects {
-    fn read(path: &Path) -> SideEffects {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines = text
-            .lines()
-            .map(|line| {
-                let fields: Vec<&str> = line.split(' ').collect();
-                let num = |s: &str| -> u32 {
-                    s.parse()
-                        .unwrap_or_else(|_| panic!("bad number in log line {line:?}"))
-                };
-                match fields.as_slice() {
-                    ["start", key, attempt, pid] => LogLine::Start {
-                        key: (*key).to_owned(),
-                        attempt: num(attempt),
-                        pid: num(pid),
-                    },
-                    ["end", key, pid] => LogLine::End {
-                        key: (*key).to_owned(),
-                        pid: num(pid),
-                    },
-                    _ => panic!("malformed side-effect log line {line:?}"),
-                }
-            })
-            .collect();
-        SideEffects { lines }
-    }
-
-    /// The attempt numbers with which `pid` started the step keyed `key`.
-    fn starts(&self, key: &str, pid: u32) -> Vec<u32> {
-        self.lines
-            .iter()
-            .filter_map(|line| match line {
-                LogLine::Start {
-                    key: k,
-                    attempt,
-                    pid: p,
-                } if k == key && *p == pid => Some(*attempt),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn ends(&self, key: &str, pid: u32) -> usize {
-        self.lines
-            .iter()
-            .filter(|line| matches!(line, LogLine::End { key: k, pid: p } if k == key && *p == pid))
-            .count()
-    }
-
-    fn all_ends(&self, key: &str) -> usize {
-        self.lines
-            .iter()
-            .filter(|line| matches!(line, LogLine::End { key: k, .. } if k == key))
-            .count()
-    }
-
-    fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .lines
-            .iter()
-            .map(|line| match line {
-                LogLine::Start { pid, .. } | LogLine::End { pid, .. } => *pid,
-            })
-            .collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
-    }
-
-    fn dump(&self) -> String {
-        format!("{:#?}", self.lines)
-    }
-}
-
 fn key(run_id: &str, seq: u32) -> String {
     idempotency_key(run_id, u64::from(seq), STEP_NAME)
 }
@@ -644,9 +351,9 @@ fn crash_and_resume(kill: KillPoint) {
     let run_id = format!("run-{}", kill.encode().replace(':', "-"));
     let expected = expected_output(STEP_MS);
 
-    let mut first = ChildProcess::spawn(&files, &run_id, STEP_MS, Some(kill), "first");
+    let mut first = spawn_child(&files, &run_id, STEP_MS, None, Some(kill), "first");
     first.wait_for(READY);
-    first.kill_at_kill_point();
+    first.kill_alive();
     let first_pid = first.pid();
 
     // What the dead process left behind: exactly the steps that had returned to the body.
@@ -662,8 +369,8 @@ fn crash_and_resume(kill: KillPoint) {
     assert_eq!(record.status, unfinished, "status after the kill");
     assert_journal_prefix(&steps, journaled, &format!("after a kill at {kill:?}"));
 
-    let mut second = ChildProcess::spawn(&files, &run_id, STEP_MS, None, "second");
-    let output = second.finish();
+    let mut second = spawn_child(&files, &run_id, STEP_MS, None, None, "second");
+    let output: String = second.finish();
     let second_pid = second.pid();
     assert_eq!(output, expected, "the resumed run's output");
 
@@ -740,22 +447,27 @@ fn sigkill_between_steps_keeps_the_finished_steps() {
 #[test]
 fn sigkill_inside_an_at_most_once_step_gives_an_unknown_outcome_instead_of_a_second_call() {
     const K: u32 = 3;
-    let mut files = Files::new();
-    files.at_most_once = Some(K);
+    let files = Files::new();
     let run_id = "at-most-once";
 
-    let mut first =
-        ChildProcess::spawn(&files, run_id, STEP_MS, Some(KillPoint::InStep(K)), "first");
+    let mut first = spawn_child(
+        &files,
+        run_id,
+        STEP_MS,
+        Some(K),
+        Some(KillPoint::InStep(K)),
+        "first",
+    );
     first.wait_for(READY);
-    first.kill_at_kill_point();
+    first.kill_alive();
     let first_pid = first.pid();
     // The intent was journaled before the call.
     let (_, steps) = inspect(&files.db, run_id);
     assert_eq!(steps.len() as u32, K + 1);
     assert_eq!(steps[K as usize].status, StepStatus::Started);
 
-    let mut second = ChildProcess::spawn(&files, run_id, STEP_MS, None, "second");
-    let output = second.finish();
+    let mut second = spawn_child(&files, run_id, STEP_MS, Some(K), None, "second");
+    let output: String = second.finish();
     let second_pid = second.pid();
     let expected: Vec<String> = (0..STEPS)
         .map(|i| {
@@ -796,48 +508,21 @@ fn sigkill_inside_an_at_most_once_step_gives_an_unknown_outcome_instead_of_a_sec
 // Kill at random moments
 // ---------------------------------------------------------------------------------------------
 
-/// Knuth's MMIX LCG: enough to spread kill moments, and reproducible from the printed seed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound.max(1)
-    }
-}
-
 /// Times an uninterrupted child on a file of its own: how long until its journal is open,
 /// and until it exits, in ms.
 fn calibrate(expected: &str) -> (u64, u64) {
     let files = Files::new();
     let started = Instant::now();
-    let mut child = ChildProcess::spawn(&files, "calibration", RANDOM_STEP_MS, None, "calib");
+    let mut child = spawn_child(&files, "calibration", RANDOM_STEP_MS, None, None, "calib");
     child.wait_for(OPENED);
     let startup_ms = started.elapsed().as_millis() as u64;
-    let output = child.finish();
+    let output: String = child.finish();
     let lifetime_ms = (started.elapsed().as_millis() as u64).max(startup_ms);
     assert_eq!(output, expected, "the calibration run's output");
     println!(
         "an uninterrupted child opens its journal after {startup_ms} ms, lives {lifetime_ms} ms"
     );
     (startup_ms, lifetime_ms)
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
-    // Shown by the harness when the test fails; CRASH_SEED=<seed> replays the same delays.
-    println!("random kill seed: {seed}");
-    seed
 }
 
 #[test]
@@ -866,10 +551,11 @@ fn sigkill_at_random_moments_then_the_last_process_finishes_the_run() {
         // A resumed child skips the journaled steps, so its life is shorter: the moments are
         // drawn over what is left of it, or most kills would come too late after a few rounds.
         let steps_ms = (lifetime_ms - startup_ms) * u64::from(STEPS - journaled) / u64::from(STEPS);
-        let mut child = ChildProcess::spawn(
+        let mut child = spawn_child(
             &files,
             run_id,
             RANDOM_STEP_MS,
+            None,
             None,
             &format!("random-{round}"),
         );
@@ -900,8 +586,8 @@ fn sigkill_at_random_moments_then_the_last_process_finishes_the_run() {
         killed.push((child.pid(), count));
     }
 
-    let mut last = ChildProcess::spawn(&files, run_id, RANDOM_STEP_MS, None, "last");
-    let output = last.finish();
+    let mut last = spawn_child(&files, run_id, RANDOM_STEP_MS, None, None, "last");
+    let output: String = last.finish();
     assert_eq!(output, expected, "seed {seed}: the final output");
     assert_completed(&files.db, run_id, &expected);
 
@@ -956,8 +642,14 @@ fn sigkill_while_the_first_open_creates_the_file_leaves_a_journal_that_opens() {
         }
         let files = Files::new();
         let delay = Duration::from_millis(rng.below(startup_ms + 1));
-        let mut child =
-            ChildProcess::spawn(&files, "first-open", RANDOM_STEP_MS, None, "first-open");
+        let mut child = spawn_child(
+            &files,
+            "first-open",
+            RANDOM_STEP_MS,
+            None,
+            None,
+            "first-open",
+        );
         std::thread::sleep(delay);
         child.kill();
         if let Err(e) = block_on(Engine::open(&files.db)) {
@@ -980,10 +672,11 @@ fn a_journal_held_by_a_live_child_is_locked_and_resumes_after_the_kill() {
     let run_id = "locked";
     let expected = expected_output(STEP_MS);
 
-    let mut child = ChildProcess::spawn(
+    let mut child = spawn_child(
         &files,
         run_id,
         STEP_MS,
+        None,
         Some(KillPoint::InStep(K)),
         "holder",
     );
@@ -1002,7 +695,7 @@ fn a_journal_held_by_a_live_child_is_locked_and_resumes_after_the_kill() {
         Ok(engine) => panic!("a journal held by a live process was opened: {engine:?}"),
     }
 
-    child.kill_at_kill_point();
+    child.kill_alive();
     let child_pid = child.pid();
 
     // This process now resumes the run itself, logging to the same file.

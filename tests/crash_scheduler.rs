@@ -12,19 +12,22 @@
 
 #![cfg(unix)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::{
+    ChildProcess, Files, Lcg, Protocol, SideEffects, block_on, fail, inspect_journal, log_end,
+    log_start, print_flushed, required_env, seed, string_output,
+};
 use workflow_runtime::{
-    BoxFuture, Engine, RunRecord, RunStatus, StepContext, StepErrorKind, StepRecord, StepStatus,
-    Workflow, WorkflowFailure, durable, idempotency_key, step,
+    BoxFuture, Engine, RunStatus, StepContext, StepErrorKind, StepRecord, StepStatus, Workflow,
+    WorkflowFailure, durable, idempotency_key, step,
 };
 
 /// How long the parent waits for any one marker or exit. Generous, for a loaded machine; a
@@ -37,8 +40,7 @@ const ENV_LOG: &str = "SCHED_CRASH_LOG";
 /// What the role needs besides the files (a mode, a duration).
 const ENV_ARG: &str = "SCHED_CRASH_ARG";
 
-/// Markers are searched for inside lines: with `--nocapture` the harness prints
-/// `test child_process_entry ... ` and the child's first line follows it.
+/// Markers the child prints, searched for inside its lines (see [`ChildProcess::wait_for`]).
 const SEEN: &str = "SEEN ";
 const MISMATCH: &str = "MISMATCH ";
 const STARTED: &str = "STARTED";
@@ -50,25 +52,11 @@ const SLEEPING: &str = "SLEEPING";
 const OUTPUT: &str = "OUTPUT ";
 const RESULT: &str = "RESULT ";
 
-fn fail(e: impl std::fmt::Display) -> WorkflowFailure {
-    WorkflowFailure::new(e.to_string())
-}
-
-/// The parent reads stdout through a pipe: a line must reach it in one `write`, at once.
-fn print_flushed(line: &str) {
-    let mut out = std::io::stdout().lock();
-    out.write_all(format!("{line}\n").as_bytes())
-        .expect("stdout");
-    out.flush().expect("stdout");
-}
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(future)
-}
+const CHILD: Protocol = Protocol {
+    entry: "child_process_entry",
+    output: OUTPUT,
+    timeout: CHILD_TIMEOUT,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The side-effect log
@@ -77,105 +65,33 @@ fn block_on<F: Future>(future: F) -> F::Output {
 /// Set once in a child process, from `SCHED_CRASH_LOG`. The parent never runs step bodies.
 static LOG: OnceLock<PathBuf> = OnceLock::new();
 
-fn append_line(line: &str) {
-    let Some(path) = LOG.get() else { return };
-    // One write per line on an O_APPEND file: a line is wholly in the log or absent, whatever
-    // moment the kill lands on.
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open the side-effect log");
-    file.write_all(format!("{line}\n").as_bytes())
-        .expect("append to the side-effect log");
-}
-
 /// Logs that the current step's body starts; returns its context.
 fn effect_start() -> StepContext {
     let ctx = StepContext::current().expect("a step body runs inside a step");
-    let pid = std::process::id();
-    append_line(&format!(
-        "start {} {} {pid}",
-        ctx.idempotency_key(),
-        ctx.attempt()
-    ));
+    if let Some(log) = LOG.get() {
+        log_start(log, &ctx);
+    }
     ctx
 }
 
 /// Logs that the step's body ends (its effect took place).
 fn effect_end(ctx: &StepContext) {
-    append_line(&format!(
-        "end {} {}",
-        ctx.idempotency_key(),
-        std::process::id()
-    ));
+    if let Some(log) = LOG.get() {
+        log_end(log, ctx);
+    }
 }
 
-/// The side-effect log, parsed: (`start` or `end`, key, attempt, pid).
-struct SideEffects {
-    lines: Vec<(String, String, u32, u32)>,
-}
-
-impl SideEffects {
-    fn read(path: &Path) -> SideEffects {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines = text
-            .lines()
-            .map(|line| {
-                let num = |s: &str| -> u32 {
-                    s.parse()
-                        .unwrap_or_else(|_| panic!("bad number in log line {line:?}"))
-                };
-                match line.split(' ').collect::<Vec<_>>().as_slice() {
-                    ["start", key, attempt, pid] => {
-                        ("start".into(), (*key).into(), num(attempt), num(pid))
-                    }
-                    ["end", key, pid] => ("end".into(), (*key).into(), 0, num(pid)),
-                    _ => panic!("malformed side-effect log line {line:?}"),
-                }
-            })
-            .collect();
-        SideEffects { lines }
-    }
-
-    /// The attempt numbers with which `pid` started the step keyed `key`.
-    fn starts(&self, key: &str, pid: u32) -> Vec<u32> {
-        self.lines
-            .iter()
-            .filter(|(kind, k, _, p)| kind == "start" && k == key && *p == pid)
-            .map(|(_, _, attempt, _)| *attempt)
-            .collect()
-    }
-
-    fn ends(&self, key: &str, pid: u32) -> usize {
-        self.lines
-            .iter()
-            .filter(|(kind, k, _, p)| kind == "end" && k == key && *p == pid)
-            .count()
-    }
-
-    fn all_starts(&self, key: &str) -> usize {
-        self.lines
-            .iter()
-            .filter(|(kind, k, _, _)| kind == "start" && k == key)
-            .count()
-    }
-
-    fn pids(&self) -> BTreeSet<u32> {
-        self.lines.iter().map(|(_, _, _, pid)| *pid).collect()
-    }
-
-    fn dump(&self) -> String {
-        let lines: Vec<String> = self
-            .lines
-            .iter()
-            .map(|(kind, key, attempt, pid)| match kind.as_str() {
-                "start" => format!("start {key} attempt {attempt} pid {pid}"),
-                _ => format!("{kind} {key} pid {pid}"),
-            })
-            .collect();
-        lines.join("\n")
-    }
+/// A step named `name` whose effect completes at once and which returns `value`: the start and
+/// end in the side-effect log show which process ran it.
+async fn quick_step(name: &'static str, value: String) -> Result<String, WorkflowFailure> {
+    step(name)
+        .run(|| async {
+            let ctx = effect_start();
+            effect_end(&ctx);
+            Ok::<_, std::io::Error>(value.clone())
+        })
+        .await
+        .map_err(fail)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,14 +159,7 @@ impl Workflow for Blocker {
 
     fn run(_: ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
         Box::pin(async move {
-            let first = step("first")
-                .run(|| async {
-                    let ctx = effect_start();
-                    effect_end(&ctx);
-                    Ok::<_, std::io::Error>("first".to_owned())
-                })
-                .await
-                .map_err(fail)?;
+            let first = quick_step("first", "first".to_owned()).await?;
             step("block")
                 .run(|| async {
                     let ctx = effect_start();
@@ -279,25 +188,9 @@ impl Workflow for Parent {
 
     fn run((n,): (u32,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
         Box::pin(async move {
-            let prepared = step("prepare")
-                .run(|| async move {
-                    let ctx = effect_start();
-                    effect_end(&ctx);
-                    Ok::<_, std::io::Error>(format!("p{n}"))
-                })
-                .await
-                .map_err(fail)?;
+            let prepared = quick_step("prepare", format!("p{n}")).await?;
             let kid = durable::child::<Kid>((n * 10,)).await.map_err(fail)?;
-            let prepared = &prepared;
-            let kid = &kid;
-            step("finish")
-                .run(|| async move {
-                    let ctx = effect_start();
-                    effect_end(&ctx);
-                    Ok::<_, std::io::Error>(format!("{prepared}+{kid}"))
-                })
-                .await
-                .map_err(fail)
+            quick_step("finish", format!("{prepared}+{kid}")).await
         })
     }
 }
@@ -312,14 +205,7 @@ impl Workflow for Kid {
 
     fn run((m,): (u32,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
         Box::pin(async move {
-            let a = step("kid-a")
-                .run(|| async move {
-                    let ctx = effect_start();
-                    effect_end(&ctx);
-                    Ok::<_, std::io::Error>(format!("a{m}"))
-                })
-                .await
-                .map_err(fail)?;
+            let a = quick_step("kid-a", format!("a{m}")).await?;
             let b = step("kid-block")
                 .run(|| async move {
                     let ctx = effect_start();
@@ -348,24 +234,10 @@ impl Workflow for Sleeper {
 
     fn run((ms,): (u64,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
         Box::pin(async move {
-            let before = step("before")
-                .run(|| async {
-                    let ctx = effect_start();
-                    effect_end(&ctx);
-                    Ok::<_, std::io::Error>("before".to_owned())
-                })
-                .await
-                .map_err(fail)?;
+            let before = quick_step("before", "before".to_owned()).await?;
             print_flushed(SLEEPING);
             durable::sleep(Duration::from_millis(ms)).await;
-            let after = step("after")
-                .run(|| async {
-                    let ctx = effect_start();
-                    effect_end(&ctx);
-                    Ok::<_, std::io::Error>("after".to_owned())
-                })
-                .await
-                .map_err(fail)?;
+            let after = quick_step("after", "after".to_owned()).await?;
             Ok(format!("{before},{after}"))
         })
     }
@@ -395,11 +267,10 @@ fn child_process_entry() {
     let Ok(role) = std::env::var(ENV_ROLE) else {
         return;
     };
-    let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
-    let db = PathBuf::from(env(ENV_DB));
-    LOG.set(PathBuf::from(env(ENV_LOG)))
+    let db = PathBuf::from(required_env(ENV_DB));
+    LOG.set(PathBuf::from(required_env(ENV_LOG)))
         .expect("the log is set once");
-    let arg = env(ENV_ARG);
+    let arg = required_env(ENV_ARG);
     match role.as_str() {
         "group" => child_group(&db),
         "cancel" => child_cancel(&db, &arg),
@@ -434,7 +305,7 @@ fn child_group(db: &Path) {
         for handle in handles {
             handle.result().await.expect("the run completes");
         }
-        print_flushed(&format!("{OUTPUT}\"done\""));
+        CHILD.print_output(&"done");
     });
 }
 
@@ -525,10 +396,7 @@ fn child_family(db: &Path, mode: &str) {
             other => panic!("unknown family mode {other:?}"),
         }
     });
-    print_flushed(&format!(
-        "{OUTPUT}{}",
-        serde_json::to_string(&output).expect("JSON")
-    ));
+    CHILD.print_output(&output);
 }
 
 /// Starts (or resumes) [`Sleeper`] and prints its output.
@@ -541,274 +409,27 @@ fn child_sleep(db: &Path) {
             .expect("start or resume the run");
         run.result().await.expect("the run completes")
     });
-    print_flushed(&format!(
-        "{OUTPUT}{}",
-        serde_json::to_string(&output).expect("JSON")
-    ));
+    CHILD.print_output(&output);
 }
 
 // ---------------------------------------------------------------------------------------------
 // The parent's handle on a child
 // ---------------------------------------------------------------------------------------------
 
-/// The files of one test, in a directory removed at the end.
-struct Files {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: PathBuf,
-    log: PathBuf,
-}
-
-impl Files {
-    fn new() -> Files {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let root = dir.path().to_owned();
-        Files {
-            db: root.join("journal.redb"),
-            log: root.join("side-effects.log"),
-            root,
-            _dir: dir,
-        }
-    }
-}
-
-/// A running child. Dropping it kills and reaps the process, so a failed assertion in the
-/// parent never leaves a child behind.
-struct ChildProcess {
-    child: std::process::Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    /// The last lines read, for failure messages.
-    recent: Vec<String>,
-    stderr: PathBuf,
-    label: String,
-    status: Option<ExitStatus>,
-}
-
-impl ChildProcess {
-    fn spawn(files: &Files, role: &str, arg: &str, label: &str) -> ChildProcess {
-        let stderr = files.root.join(format!("{label}.stderr"));
-        let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
-            .args([
-                "--exact",
-                "child_process_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ENV_ROLE, role)
-            .env(ENV_DB, &files.db)
-            .env(ENV_LOG, &files.log)
-            .env(ENV_ARG, arg)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr).expect("the child's stderr file"))
-            .spawn()
-            .expect("spawn the child process");
-        let stdin = child.stdin.take();
-        // A thread turns the pipe into a channel, so that every wait for a line has a timeout.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ChildProcess {
-            child,
-            stdin,
-            lines,
-            recent: Vec::new(),
-            stderr,
-            label: label.to_owned(),
-            status: None,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn diagnostics(&self) -> String {
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "child `{}` (pid {}), status {:?}\n--- last stdout lines ---\n{}\n--- stderr ---\n{}",
-            self.label,
-            self.pid(),
-            self.status,
-            self.recent.join("\n"),
-            stderr
-        )
-    }
-
-    fn remember(&mut self, line: &str) {
-        const KEEP: usize = 40;
-        if self.recent.len() == KEEP {
-            self.recent.remove(0);
-        }
-        self.recent.push(line.to_owned());
-    }
-
-    /// The next line, or `None` once the child's stdout is closed.
-    fn next_line(&mut self, deadline: Instant) -> Option<String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(line) => {
-                self.remember(&line);
-                Some(line)
-            }
-            Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("no line within the time limit\n{}", self.diagnostics())
-            }
-        }
-    }
-
-    /// Waits for a line containing `marker`; returns what follows the marker.
-    fn wait_for(&mut self, marker: &str) -> String {
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        loop {
-            let Some(line) = self.next_line(deadline) else {
-                self.wait_exit();
-                panic!(
-                    "the child ended without printing {marker:?}\n{}",
-                    self.diagnostics()
-                );
-            };
-            if let Some(at) = line.find(marker) {
-                return line[at + marker.len()..].to_owned();
-            }
-        }
-    }
-
-    /// Every line still in the pipe of a dead child.
-    fn drain(&mut self) -> Vec<String> {
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        let mut rest = Vec::new();
-        while let Some(line) = self.next_line(deadline) {
-            rest.push(line);
-        }
-        rest
-    }
-
-    fn send_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("the child's stdin");
-        writeln!(stdin, "{line}").expect("write to the child's stdin");
-        stdin.flush().expect("flush the child's stdin");
-    }
-
-    /// Reaps a child that is expected to exit by itself.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("poll the child") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the child did not exit\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        self.status = Some(status);
-        status
-    }
-
-    /// Kills the child with SIGKILL now, whatever it is doing, and reaps it.
-    fn kill(&mut self) -> ExitStatus {
-        // An error means it has exited already; `wait` tells how.
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("reap the child");
-        self.status = Some(status);
-        status
-    }
-
-    /// Kills a child that must still be alive, and checks that SIGKILL is what ended it.
-    fn kill_alive(&mut self) {
-        let status = self.kill();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "the child must die of SIGKILL\n{}",
-            self.diagnostics()
-        );
-    }
-
-    /// Waits for the JSON after `OUTPUT` and a clean exit.
-    fn finish<T: serde::de::DeserializeOwned>(&mut self) -> T {
-        let json = self.wait_for(OUTPUT);
-        let status = self.wait_exit();
-        assert!(
-            status.success(),
-            "the child must exit 0\n{}",
-            self.diagnostics()
-        );
-        serde_json::from_str(&json)
-            .unwrap_or_else(|e| panic!("bad output {json:?}: {e}\n{}", self.diagnostics()))
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Every run in the journal, and the steps of each, read while no child holds the file.
-fn inspect(db: &Path) -> BTreeMap<String, (RunRecord, Vec<StepRecord>)> {
-    block_on(async {
-        // Dropped before this returns, which releases the file for the next child.
-        let engine = Engine::open(db)
-            .await
-            .expect("the parent opens the journal once the child is dead");
-        let mut out = BTreeMap::new();
-        for run in engine.runs().await.expect("list the runs") {
-            let steps = engine.journal(&run.run_id).await.expect("read a journal");
-            out.insert(run.run_id.clone(), (run, steps));
-        }
-        out
-    })
-}
-
-fn string_output(step: &StepRecord) -> String {
-    let raw = step
-        .output
-        .as_ref()
-        .unwrap_or_else(|| panic!("step #{} ({}) has no value", step.seq, step.name));
-    serde_json::from_str(raw.get()).expect("a journaled value is a JSON string")
-}
-
-/// Knuth's MMIX LCG: reproducible from the printed seed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound.max(1)
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
-    // Shown by the harness when the test fails; CRASH_SEED=<seed> replays the same choices.
-    println!("random kill seed: {seed}");
-    seed
+/// Spawns a child that plays `role` on the files of `files`, with `arg` for what the role
+/// needs besides them.
+fn spawn_child(files: &Files, role: &str, arg: &str, label: &str) -> ChildProcess {
+    ChildProcess::spawn(
+        CHILD,
+        &files.root,
+        label,
+        &[
+            (ENV_ROLE, OsStr::new(role)),
+            (ENV_DB, files.db.as_os_str()),
+            (ENV_LOG, files.log.as_os_str()),
+            (ENV_ARG, OsStr::new(arg)),
+        ],
+    )
 }
 
 fn wall_us() -> u64 {
@@ -835,7 +456,7 @@ fn sigkill_during_group_commit_loses_no_step_a_body_has_seen() {
         let files = Files::new();
         // At least a few hundred lines, and early enough that the child is still busy.
         let kill_after = 300 + rng.below(total as u64 * 2 / 5) as usize;
-        let mut child = ChildProcess::spawn(&files, "group", "", &format!("group-{attempt}"));
+        let mut child = spawn_child(&files, "group", "", &format!("group-{attempt}"));
         let deadline = Instant::now() + CHILD_TIMEOUT;
         let mut lines = Vec::new();
         let mut seen_count = 0;
@@ -897,7 +518,7 @@ fn sigkill_during_group_commit_loses_no_step_a_body_has_seen() {
             "seed {seed}: at most {most_runs_in_a_window} runs in any 100 consecutive lines"
         );
 
-        let journal = inspect(&files.db);
+        let journal = inspect_journal(&files.db);
         let context = format!("seed {seed}, killed after {} SEEN lines", seen.len());
         for (run, seq) in &seen {
             let (_, steps) = journal.get(run).unwrap_or_else(|| {
@@ -969,7 +590,7 @@ fn sigkill_during_group_commit_loses_no_step_a_body_has_seen() {
 /// A new process then finds the run cancelled and resumes nothing.
 fn cancel_then_sigkill(mode: &str) {
     let files = Files::new();
-    let mut first = ChildProcess::spawn(&files, "cancel", mode, "cancel");
+    let mut first = spawn_child(&files, "cancel", mode, "cancel");
     first.wait_for(BLOCKED);
     first.send_line("cancel");
     let returned = first.wait_for(CANCEL_RETURNED);
@@ -978,14 +599,14 @@ fn cancel_then_sigkill(mode: &str) {
     first.kill_alive();
     let first_pid = first.pid();
 
-    let mut check = ChildProcess::spawn(&files, "cancel-check", "300", "check");
+    let mut check = spawn_child(&files, "cancel-check", "300", "check");
     let queued: usize = check.wait_for(QUEUED).parse().expect("a count");
     let result = check.wait_for(RESULT);
     let status = check.wait_exit();
     assert!(status.success(), "{}", check.diagnostics());
     let check_pid = check.pid();
 
-    let journal = inspect(&files.db);
+    let journal = inspect_journal(&files.db);
     let (record, steps) = &journal[BLOCKER_RUN];
     let log = SideEffects::read(&files.log);
     let journaled: Vec<String> = steps
@@ -1069,12 +690,12 @@ fn a_child_workflow_killed_mid_step_resumes_once_under_its_id() {
     let child_id = format!("{FAMILY_RUN}/1/child");
     let expected = format!("p{FAMILY_INPUT}+a{0}b{0}", FAMILY_INPUT * 10);
 
-    let mut first = ChildProcess::spawn(&files, "family", "block", "family-first");
+    let mut first = spawn_child(&files, "family", "block", "family-first");
     first.wait_for(BLOCKED);
     first.kill_alive();
     let first_pid = first.pid();
 
-    let at_kill = inspect(&files.db);
+    let at_kill = inspect_journal(&files.db);
     let ids: Vec<&str> = at_kill.keys().map(String::as_str).collect();
     assert_eq!(ids, [FAMILY_RUN, child_id.as_str()], "runs after the kill");
     let (parent, parent_steps) = &at_kill[FAMILY_RUN];
@@ -1092,7 +713,7 @@ fn a_child_workflow_killed_mid_step_resumes_once_under_its_id() {
     assert_eq!(names(kid_steps), ["0:kid-a"]);
     let kid_created = kid.created_at_us;
 
-    let mut second = ChildProcess::spawn(&files, "family", "finish", "family-second");
+    let mut second = spawn_child(&files, "family", "finish", "family-second");
     let queued: usize = second.wait_for(QUEUED).parse().expect("a count");
     let output: String = second.finish();
     let second_pid = second.pid();
@@ -1105,7 +726,7 @@ fn a_child_workflow_killed_mid_step_resumes_once_under_its_id() {
         second.diagnostics()
     );
 
-    let end = inspect(&files.db);
+    let end = inspect_journal(&files.db);
     let ids: Vec<&str> = end.keys().map(String::as_str).collect();
     assert_eq!(
         ids,
@@ -1163,14 +784,14 @@ fn a_durable_sleep_killed_midway_resumes_for_the_remaining_time_only() {
     let files = Files::new();
     let sleep = Duration::from_millis(SLEEP_MS);
 
-    let mut first = ChildProcess::spawn(&files, "sleep", "", "sleep-first");
+    let mut first = spawn_child(&files, "sleep", "", "sleep-first");
     first.wait_for(SLEEPING);
     std::thread::sleep(KILL_INTO_SLEEP);
     first.kill_alive();
     let killed_at_us = wall_us();
     let first_pid = first.pid();
 
-    let at_kill = inspect(&files.db);
+    let at_kill = inspect_journal(&files.db);
     let (record, steps) = &at_kill[SLEEP_RUN];
     assert_eq!(record.status, RunStatus::Running, "{record:?}");
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
@@ -1192,7 +813,7 @@ fn a_durable_sleep_killed_midway_resumes_for_the_remaining_time_only() {
     std::thread::sleep(RESTART_GAP);
     let restarted = Instant::now();
     let remaining = Duration::from_micros(due_us.saturating_sub(wall_us()));
-    let mut second = ChildProcess::spawn(&files, "sleep", "", "sleep-second");
+    let mut second = spawn_child(&files, "sleep", "", "sleep-second");
     let output: String = second.finish();
     let second_pid = second.pid();
     let resumed_for = restarted.elapsed();
@@ -1217,7 +838,7 @@ fn a_durable_sleep_killed_midway_resumes_for_the_remaining_time_only() {
         "the resumed process took {resumed_for:?} with {remaining:?} left: the sleep restarted"
     );
 
-    let end = inspect(&files.db);
+    let end = inspect_journal(&files.db);
     let (record, steps) = &end[SLEEP_RUN];
     assert_eq!(record.status, RunStatus::Completed);
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();

@@ -2,14 +2,17 @@
 //! that minutes of backoff take milliseconds.
 
 use std::io;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
+use support::{alerts, fail};
 use tokio::time::Instant;
 use workflow_runtime::{
-    AlertKind, BoxFuture, Budget, CircuitConfig, Classify, Engine, Error, ErrorClass, Event,
-    HttpError, RunStatus, StepContext, StepError, StepErrorKind, StepFailure, Usage, Workflow,
+    AlertKind, BoxFuture, Budget, CircuitConfig, Classify, Engine, Error, ErrorClass, HttpError,
+    RunStatus, StepContext, StepError, StepErrorKind, StepFailure, Usage, Workflow,
     WorkflowFailure, step,
 };
 
@@ -254,17 +257,6 @@ impl Workflow for Scenario {
     }
 }
 
-fn alerts(engine: &Engine) -> Arc<Mutex<Vec<(AlertKind, String)>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    engine.on_event(move |event| {
-        if let Event::Alert { kind, message, .. } = event {
-            sink.lock().unwrap().push((*kind, message.clone()));
-        }
-    });
-    seen
-}
-
 #[tokio::test(start_paused = true)]
 async fn repeated_503s_raise_an_alert_through_the_engine_hook() {
     let engine = Engine::in_memory();
@@ -467,7 +459,7 @@ impl Workflow for Slow {
                         Ok::<_, io::Error>(())
                     })
                     .await
-                    .map_err(|e| WorkflowFailure::new(e.to_string()))?;
+                    .map_err(fail)?;
             }
         })
     }

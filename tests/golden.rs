@@ -5,9 +5,12 @@
 //!
 //! Regenerate only for a new golden file of a new format: `UPDATE_GOLDEN=1 cargo test --test golden`.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
+use support::fail;
 use workflow_runtime::{
     Backoff, BoxFuture, Engine, RunOptions, RunStatus, StepContext, StepErrorKind, StepFailure,
     StepStatus, Usage, Workflow, WorkflowFailure, step,
@@ -26,7 +29,6 @@ impl Workflow for Golden {
 
     fn run((topic,): (String,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
         Box::pin(async move {
-            let fail = |e: workflow_runtime::StepError| WorkflowFailure::new(e.to_string());
             let plan = step("plan")
                 .backoff(Backoff {
                     initial: Duration::from_millis(1),

@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
 use redb::ReadableTable;
+use support::{eventually, fail, gate};
 use workflow_runtime::{
     Backoff, BoxFuture, Budget, Engine, Error, MemoryStore, OpenError, RunStatus, StepContext,
     StepError, StepErrorKind, Usage, Workflow, WorkflowFailure, step,
 };
-
-fn failure(e: StepError) -> WorkflowFailure {
-    WorkflowFailure::new(e.to_string())
-}
 
 /// Counts executions of each step body, per test.
 #[derive(Default)]
@@ -28,19 +27,6 @@ impl Executions {
     fn count(&self, name: &str) -> usize {
         self.0.lock().unwrap().get(name).copied().unwrap_or(0)
     }
-}
-
-/// Waits until `f` holds, for at most 10 s of real time (under a paused clock the 5 ms sleeps
-/// are virtual and cost nothing); polls because runs execute on their own tasks.
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 // --- 2. Replay: journaled steps return their outcome without running ------------------------
@@ -74,7 +60,7 @@ impl Workflow for ThreeSteps {
                         }
                     })
                     .await
-                    .map_err(failure)?;
+                    .map_err(fail)?;
                 out.push(value);
             }
             Ok(out)
@@ -150,7 +136,7 @@ impl Workflow for FlakyOnce {
                     Ok(ctx.attempt())
                 })
                 .await
-                .map_err(failure)
+                .map_err(fail)
         })
     }
 }
@@ -198,15 +184,7 @@ impl Workflow for FailsThenWaits {
                 .await;
             let error = failed.expect_err("every attempt times out");
             FAILED_SEEN.lock().unwrap().push(error.clone());
-            step("after")
-                .run(|| async {
-                    if FAILED_BLOCK.load(Ordering::SeqCst) {
-                        std::future::pending::<()>().await;
-                    }
-                    Ok::<_, io::Error>(())
-                })
-                .await
-                .map_err(failure)?;
+            gate("after", &FAILED_BLOCK).await.map_err(fail)?;
             Ok(error.message)
         })
     }
@@ -261,7 +239,7 @@ impl Workflow for Counted {
                     Ok::<_, io::Error>(n * 2)
                 })
                 .await
-                .map_err(failure)
+                .map_err(fail)
         })
     }
 }
@@ -336,7 +314,7 @@ impl Workflow for Spender {
                         Ok::<_, io::Error>(i)
                     })
                     .await
-                    .map_err(failure)?;
+                    .map_err(fail)?;
             }
             Ok(())
         })
@@ -398,7 +376,7 @@ impl Workflow for Looper {
                 step("again")
                     .run(|| async { Ok::<_, io::Error>(()) })
                     .await
-                    .map_err(failure)?;
+                    .map_err(fail)?;
             }
         })
     }
@@ -456,7 +434,7 @@ impl Workflow for PanicsInStep {
             step("never")
                 .run(|| async { Ok::<_, io::Error>(()) })
                 .await
-                .map_err(failure)
+                .map_err(fail)
         })
     }
 }
@@ -519,16 +497,8 @@ impl Workflow for DeployedV1 {
             let page: String = step("fetch")
                 .run(|| async { Ok::<_, io::Error>("page".to_owned()) })
                 .await
-                .map_err(failure)?;
-            step("store")
-                .run(|| async {
-                    if V1_BLOCK.load(Ordering::SeqCst) {
-                        std::future::pending::<()>().await;
-                    }
-                    Ok::<_, io::Error>(())
-                })
-                .await
-                .map_err(failure)?;
+                .map_err(fail)?;
+            gate("store", &V1_BLOCK).await.map_err(fail)?;
             Ok(page)
         })
     }
@@ -548,7 +518,7 @@ impl Workflow for DeployedV2Renamed {
             step("download")
                 .run(|| async { Ok::<_, io::Error>("page".to_owned()) })
                 .await
-                .map_err(failure)
+                .map_err(fail)
         })
     }
 }
@@ -567,7 +537,7 @@ impl Workflow for DeployedV3Retyped {
             let size: u64 = step("fetch")
                 .run(|| async { Ok::<_, io::Error>(4u64) })
                 .await
-                .map_err(failure)?;
+                .map_err(fail)?;
             Ok(size.to_string())
         })
     }
@@ -663,7 +633,7 @@ impl Workflow for FanOut {
                 })
             });
             let results = futures::future::join_all(calls).await;
-            results.into_iter().map(|r| r.map_err(failure)).collect()
+            results.into_iter().map(|r| r.map_err(fail)).collect()
         })
     }
 }

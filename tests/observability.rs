@@ -5,17 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
+use support::{alerts, fail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workflow_runtime::admin::AdminInfo;
 use workflow_runtime::{
-    AlertKind, AlertThresholds, Backoff, BoxFuture, Engine, ErrorRateThreshold, Event, HistoryKind,
+    AlertKind, AlertThresholds, Backoff, BoxFuture, Engine, ErrorRateThreshold, HistoryKind,
     LedgerGroup, MemoryStore, RunOptions, RunStatus, StepContext, StepFailure, Usage, Workflow,
     WorkflowFailure, step,
 };
-
-fn fail(e: impl std::fmt::Display) -> WorkflowFailure {
-    WorkflowFailure::new(e.to_string())
-}
 
 const QUICK: Backoff = Backoff {
     initial: Duration::from_millis(1),
@@ -201,17 +200,6 @@ impl Workflow for Pricey {
             Ok(())
         })
     }
-}
-
-fn alerts(engine: &Engine) -> Arc<Mutex<Vec<(AlertKind, String)>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    engine.on_event(move |event| {
-        if let Event::Alert { kind, message, .. } = event {
-            sink.lock().unwrap().push((*kind, message.clone()));
-        }
-    });
-    seen
 }
 
 #[tokio::test]

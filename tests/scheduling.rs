@@ -7,27 +7,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
+use support::{eventually, fail, gate};
 use tokio::time::Instant;
 use workflow_runtime::{
     BoxFuture, Engine, Error, MemoryStore, RunOptions, RunStatus, StepErrorKind, StepStatus,
     Workflow, WorkflowFailure, durable, step,
 };
-
-fn fail(e: impl std::fmt::Display) -> WorkflowFailure {
-    WorkflowFailure::new(e.to_string())
-}
-
-/// Waits (bounded in real time) until `f` holds.
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
 
 // --- Durable timers ---------------------------------------------------------------------------
 
@@ -308,15 +295,7 @@ impl Workflow for Parent {
     fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
         Box::pin(async move {
             let a = durable::child::<Child>((3,)).await.map_err(fail)?;
-            step("gate")
-                .run(|| async {
-                    if PARENT_BLOCK.load(Ordering::SeqCst) {
-                        std::future::pending::<()>().await;
-                    }
-                    Ok::<_, io::Error>(())
-                })
-                .await
-                .map_err(fail)?;
+            gate("gate", &PARENT_BLOCK).await.map_err(fail)?;
             let b = durable::child::<Child>((4,)).await.map_err(fail)?;
             Ok(a + b)
         })
@@ -469,15 +448,7 @@ impl Workflow for Dice {
             let roll = durable::random().await;
             let id = durable::uuid().await;
             let at = durable::now().await;
-            step("gate")
-                .run(|| async {
-                    if DICE_BLOCK.load(Ordering::SeqCst) {
-                        std::future::pending::<()>().await;
-                    }
-                    Ok::<_, io::Error>(())
-                })
-                .await
-                .map_err(fail)?;
+            gate("gate", &DICE_BLOCK).await.map_err(fail)?;
             let micros = at
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
