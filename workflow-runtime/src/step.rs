@@ -233,11 +233,11 @@ impl Step {
             return park(run, Abort::Park(reason)).await;
         }
 
-        run.step_running(seq, &name, started_at_us);
+        run.step_running(seq, name, started_at_us);
         let target = Target {
             run: Some(Arc::clone(run)),
             seq,
-            key: journal::idempotency_key(&run.run_id, seq, &name),
+            key: journal::idempotency_key(&run.run_id, seq, name),
         };
         let Attempts {
             outcome,
@@ -288,13 +288,13 @@ impl Step {
                 }
                 StepErrorKind::Auth => {
                     let message = format!("{error}; the run stops until its credentials are fixed");
-                    run.alert(AlertKind::AuthFailure, Some(&name), message.clone());
+                    run.alert(AlertKind::AuthFailure, Some(name), message.clone());
                     return park(run, Abort::Fail(message)).await;
                 }
                 StepErrorKind::BudgetExceeded => {
                     run.alert(
                         AlertKind::BudgetExceeded,
-                        Some(&name),
+                        Some(name),
                         error.message.clone(),
                     );
                     return park(run, Abort::Budget(error.message.clone())).await;
