@@ -91,6 +91,8 @@ mod scheduler;
 mod step;
 mod store;
 mod workflow;
+#[cfg(feature = "otel")]
+pub mod otel;
 
 pub use budget::{Budget, Pricing, Spent, Usage};
 pub use circuit::CircuitConfig;
