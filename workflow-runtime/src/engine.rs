@@ -919,12 +919,17 @@ impl Engine {
             // The run stays as journaled before and resumes in the next engine.
             tracing::error!(error = %e, "could not journal how the run ended");
         }
-        if status != RunStatus::Waiting {
-            self.inner.shared.listeners.emit(Event::RunFinished {
+        match &waiting {
+            Some(waiting) => self.inner.shared.listeners.emit(Event::RunWaiting {
+                run_id: run_id.clone(),
+                due_us: waiting.not_before_us,
+                waiting_for: waiting.waiting_for.clone().unwrap_or_default(),
+            }),
+            None => self.inner.shared.listeners.emit(Event::RunFinished {
                 run_id: run_id.clone(),
                 status,
                 message: error,
-            });
+            }),
         }
         self.release(&run_id, &slot, waiting);
     }

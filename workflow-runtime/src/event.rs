@@ -91,6 +91,17 @@ pub enum Event {
         /// A sentence saying what happened.
         message: String,
     },
+    /// A run left memory to wait: for a timer or an event. It comes back with
+    /// [`Event::RunResumed`] when it is due.
+    RunWaiting {
+        /// The run.
+        run_id: String,
+        /// When it is due, in microseconds since the Unix epoch; `None` when only an event
+        /// brings it back.
+        due_us: Option<u64>,
+        /// What it waits for.
+        waiting_for: String,
+    },
     /// A run stopped executing in this engine, with this status.
     RunFinished {
         /// The run.

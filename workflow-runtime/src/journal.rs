@@ -390,9 +390,18 @@ mod tests {
     #[test]
     fn a_journal_with_gaps_keeps_each_record_at_its_sequence_number() {
         let mut journal = ReplayJournal::new(vec![record(1, "b"), record(4, "e")]);
-        assert!(matches!(journal.claim("r", 0, "a", false), Ok(Replay::Execute)));
-        assert!(matches!(journal.claim("r", 1, "b", false), Ok(Replay::Journaled(_))));
-        assert!(matches!(journal.claim("r", 4, "e", false), Ok(Replay::Journaled(_))));
+        assert!(matches!(
+            journal.claim("r", 0, "a", false),
+            Ok(Replay::Execute)
+        ));
+        assert!(matches!(
+            journal.claim("r", 1, "b", false),
+            Ok(Replay::Journaled(_))
+        ));
+        assert!(matches!(
+            journal.claim("r", 4, "e", false),
+            Ok(Replay::Journaled(_))
+        ));
     }
 
     #[test]

@@ -85,14 +85,14 @@ mod event;
 mod history;
 mod journal;
 mod monitor;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod ratelimit;
 pub mod retry;
 mod scheduler;
 mod step;
 mod store;
 mod workflow;
-#[cfg(feature = "otel")]
-pub mod otel;
 
 pub use budget::{Budget, Pricing, Spent, Usage};
 pub use circuit::CircuitConfig;

@@ -108,10 +108,11 @@
 //!
 //! # Executions that end without `RunFinished`
 //!
-//! A run that leaves memory to wait for a timer or an event, and a run whose engine is shut
-//! down, stop executing without [`Event::RunFinished`], and the runtime has no event for either.
-//! The run span of such an execution ends, with `workflow.run.status` = `suspended`, at the
-//! execution's last event (its last step's end), as soon as one of these happens:
+//! A run that leaves memory to wait for a timer or an event ends its run span at
+//! [`Event::RunWaiting`], with `workflow.run.status` = `waiting`. A run whose engine is shut
+//! down stops executing without an event: its run span ends, with `workflow.run.status` =
+//! `suspended`, at the execution's last event (its last step's end), as soon as one of these
+//! happens:
 //!
 //! - the next execution of the run starts in an engine the exporter is attached to (a waiting
 //!   run coming back);
@@ -428,6 +429,12 @@ impl Spans {
                 message,
                 ..
             } => self.finish(run_id, *status, message.as_deref()),
+            Event::RunWaiting { run_id, .. } => {
+                let execution = self.lock().remove(run_id);
+                if let Some(execution) = execution {
+                    execution.end("waiting", None, journal::now_us());
+                }
+            }
             _ => {}
         }
     }

@@ -292,11 +292,7 @@ impl Step {
                     return park(run, Abort::Fail(message)).await;
                 }
                 StepErrorKind::BudgetExceeded => {
-                    run.alert(
-                        AlertKind::BudgetExceeded,
-                        Some(name),
-                        error.message.clone(),
-                    );
+                    run.alert(AlertKind::BudgetExceeded, Some(name), error.message.clone());
                     return park(run, Abort::Budget(error.message.clone())).await;
                 }
                 _ => {}

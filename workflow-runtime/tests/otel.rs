@@ -368,7 +368,7 @@ impl Workflow for Napper {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_run_that_waits_out_of_memory_ends_its_span_when_it_comes_back() -> TestResult {
+async fn a_run_that_waits_out_of_memory_ends_its_span_when_it_leaves_memory() -> TestResult {
     let finished = InMemorySpanExporter::default();
     let exporter = exporter(&finished);
     let engine = Engine::in_memory();
@@ -381,7 +381,7 @@ async fn a_run_that_waits_out_of_memory_ends_its_span_when_it_comes_back() -> Te
     let awake = run_span(&spans, "run-3", 1);
     assert_eq!(
         string(asleep, "workflow.run.status").as_deref(),
-        Some("suspended")
+        Some("waiting")
     );
     assert_eq!(
         string(awake, "workflow.run.status").as_deref(),
