@@ -292,6 +292,12 @@ async fn run(options: Options) -> Result<ExitCode, String> {
     }
 
     let engine = Engine::open(&options.db).await.map_err(|e| e.to_string())?;
+    // `wf` inspects and steers the run while it executes, through this loopback endpoint.
+    let admin_file = workflow_runtime::admin::AdminInfo::path_for(&options.db);
+    let _admin = engine
+        .serve_admin(([127, 0, 0, 1], 0).into(), admin_file)
+        .await
+        .map_err(|e| e.to_string())?;
     // The example prices every model alike: 3 and 15 USD per million input and output tokens.
     engine.set_price(&model_name, INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK);
     // A per-run cap overrides the workflow's own (a per-user limit, say).

@@ -1,0 +1,464 @@
+//! The commands: each reads (or steers) through a [`Source`] and returns the text to print.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use workflow_runtime::{
+    HistoryEvent, HistoryKind, LedgerGroup, RunRecord, RunStatus, StepRecord, StepStatus,
+};
+
+use crate::error::CliError;
+use crate::format::{Totals, age, duration_us, last_activity_us, now_us, tags, timestamp, usd};
+use crate::source::{Source, Steer};
+use crate::table::{Align, Table, clip};
+use crate::timeline::{self, plural, pretty, snake};
+
+/// Which runs `wf runs` lists.
+#[derive(Debug, Default)]
+pub(crate) struct RunFilter {
+    /// Only runs with this status.
+    pub(crate) status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    pub(crate) workflow: Option<String>,
+    /// Only runs with all these tags.
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+impl RunFilter {
+    fn keeps(&self, run: &RunRecord) -> bool {
+        self.status.is_none_or(|s| run.status == s)
+            && self.workflow.as_ref().is_none_or(|w| &run.workflow == w)
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| run.tags.get(k).is_some_and(|value| value == v))
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map(|mut text| {
+            text.push('\n');
+            text
+        })
+        .map_err(|e| CliError::failure(format!("cannot encode JSON: {e}")))
+}
+
+/// `wf runs`: the runs, newest first.
+pub(crate) async fn runs(
+    source: &Source,
+    filter: &RunFilter,
+    json: bool,
+) -> Result<String, CliError> {
+    let mut runs: Vec<RunRecord> = source
+        .runs()
+        .await?
+        .into_iter()
+        .filter(|run| filter.keeps(run))
+        .collect();
+    runs.sort_by(|a, b| {
+        b.created_at_us
+            .cmp(&a.created_at_us)
+            .then_with(|| a.run_id.cmp(&b.run_id))
+    });
+    if json {
+        return to_json(&runs);
+    }
+    let mut table = Table::new(&[
+        ("RUN", Align::Left),
+        ("WORKFLOW", Align::Left),
+        ("STATUS", Align::Left),
+        ("STEPS", Align::Right),
+        ("RETRIES", Align::Right),
+        ("COST", Align::Right),
+        ("AGE", Align::Right),
+    ]);
+    let now = now_us();
+    for run in &runs {
+        let totals = Totals::of(&source.journal(&run.run_id).await?);
+        table.row(vec![
+            run.run_id.clone(),
+            run.workflow.clone(),
+            run.status.to_string(),
+            totals.steps.to_string(),
+            totals.retries.to_string(),
+            usd(totals.cost_usd),
+            age(run.created_at_us, now),
+        ]);
+    }
+    if table.is_empty() {
+        return Ok(format!("no runs in {} match\n", source.describe()));
+    }
+    Ok(table.render())
+}
+
+/// `wf show`: a run's header, its journal as a table, its input and output; with `history`,
+/// its history events too; with `html`, a timeline page written to that file instead.
+pub(crate) async fn show(
+    source: &Source,
+    run_id: &str,
+    history: bool,
+    json: bool,
+    html: Option<&Path>,
+) -> Result<String, CliError> {
+    let run = source.run(run_id).await?;
+    let steps = source.journal(run_id).await?;
+    if let Some(path) = html {
+        let page = timeline::render(&run, &steps);
+        std::fs::write(path, page)
+            .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
+        let attempts: usize = steps.iter().map(|s| s.attempt_log.len().max(1)).sum();
+        return Ok(format!(
+            "wrote the timeline of run {} ({} steps, {attempts} attempts) to {}\n",
+            run.run_id,
+            steps.len(),
+            path.display()
+        ));
+    }
+    let events = if history {
+        Some(source.history(run_id).await?)
+    } else {
+        None
+    };
+    if json {
+        let mut value = serde_json::json!({ "run": run, "steps": steps });
+        if let Some(events) = &events {
+            value["history"] = serde_json::to_value(events)
+                .map_err(|e| CliError::failure(format!("cannot encode JSON: {e}")))?;
+        }
+        return to_json(&value);
+    }
+    let mut out = header(&run, &steps);
+    out.push('\n');
+    out.push_str(&steps_table(&steps));
+    if let Some(events) = events {
+        out.push_str("\nhistory\n");
+        out.push_str(&history_table(&run, &events));
+    }
+    out.push_str("\ninput\n");
+    out.push_str(&indent(&pretty(run.input.get())));
+    if let Some(output) = &run.output {
+        out.push_str("output\n");
+        out.push_str(&indent(&pretty(output.get())));
+    }
+    Ok(out)
+}
+
+fn indent(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if !line.is_empty() {
+            out.push_str("  ");
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("  \"\"\n");
+    }
+    out
+}
+
+fn header(run: &RunRecord, steps: &[StepRecord]) -> String {
+    let totals = Totals::of(steps);
+    let mut lines = vec![
+        ("run", run.run_id.clone()),
+        ("workflow", run.workflow.clone()),
+        ("status", run.status.to_string()),
+        (
+            "created",
+            format!(
+                "{} ({} ago)",
+                timestamp(run.created_at_us),
+                age(run.created_at_us, now_us())
+            ),
+        ),
+        (
+            "duration",
+            duration_us(last_activity_us(run, steps).saturating_sub(run.created_at_us)),
+        ),
+        (
+            "spent",
+            format!(
+                "{}, {}, {} tokens ({} in, {} out), {}",
+                plural(totals.steps, "step", "steps"),
+                plural(totals.retries, "retry", "retries"),
+                totals.tokens(),
+                totals.input_tokens,
+                totals.output_tokens,
+                usd(totals.cost_usd)
+            ),
+        ),
+    ];
+    if !run.tags.is_empty() {
+        lines.push(("tags", tags(run)));
+    }
+    if !run.resumed_at_us.is_empty() {
+        lines.push(("resumed", format!("{} times", run.resumed_at_us.len())));
+    }
+    if let Some(waiting) = &run.waiting_for {
+        lines.push(("waiting", waiting.clone()));
+    }
+    if let Some(error) = &run.error {
+        lines.push(("error", error.clone()));
+    }
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    lines
+        .into_iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
+}
+
+fn steps_table(steps: &[StepRecord]) -> String {
+    if steps.is_empty() {
+        return "no step journaled yet\n".into();
+    }
+    let mut table = Table::new(&[
+        ("SEQ", Align::Right),
+        ("STEP", Align::Left),
+        ("STATUS", Align::Left),
+        ("ATTEMPTS", Align::Right),
+        ("LATENCY", Align::Right),
+        ("TOKENS", Align::Right),
+        ("COST", Align::Right),
+        ("ERROR", Align::Left),
+    ]);
+    for step in steps {
+        let error = match (
+            &step.error,
+            step.attempt_log.iter().rev().find_map(|a| a.error.as_ref()),
+        ) {
+            (Some(error), _) => format!("{}: {}", snake(&error.kind), error.message),
+            (None, Some(retried)) => format!(
+                "retried after {}: {}",
+                snake(&retried.kind),
+                retried.message
+            ),
+            (None, None) if step.status == StepStatus::Started => {
+                "in flight (at-most-once), or its process died".into()
+            }
+            (None, None) => String::new(),
+        };
+        table.row(vec![
+            step.seq.to_string(),
+            step.name.clone(),
+            snake(&step.status),
+            step.attempts.to_string(),
+            duration_us(step.finished_at_us.saturating_sub(step.started_at_us)),
+            (step.usage.input_tokens + step.usage.output_tokens).to_string(),
+            usd(step.usage.cost_usd),
+            clip(&error, 72),
+        ]);
+    }
+    table.render()
+}
+
+fn history_table(run: &RunRecord, events: &[HistoryEvent]) -> String {
+    let mut table = Table::new(&[
+        ("AT", Align::Right),
+        ("EVENT", Align::Left),
+        ("DETAIL", Align::Left),
+    ]);
+    for event in events {
+        let name = serde_json::to_value(&event.kind)
+            .ok()
+            .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "?".into());
+        let detail = match &event.kind {
+            HistoryKind::RunStarted { workflow } => format!("workflow {workflow}"),
+            HistoryKind::RunResumed => "a process resumed the run, replaying its journal".into(),
+            HistoryKind::StepReplayed { seq, name } => format!("#{seq} {name}"),
+            HistoryKind::StepStarted { seq, name } => format!("#{seq} {name}"),
+            HistoryKind::StepRetried {
+                seq,
+                name,
+                attempt,
+                error,
+                wait_us,
+            } => format!(
+                "#{seq} {name}: attempt {attempt} failed ({}: {}), waiting {}",
+                snake(&error.kind),
+                error.message,
+                duration_us(*wait_us)
+            ),
+            HistoryKind::StepCompleted {
+                seq,
+                name,
+                attempts,
+                usage,
+            } => format!(
+                "#{seq} {name} after {}, {} tokens, {}",
+                plural(*attempts, "attempt", "attempts"),
+                usage.input_tokens + usage.output_tokens,
+                usd(usage.cost_usd)
+            ),
+            HistoryKind::StepFailed { seq, name, error } => format!(
+                "#{seq} {name} after {}: {}: {}",
+                plural(error.attempts, "attempt", "attempts"),
+                snake(&error.kind),
+                error.message
+            ),
+            HistoryKind::RunEnded { status, message } => match message {
+                Some(message) => format!("{status}: {message}"),
+                None => status.to_string(),
+            },
+            other => serde_json::to_string(other).unwrap_or_default(),
+        };
+        table.row(vec![
+            format!(
+                "+{}",
+                duration_us(event.at_us.saturating_sub(run.created_at_us))
+            ),
+            name,
+            clip(&detail, 110),
+        ]);
+    }
+    table.render()
+}
+
+/// `wf cost`: what runs created since `since` ago cost, grouped by `group`, with a total.
+pub(crate) async fn cost(
+    source: &Source,
+    group: &LedgerGroup,
+    since: Option<Duration>,
+    json: bool,
+) -> Result<String, CliError> {
+    let since_time = match since {
+        Some(ago) => Some(SystemTime::now().checked_sub(ago).ok_or_else(|| {
+            CliError::failure(format!(
+                "--since {} reaches before the Unix epoch",
+                humantime::format_duration(ago)
+            ))
+        })?),
+        None => None,
+    };
+    let rows = source.ledger(group, since_time).await?;
+    if json {
+        return to_json(&rows);
+    }
+    let key = match group {
+        LedgerGroup::Workflow => "WORKFLOW".to_owned(),
+        LedgerGroup::Tag(tag) => format!("TAG {}", tag.to_uppercase()),
+        _ => "GROUP".to_owned(),
+    };
+    let mut table = Table::new(&[
+        (&key, Align::Left),
+        ("RUNS", Align::Right),
+        ("FAILED", Align::Right),
+        ("ERROR RATE", Align::Right),
+        ("STEPS", Align::Right),
+        ("RETRIES", Align::Right),
+        ("TOKENS IN", Align::Right),
+        ("TOKENS OUT", Align::Right),
+        ("COST", Align::Right),
+    ]);
+    let mut total = workflow_runtime::LedgerRow::default();
+    for row in &rows {
+        table.row(vec![
+            row.key.clone(),
+            row.runs.to_string(),
+            row.failed_runs.to_string(),
+            format!("{:.0}%", row.error_rate * 100.0),
+            row.steps.to_string(),
+            row.retries.to_string(),
+            row.input_tokens.to_string(),
+            row.output_tokens.to_string(),
+            usd(row.cost_usd),
+        ]);
+        total.runs += row.runs;
+        total.failed_runs += row.failed_runs;
+        total.steps += row.steps;
+        total.retries += row.retries;
+        total.input_tokens += row.input_tokens;
+        total.output_tokens += row.output_tokens;
+        total.cost_usd += row.cost_usd;
+    }
+    let window = match since {
+        Some(ago) => format!(" created in the last {}", humantime::format_duration(ago)),
+        None => String::new(),
+    };
+    if table.is_empty() {
+        return Ok(format!("no runs{window} in {}\n", source.describe()));
+    }
+    if rows.len() > 1 {
+        table.row(vec![
+            "total".into(),
+            total.runs.to_string(),
+            total.failed_runs.to_string(),
+            String::new(),
+            total.steps.to_string(),
+            total.retries.to_string(),
+            total.input_tokens.to_string(),
+            total.output_tokens.to_string(),
+            usd(total.cost_usd),
+        ]);
+    }
+    Ok(table.render())
+}
+
+/// `wf cancel`, `wf retry`, `wf resume`: sends the command and says what it did; a command the
+/// run's status does not allow is an [`UNCHANGED`](CliError::UNCHANGED) error saying why.
+pub(crate) async fn steer(
+    source: &Source,
+    command: Steer,
+    run_id: &str,
+) -> Result<String, CliError> {
+    let before = source.run(run_id).await?;
+    let failed_step = match command {
+        Steer::Retry => source
+            .journal(run_id)
+            .await?
+            .pop()
+            .filter(|s| s.status == StepStatus::Failed),
+        _ => None,
+    };
+    let changed = source.steer(command, run_id).await?;
+    let after = source.run(run_id).await.map_or(before.status, |r| r.status);
+    let where_next = if source.is_live() {
+        format!(
+            "; {} runs it if workflow `{}` is registered there",
+            source.describe(),
+            before.workflow
+        )
+    } else {
+        format!(
+            "; it runs when an engine that registers workflow `{}` opens {}",
+            before.workflow,
+            source.db().display()
+        )
+    };
+    match (command, changed) {
+        (Steer::Cancel, true) => Ok(format!(
+            "run {run_id} cancelled (it was {})\n",
+            before.status
+        )),
+        (Steer::Cancel, false) => Err(CliError::unchanged(format!(
+            "run {run_id} was not cancelled: it had already ended ({after})"
+        ))),
+        (Steer::Retry, true) => {
+            let from = match failed_step {
+                Some(step) => format!("from its failed step #{} `{}`", step.seq, step.name),
+                None => "(its journaled steps replay, and the body goes on from there)".into(),
+            };
+            Ok(format!("run {run_id} queued again {from}{where_next}\n"))
+        }
+        (Steer::Retry, false) => Err(CliError::unchanged(format!(
+            "run {run_id} was not retried: it is {after}; only failed runs (or runs stopped by a budget) are retried"
+        ))),
+        (Steer::Resume, true) => {
+            let what = if before.status == RunStatus::Parked {
+                "resumed: journaled as pending".to_owned()
+            } else {
+                format!("queued to resume (it is {after})")
+            };
+            Ok(format!("run {run_id} {what}{where_next}\n"))
+        }
+        (Steer::Resume, false) if after.is_terminal() => Err(CliError::unchanged(format!(
+            "run {run_id} was not resumed: it ended ({after}) and never resumes"
+        ))),
+        (Steer::Resume, false) => Err(CliError::unchanged(format!(
+            "run {run_id} was not resumed: it is {after}, already queued or executing in {}",
+            source.describe()
+        ))),
+    }
+}
