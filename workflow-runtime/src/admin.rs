@@ -129,14 +129,7 @@ impl Engine {
             while let Ok((stream, _)) = listener.accept().await {
                 let engine = engine.clone();
                 let token = token.clone();
-                tokio::spawn(async move {
-                    // A slow or silent client cannot hold a connection for long.
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        serve_connection(stream, &engine, &token),
-                    )
-                    .await;
-                });
+                tokio::spawn(async move { serve_connection(stream, &engine, &token).await });
             }
         });
         Ok(AdminServer {
@@ -177,7 +170,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
+            (percent_decode(k, true), percent_decode(v, true))
         })
         .collect();
     let bearer = lines
@@ -192,8 +185,8 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
     })
 }
 
-/// Decodes `%XX` escapes (and `+` as a space, in query strings).
-pub(crate) fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes, and `+` as a space in query strings (in paths it is a plus).
+pub(crate) fn percent_decode(text: &str, query: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -212,7 +205,7 @@ pub(crate) fn percent_decode(text: &str) -> String {
                     }
                 }
             }
-            b'+' => {
+            b'+' if query => {
                 out.push(b' ');
                 i += 1;
             }
@@ -226,7 +219,10 @@ pub(crate) fn percent_decode(text: &str) -> String {
 }
 
 async fn serve_connection(mut stream: TcpStream, engine: &Engine, token: &str) {
-    let Some(request) = read_request(&mut stream).await else {
+    // A slow or silent client cannot hold a connection for long; answering may take longer
+    // (a cancel waits until the cancellation is durable).
+    let request = tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream)).await;
+    let Ok(Some(request)) = request else {
         let _ = respond(
             &mut stream,
             400,
@@ -283,7 +279,7 @@ async fn route(engine: &Engine, token: &str, request: &Request) -> (u16, serde_j
         .path
         .trim_start_matches('/')
         .split('/')
-        .map(percent_decode)
+        .map(|segment| percent_decode(segment, false))
         .collect();
     let query = |name: &str| {
         request
@@ -360,5 +356,30 @@ async fn route(engine: &Engine, token: &str, request: &Request) -> (u16, serde_j
             },
             serde_json::json!({"error": format!("no route for {method} {}", request.path)}),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_keeps_a_plus_in_paths_and_reads_it_as_a_space_in_queries() {
+        assert_eq!(
+            percent_decode("family%2F0%2Fchild", false),
+            "family/0/child"
+        );
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("a+b", true), "a b");
+        assert_eq!(percent_decode("100%", false), "100%");
+        assert_eq!(percent_decode("%zz", false), "%zz");
+    }
+
+    #[test]
+    fn the_info_file_sits_beside_the_journal() {
+        assert_eq!(
+            AdminInfo::path_for("/data/agent.redb"),
+            PathBuf::from("/data/agent.redb.admin")
+        );
     }
 }
