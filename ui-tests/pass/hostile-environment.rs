@@ -1,6 +1,6 @@
 //! Generated code uses absolute paths: shadowing `Result`, `Ok`, `Box`, `Clone` and the crate
-//! name changes nothing; `crate = "..."` reaches a renamed runtime; a `macro_rules!` can
-//! generate workflows.
+//! name changes nothing; `crate = "..."` reaches a renamed runtime (`backoff` names its
+//! `Backoff` through it); a `macro_rules!` can generate workflows.
 
 extern crate workflow_runtime as renamed_runtime;
 
@@ -31,9 +31,9 @@ async fn echo(text: &str) -> ::core::result::Result<String, ::std::io::Error> {
     ::core::result::Result::Ok(text.to_owned())
 }
 
-#[renamed_runtime::workflow(crate = "::renamed_runtime", max_steps = 5)]
+#[renamed_runtime::workflow(crate = "::renamed_runtime", max_steps = 5, concurrency = 2)]
 async fn agent(goal: String) -> ::core::result::Result<String, renamed_runtime::StepError> {
-    #[step(timeout = "1s")]
+    #[step(timeout = "1s", backoff(initial = "1ms"))]
     let echoed = echo(&goal).await?;
     let loud = steps::shout(echoed).await?;
     ::core::result::Result::Ok(loud)

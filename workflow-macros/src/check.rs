@@ -3,7 +3,10 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{FnArg, GenericParam, ReturnType, Signature, Type, TypeReference};
+use syn::visit_mut::VisitMut;
+use syn::{
+    FnArg, GenericArgument, GenericParam, PathArguments, ReturnType, Signature, Type, TypeReference,
+};
 
 use crate::ctxt::Ctxt;
 
@@ -80,13 +83,25 @@ fn common(sig: &Signature, what: &str, ctxt: &Ctxt) {
         );
     }
     if let Some(constness) = sig.constness {
-        ctxt.error_spanned_by(constness, format!("{what} cannot be `const`"));
+        ctxt.error_spanned_by(
+            constness,
+            format!("{what} cannot be `const`: it runs at run time, driven by the engine; remove `const`"),
+        );
     }
     if let Some(unsafety) = sig.unsafety {
-        ctxt.error_spanned_by(unsafety, format!("{what} cannot be `unsafe`"));
+        ctxt.error_spanned_by(
+            unsafety,
+            format!("{what} cannot be `unsafe`: the engine calls it with no way to uphold a safety contract; remove `unsafe` and keep `unsafe` blocks inside the body"),
+        );
     }
     if let Some(abi) = &sig.abi {
-        ctxt.error_spanned_by(abi, format!("{what} cannot be `extern`"));
+        ctxt.error_spanned_by(
+            abi,
+            format!(
+                "{what} cannot be `extern`: the engine calls it as a Rust `async fn`; remove `{}`",
+                render(abi)
+            ),
+        );
     }
     if let Some(variadic) = &sig.variadic {
         ctxt.error_spanned_by(variadic, format!("{what} cannot be variadic"));
@@ -102,8 +117,106 @@ fn common(sig: &Signature, what: &str, ctxt: &Ctxt) {
                     ty,
                     format!("{what} needs a concrete return type, not `impl Trait`: its output is journaled"),
                 );
+            } else if let Some(ok) = ok_type(ty) {
+                journaled_ok_type(ok, what, ctxt);
+            } else if certainly_not_a_result(ty) {
+                ctxt.error_spanned_by(
+                    ty,
+                    format!(
+                        "{what} must return a `Result`: its `Ok` value is journaled, its `Err` value is a failure; write `-> anyhow::Result<{0}>` or `-> Result<{0}, YourError>`",
+                        render(ty)
+                    ),
+                );
             }
         }
+    }
+}
+
+/// Types that cannot be a `Result`, even through an alias: tuples (`()`), arrays, references and
+/// the common std types. Anything else (`Outcome`, an alias) is left to the compiler, whose
+/// error names the runtime's trait for return types.
+fn certainly_not_a_result(ty: &Type) -> bool {
+    const NOT_RESULTS: &[&str] = &[
+        "String", "str", "Vec", "VecDeque", "Option", "Box", "Rc", "Arc", "HashMap", "BTreeMap",
+        "HashSet", "BTreeSet", "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8",
+        "i16", "i32", "i64", "i128", "isize", "f32", "f64",
+    ];
+    match ty {
+        Type::Tuple(_)
+        | Type::Array(_)
+        | Type::Slice(_)
+        | Type::Reference(_)
+        | Type::Never(_)
+        | Type::Ptr(_)
+        | Type::BareFn(_)
+        | Type::TraitObject(_) => true,
+        Type::Paren(paren) => certainly_not_a_result(&paren.elem),
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| NOT_RESULTS.contains(&last.ident.to_string().as_str())),
+        _ => false,
+    }
+}
+
+/// `T` of `Result<T, E>`, `anyhow::Result<T>`, `io::Result<T>`: the value that is journaled.
+/// The error type is not journaled as such (only its message), so it may borrow.
+pub(crate) fn ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if !last.ident.to_string().ends_with("Result") {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
+}
+
+/// A journaled value is decoded into an owned value of a concrete type: no reference, no
+/// borrowed lifetime, no `impl Trait`, anywhere inside it.
+fn journaled_ok_type(ok: &Type, what: &str, ctxt: &Ctxt) {
+    #[derive(Default)]
+    struct Find {
+        reference: Option<TypeReference>,
+        impl_trait: Option<syn::TypeImplTrait>,
+    }
+    impl VisitMut for Find {
+        fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
+            self.reference.get_or_insert_with(|| reference.clone());
+        }
+        fn visit_type_impl_trait_mut(&mut self, impl_trait: &mut syn::TypeImplTrait) {
+            self.impl_trait.get_or_insert_with(|| impl_trait.clone());
+        }
+    }
+    let mut find = Find::default();
+    find.visit_type_mut(&mut ok.clone());
+    if let Some(reference) = find.reference {
+        ctxt.error_spanned_by(
+            &reference,
+            format!(
+                "the `Ok` value of {what} is persisted to the journal, so it must be owned; use `{}` instead of `{}`",
+                owned_alternative(&reference),
+                render(&reference),
+            ),
+        );
+    } else if let Some(impl_trait) = find.impl_trait {
+        ctxt.error_spanned_by(
+            &impl_trait,
+            format!("the `Ok` value of {what} is decoded from the journal, so it needs a concrete type, not `impl Trait`"),
+        );
+    } else if let Some(lifetime) = borrowed_lifetime(ok.to_token_stream()) {
+        ctxt.error_spanned_by(
+            ok,
+            format!(
+                "the `Ok` value of {what} is persisted to the journal, so it must be owned; `{}` borrows for `{lifetime}`",
+                render(ok)
+            ),
+        );
     }
 }
 

@@ -1,5 +1,5 @@
-//! The two macros end to end: parse -> check -> model -> rewrite -> expand, with one [`Ctxt`]
-//! collecting the errors of every stage.
+//! The two macros end to end: parse -> check (signature, determinism) -> model -> rewrite ->
+//! expand, with one [`Ctxt`] collecting the errors of every stage.
 //!
 //! Whatever goes wrong, the output contains the user's item (so its callers, and IDEs, keep
 //! working) followed by every error as a `compile_error!` at its own span.
@@ -11,7 +11,7 @@ use syn::{Item, ItemFn};
 use crate::ctxt::Ctxt;
 use crate::model::{Options, StepFn, Workflow};
 use crate::parse::{CRATE_OPTION, STEP_OPTIONS, WORKFLOW_OPTIONS, parse_options};
-use crate::{check, expand, fingerprint, rewrite};
+use crate::{check, determinism, expand, fingerprint, rewrite};
 
 /// `#[workflow(args)] item`.
 pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -43,12 +43,15 @@ pub(crate) fn workflow_with(args: TokenStream, item: TokenStream, ctxt: &Ctxt) -
 fn workflow_fn(mut func: ItemFn, options: Options, ctxt: &Ctxt) -> TokenStream {
     let signature_ok = check::workflow_signature(&func.sig, ctxt);
     let fingerprint = fingerprint::fingerprint(&func.block);
+    determinism::workflow_body(&func.sig, &mut func.block, &options.krate(), ctxt);
     rewrite::workflow_body(&mut func.block, &options.krate(), ctxt);
     if signature_ok {
         expand::workflow(&Workflow::new(func, options, fingerprint))
     } else {
         // Without a valid signature there is no sound `Workflow` impl to generate; the fn alone
-        // (its steps rewritten) keeps the body's own errors meaningful.
+        // (its steps rewritten) keeps the body's own errors meaningful. Without its `const`,
+        // already reported: rustc would add "functions cannot be both `const` and `async`".
+        func.sig.constness = None;
         func.into_token_stream()
     }
 }
@@ -72,6 +75,7 @@ pub(crate) fn step_with(args: TokenStream, item: TokenStream, ctxt: &Ctxt) -> To
             if signature_ok {
                 expand::step_fn(&StepFn::new(func, options))
             } else {
+                func.sig.constness = None;
                 func.into_token_stream()
             }
         }
@@ -81,6 +85,15 @@ pub(crate) fn step_with(args: TokenStream, item: TokenStream, ctxt: &Ctxt) -> To
                 "#[step] goes on an `async fn`, or on an awaited call inside a #[workflow] fn, like `#[step] let x = fetch(url).await?;`",
             );
             other.into_token_stream()
+        }
+        // rustc reports "custom attributes cannot be applied to statements" and, on stable,
+        // still expands the attribute, handing this macro the statement.
+        Err(_) if syn::parse2::<syn::Stmt>(item.clone()).is_ok() => {
+            ctxt.error_spanned_by(
+                &item,
+                "#[step] marks a call inside a #[workflow] fn, which removes it before the compiler sees it; add #[workflow] to the enclosing `async fn`, or put #[step] on the called `async fn` itself",
+            );
+            item
         }
         Err(error) => {
             ctxt.syn_error(error);

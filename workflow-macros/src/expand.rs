@@ -6,13 +6,15 @@
 //! may see are spanned at the user's own tokens with `quote_spanned!`; generated locals use
 //! `Span::mixed_site()` so they can neither capture nor be captured by the user's names.
 
+use std::time::Duration;
+
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::Ident;
 use syn::spanned::Spanned;
 
 use crate::model::{BuilderCall, Pass, StepFn, StepSite, Workflow};
-use crate::parse::Value;
+use crate::parse::{BackoffValue, Value};
 
 // #[workflow(max_steps = 50)]
 // pub async fn research_agent(goal: String) -> anyhow::Result<String> { body }
@@ -27,7 +29,6 @@ use crate::parse::Value;
 //     fn budget() -> ::workflow_runtime::Budget { Budget::UNLIMITED.with_max_steps(50u64) }
 //     fn run(input) -> BoxFuture<..> { Box::pin(async move { let (goal,) = input; into_outcome(research_agent(goal).await) }) }
 // }
-// const _: () = { fn __assert_serializable() { assert_workflow_arg::<String>(); ... } };
 pub(crate) fn workflow(model: &Workflow) -> TokenStream {
     let Workflow {
         func,
@@ -35,9 +36,11 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
         name,
         fingerprint,
         budget,
+        concurrency,
         args,
-        args_span,
+        input_span,
         output,
+        ok_span,
         cfgs,
     } = model;
     let vis = &func.vis;
@@ -46,15 +49,28 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
 
     let input = Ident::new("input", Span::mixed_site());
     let tys = args.iter().map(|arg| &arg.ty);
-    let input_ty = quote_spanned!(*args_span=> (#(#tys,)*));
+    let input_ty = quote_spanned!(*input_span=> (#(#tys,)*));
     let krate_at_output = respan(krate, output_span);
-    let output_ty = quote_spanned!(output_span=>
+    // `<` and `Ok` at `T` of `Result<T, E>`: the span of the whole type runs from one to the
+    // other, so an unserializable `T` is underlined alone.
+    let output_ty = quote_spanned!(*ok_span=>
         <#output as #krate_at_output::__private::WorkflowResult>::Ok
     );
-    // Whole items at the user's spans: "private type in public interface" reports the item.
-    let input_item = quote_spanned!(*args_span=> type Input = #input_ty;);
-    let output_item = quote_spanned!(output_span=> type Output = #output_ty;);
-    let budget_calls = budget.iter().map(builder_call);
+    // Whole items at the user's spans: "private type in public interface" reports the item, and
+    // "the trait bound `Goal: Serialize` is not satisfied" (a bound of `Workflow::Input` and
+    // `Workflow::Output`) lands on the argument's type and on `T` of `Result<T, E>`.
+    let input_item = quote_spanned!(*input_span=> type Input = #input_ty;);
+    let output_item = quote_spanned!(*ok_span=> type Output = #output_ty;);
+    let budget_calls = budget.iter().map(|call| builder_call(call, krate));
+    // Only when set: the trait's default (`None`, no limit of its own) stays the runtime's.
+    let concurrency = concurrency.map(|(n, span)| {
+        let n = spanned_literal(Literal::u32_suffixed(n), span);
+        quote_spanned! {span=>
+            fn concurrency() -> ::core::option::Option<u32> {
+                ::core::option::Option::Some(#n)
+            }
+        }
+    });
     let fingerprint = Literal::u64_suffixed(*fingerprint);
 
     let bindings: Vec<&Ident> = args.iter().map(|arg| &arg.binding).collect();
@@ -78,13 +94,6 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
             })
         }
     };
-
-    let arg_asserts = args.iter().map(|arg| {
-        let ty = &arg.ty;
-        let krate = respan(krate, ty.span());
-        quote_spanned!(ty.span()=> #krate::__private::assert_workflow_arg::<#ty>();)
-    });
-    let output_assert = quote_spanned!(output_span=> #krate_at_output::__private::assert_workflow_output::<#output_ty>(););
 
     let doc = format!(
         " The workflow [`{ident}()`](fn@{ident}) as a type, to name it where the engine takes one: \
@@ -111,19 +120,10 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
                 #krate::Budget::UNLIMITED #(#budget_calls)*
             }
 
+            #concurrency
+
             #run
         }
-
-        // Each check is spanned at the user's type, so "`Foo` cannot be journaled" points at
-        // `Foo` in the signature.
-        #(#cfgs)*
-        const _: () = {
-            #[allow(dead_code)]
-            fn __assert_serializable() {
-                #(#arg_asserts)*
-                #output_assert
-            }
-        };
     }
 }
 
@@ -141,19 +141,68 @@ pub(crate) fn step_site(site: &StepSite) -> TokenStream {
         dot,
         await_token,
         question,
+        moved,
     } = site;
-    let calls = calls.iter().map(builder_call);
+    let calls = calls.iter().map(|call| builder_call(call, krate));
     // `run` carries the call's span, so "`Report` cannot be journaled" (a bound of `run`)
     // points at the user's call. The closure's pipes keep the macro's span: they are ours, and
     // lints like `redundant_closure` must not fire on `|| plan()`.
     let closure = quote!(||);
     let krate = respan(krate, call.span());
     let classify = classify(&krate, call.span());
+    let attempt = quote_spanned!(call.span()=> #krate::__private::classified(#call, #classify));
+    let attempt = if moved.is_empty() {
+        attempt
+    } else {
+        let checks = moved.iter().map(moved_check);
+        quote!({ #(#checks)* #attempt })
+    };
     let run = quote_spanned! {call.span()=>
         #krate::__private::step(#name) #(#calls)*
-            .run(#closure #krate::__private::classified(#call, #classify))
+            .run(#closure #attempt)
     };
-    quote!(#run #dot #await_token #question)
+    // `.await` at the call too: the unsatisfied bounds of `run` are reported again where its
+    // future is awaited, and at the same span rustc reports them once.
+    let await_ = quote_spanned!(call.span()=> . await);
+    let _ = (dot, await_token);
+    quote!(#run #await_ #question)
+}
+
+// fetch(url) in a step, `url` a local
+// gets, before the call in the attempt closure,
+// { #[diagnostic::on_unimplemented(..)] trait Copy { .. } impl<T: ::core::marker::Copy> Copy for T {} Copy::moved_into_step(&url); }
+// Each attempt calls the closure again, so moving `url` into the call compiles only if it is
+// `Copy`. Without this, rustc says "cannot move out of `url`, a captured variable in an `FnMut`
+// closure" and points into the runtime; with it, the type error (which also spares the user
+// the borrow checker's) says why, at `url`. The trait is named `Copy` so that rustc's line
+// "the trait `Copy` is not implemented for `String`" states the actual requirement, and it is
+// local, so it needs nothing from the runtime; `do_not_recommend` keeps rustc from reporting
+// its blanket impl instead.
+fn moved_check(ident: &Ident) -> TokenStream {
+    let mixed = Span::mixed_site();
+    let copy = Ident::new("Copy", mixed);
+    let method = Ident::new("moved_into_step", mixed);
+    let message =
+        format!("`{ident}` is moved into the step's call, which is made again for each attempt");
+    let note = format!(
+        "each attempt of a step builds a fresh future from its call, so the call can only borrow what it captures: pass a reference (`&{ident}`) or a clone (`{ident}.clone()`)"
+    );
+    let borrow = quote_spanned!(ident.span()=> &#ident);
+    quote_spanned! {mixed=>
+        {
+            #[diagnostic::on_unimplemented(
+                message = #message,
+                label = "moved here by every attempt",
+                note = #note,
+            )]
+            trait #copy {
+                fn #method(&self) {}
+            }
+            #[diagnostic::do_not_recommend]
+            impl<T: ::core::marker::Copy> #copy for T {}
+            #copy::#method(#borrow);
+        }
+    }
 }
 
 // The closure that turns an attempt's error into a `StepFailure` with its retry class:
@@ -233,7 +282,7 @@ pub(crate) fn step_fn(model: &StepFn) -> TokenStream {
             #krate_at_output::StepError
         >
     };
-    let calls = calls.iter().map(builder_call);
+    let calls = calls.iter().map(|call| builder_call(call, krate));
     // At the return type: "`Page` cannot be journaled" (a bound of `run`) belongs there. The
     // closure's pipes keep the macro's span, as in `step_site`.
     let closure = quote!(||);
@@ -278,28 +327,62 @@ fn respan(krate: &syn::Path, span: Span) -> TokenStream {
 }
 
 /// `.method(value)`, spanned at the option so a type mismatch points at what the user wrote.
-fn builder_call(call: &BuilderCall) -> TokenStream {
+fn builder_call(call: &BuilderCall, krate: &syn::Path) -> TokenStream {
     let method = &call.method;
-    let value = value(&call.value, call.span);
+    let value = value(&call.value, call.span, krate);
     quote_spanned!(call.span=> .#method(#value))
 }
 
-fn value(value: &Value, span: Span) -> TokenStream {
-    let spanned = |mut literal: Literal| {
-        literal.set_span(span);
-        literal.into_token_stream()
-    };
+fn spanned_literal(mut literal: Literal, span: Span) -> TokenStream {
+    literal.set_span(span);
+    literal.into_token_stream()
+}
+
+fn duration(duration: Duration, span: Span) -> TokenStream {
+    let secs = spanned_literal(Literal::u64_suffixed(duration.as_secs()), span);
+    let nanos = spanned_literal(Literal::u32_suffixed(duration.subsec_nanos()), span);
+    quote_spanned!(span=> ::core::time::Duration::new(#secs, #nanos))
+}
+
+fn value(value: &Value, span: Span, krate: &syn::Path) -> TokenStream {
     match value {
         Value::Str(lit) => lit.to_token_stream(),
         Value::Path(path) => path.to_token_stream(),
-        Value::U32(n) => spanned(Literal::u32_suffixed(*n)),
-        Value::U64(n) => spanned(Literal::u64_suffixed(*n)),
-        Value::F64(n) => spanned(Literal::f64_suffixed(*n)),
+        Value::U32(n) => spanned_literal(Literal::u32_suffixed(*n), span),
+        Value::U64(n) => spanned_literal(Literal::u64_suffixed(*n), span),
+        Value::F64(n) => spanned_literal(Literal::f64_suffixed(*n), span),
         Value::Flag(_) => TokenStream::new(),
-        Value::Duration(duration) => {
-            let secs = spanned(Literal::u64_suffixed(duration.as_secs()));
-            let nanos = spanned(Literal::u32_suffixed(duration.subsec_nanos()));
-            quote_spanned!(span=> ::core::time::Duration::new(#secs, #nanos))
+        Value::Duration(d) => duration(*d, span),
+        // backoff(initial = "2s", jitter = 0.0)
+        // becomes
+        // ::workflow_runtime::Backoff { initial: Duration::new(2u64, 0u32), jitter: 0f64, ..::workflow_runtime::Backoff::DEFAULT }
+        Value::Backoff(backoff) => {
+            let krate = respan(krate, span);
+            let BackoffValue {
+                initial,
+                factor,
+                max,
+                jitter,
+            } = backoff;
+            let initial = initial.map(|d| {
+                let d = duration(d, span);
+                quote_spanned!(span=> initial: #d,)
+            });
+            let max = max.map(|d| {
+                let d = duration(d, span);
+                quote_spanned!(span=> max: #d,)
+            });
+            let factor = factor.map(|n| {
+                let n = spanned_literal(Literal::f64_suffixed(n), span);
+                quote_spanned!(span=> factor: #n,)
+            });
+            let jitter = jitter.map(|n| {
+                let n = spanned_literal(Literal::f64_suffixed(n), span);
+                quote_spanned!(span=> jitter: #n,)
+            });
+            quote_spanned! {span=>
+                #krate::Backoff { #initial #factor #max #jitter ..#krate::Backoff::DEFAULT }
+            }
         }
     }
 }

@@ -35,6 +35,7 @@
 
 mod check;
 mod ctxt;
+mod determinism;
 mod entry;
 mod expand;
 mod fingerprint;
@@ -73,9 +74,13 @@ use proc_macro::TokenStream;
 /// | `name` | the stable name the journal records, a string | the fn's name |
 /// | `max_steps` | an integer of at least 1 | unlimited |
 /// | `max_cost_usd` | a non-negative number | unlimited |
-/// | `max_tokens` | an integer | unlimited |
+/// | `max_tokens` | an integer of at least 1 | unlimited |
+/// | `max_duration` | a non-zero duration string: `"10m"`, `"1h 30m"` | unlimited |
+/// | `max_in_flight_steps` | an integer of at least 1: the steps of one run in flight at once | unlimited |
+/// | `concurrency` | an integer of at least 1: the runs of this workflow executing at once in an engine | no limit of its own |
 /// | `crate` | the path to `workflow_runtime`, a string, for renamed dependencies | `"::workflow_runtime"` |
 ///
+/// The `max_*` options make `Workflow::budget()`, `concurrency` makes `Workflow::concurrency()`.
 /// Renaming the fn renames the workflow: set `name` to keep resuming the runs that were
 /// journaled under the old name.
 ///
@@ -96,7 +101,8 @@ use proc_macro::TokenStream;
 /// The marked expression is an awaited call, `path(args).await` or `recv.method(args).await`,
 /// optionally followed by `?`. The call is wrapped in a closure (`|| fetch(&url)`) that builds a
 /// fresh future for each attempt, so its arguments are evaluated anew each time: they must not
-/// move a variable (pass a reference or a clone), and they cannot borrow a temporary such as
+/// move a variable (pass a reference or a clone; a local passed alone, `fetch(url)`, is checked
+/// to be `Copy`, with an error saying so), and they cannot borrow a temporary such as
 /// `&format!(..)` (bind it to a local before the step). The awaited value is the `Ok` value
 /// decoded from the journal, and the error is the runtime's `StepError`, whether the step ran
 /// now or was replayed. See [`macro@step`] for its options. These attributes need no import:
@@ -105,6 +111,33 @@ use proc_macro::TokenStream;
 ///
 /// The body's tokens are hashed into `Workflow::FINGERPRINT`, so resuming a run journaled by a
 /// different body is detected.
+///
+/// # Determinism
+///
+/// Outside its steps the body runs again on every resume, and must take the same path each
+/// time. So `#[workflow]` rejects, outside `#[step]` expressions, what would differ from one
+/// execution to the next, and names the deterministic alternative:
+///
+/// | rejected | instead |
+/// | --- | --- |
+/// | the clock: `SystemTime::now`, `Instant::now`, `chrono::Utc::now` | `workflow_runtime::durable::now().await` |
+/// | randomness: `rand::random`, `thread_rng`, `Uuid::new_v4` | `durable::random().await`, `durable::uuid().await` |
+/// | tasks and threads: `tokio::spawn`, `std::thread::spawn`, `.spawn(..)` | `durable::child::<W>(input).await`, or steps awaited with `join_all` |
+/// | tokio's timers: `tokio::time::sleep`, `interval`; `tokio::time::timeout` | `durable::sleep(d).await`; `#[step(timeout = "60s")]` |
+/// | files, network, processes, environment: `std::fs`, `reqwest`, `TcpStream`, `Command`, `std::env::var` | a `#[step]` |
+/// | iterating a `HashMap` or `HashSet` (its order differs between processes) | a `BTreeMap`/`BTreeSet`, or sort first |
+///
+/// Detection is by name (paths and method names; for `HashMap` iteration, a local whose type or
+/// initializer names `HashMap`/`HashSet`), so a call inside a helper fn, behind a `use .. as`
+/// alias or inside a macro whose arguments are not expressions is not seen. When a flagged
+/// call is harmless (a log line's timestamp), accept it with `#[allow_nondeterministic]` on the
+/// statement or expression; the macro removes the attribute, so it needs no import, and it is
+/// easy to grep for.
+///
+/// ```ignore
+/// #[allow_nondeterministic] // only logged
+/// let started = std::time::Instant::now();
+/// ```
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::workflow(args.into(), item.into()).into()
@@ -120,7 +153,9 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `name` | the name journaled for the step, a string | the called fn's or method's name |
 /// | `retries` | retries after the first attempt, an integer from 0 to 100 | the runtime's default |
 /// | `timeout` | a per-attempt timeout, a non-zero duration string: `"60s"`, `"1m 30s"`, `"500ms"` | none |
+/// | `backoff(initial = "1s", factor = 2.0, max = "30s", jitter = 0.1)` | the waits between attempts; each field optional: `initial` and `max` are durations, `factor` a number from 1 to 10, `jitter` a fraction from 0 to 1 | `Backoff::DEFAULT`'s, field by field |
 /// | `circuit` | the name of the circuit breaker the calls go through, a string | none |
+/// | `rate` | the name of the engine's rate-limit bucket each attempt draws from, a string | none |
 /// | `at_most_once` | a switch: never call the body again after a crash during a call | off |
 /// | `non_retryable` | a switch: never retry, whatever the error's class | off |
 /// | `crate` | on an `async fn` only: the path to `workflow_runtime`, a string | `"::workflow_runtime"` |
@@ -140,7 +175,8 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # In a workflow body
 ///
 /// See [`macro@workflow`]. `#[step]` is only meaningful inside a `#[workflow]` fn: anywhere else,
-/// rustc rejects an attribute on a statement before this macro can run.
+/// rustc rejects an attribute on a statement ("custom attributes cannot be applied to
+/// statements"), and this macro adds that the fn needs `#[workflow]`.
 ///
 /// # On an `async fn`
 ///

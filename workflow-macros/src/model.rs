@@ -6,13 +6,15 @@
 use proc_macro2::Span;
 use quote::format_ident;
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{
     Attribute, Block, Expr, FnArg, Generics, Ident, ItemFn, LitStr, Pat, Path, ReturnType, Token,
     Type, Visibility,
 };
 
+use crate::check;
 use crate::ctxt::Ctxt;
-use crate::parse::{ParsedOption, Value};
+use crate::parse::{ParsedOption, Target, Value};
 
 /// The options of one attribute, sorted by what the macro does with them.
 #[derive(Default)]
@@ -23,6 +25,8 @@ pub(crate) struct Options {
     pub(crate) krate: Option<(Ident, Path)>,
     /// Options passed on to a runtime builder, in the order written.
     pub(crate) calls: Vec<BuilderCall>,
+    /// `concurrency = N` of a workflow, with the span of `N`.
+    pub(crate) concurrency: Option<(u32, Span)>,
 }
 
 /// `.method(value)` on a runtime builder (`Step`, `Budget`), generated from one option.
@@ -39,17 +43,20 @@ impl Options {
     pub(crate) fn new(parsed: Vec<ParsedOption>) -> Self {
         let mut options = Options::default();
         for option in parsed {
-            match (option.def.method, option.value) {
+            match (option.def.target, option.value) {
                 // A switch turned off calls nothing.
-                (Some(_), Value::Flag(false)) => {}
-                (Some(method), value) => options.calls.push(BuilderCall {
+                (Target::Builder(_), Value::Flag(false)) => {}
+                (Target::Builder(method), value) => options.calls.push(BuilderCall {
                     method: Ident::new(method, option.key.span()),
                     value,
                     span: option.value_span,
                 }),
-                (None, Value::Str(name)) => options.name = Some(name),
-                (None, Value::Path(path)) => options.krate = Some((option.key, path)),
-                (None, value) => unreachable!("option without a method holds {value:?}"),
+                (Target::Name, Value::Str(name)) => options.name = Some(name),
+                (Target::Crate, Value::Path(path)) => options.krate = Some((option.key, path)),
+                (Target::Concurrency, Value::U32(n)) => {
+                    options.concurrency = Some((n, option.value_span));
+                }
+                (target, value) => unreachable!("option for {target:?} holds {value:?}"),
             }
         }
         options
@@ -80,11 +87,16 @@ pub(crate) struct Workflow {
     pub(crate) fingerprint: u64,
     /// `Budget` builder calls.
     pub(crate) budget: Vec<BuilderCall>,
+    /// What `Workflow::concurrency()` returns, if not the default.
+    pub(crate) concurrency: Option<(u32, Span)>,
     pub(crate) args: Vec<Arg>,
-    /// The whole argument list `( ... )`, where errors about `type Input` belong.
-    pub(crate) args_span: Span,
+    /// Where errors about `type Input` belong: the argument's type if there is one argument,
+    /// else the whole argument list `( ... )`.
+    pub(crate) input_span: Span,
     /// `R` of `-> R`.
     pub(crate) output: Type,
+    /// Where errors about `type Output` belong: `T` of `Result<T, E>`, else `R`.
+    pub(crate) ok_span: Span,
     /// `#[cfg]`s of the fn, repeated on every generated item so they come and go together.
     pub(crate) cfgs: Vec<Attribute>,
 }
@@ -111,13 +123,20 @@ impl Workflow {
             ReturnType::Type(_, ty) => (**ty).clone(),
             ReturnType::Default => unreachable!("checked: a workflow has a return type"),
         };
+        let input_span = match args.as_slice() {
+            [arg] => arg.ty.span(),
+            _ => func.sig.paren_token.span.join(),
+        };
+        let ok_span = check::ok_type(&output).map_or_else(|| output.span(), Spanned::span);
         Workflow {
-            args_span: func.sig.paren_token.span.join(),
+            input_span,
+            ok_span,
             cfgs: cfg_attrs(&func.attrs),
             krate,
             name,
             fingerprint,
             budget: options.calls,
+            concurrency: options.concurrency,
             args,
             output,
             func,
@@ -203,6 +222,10 @@ pub(crate) struct StepSite {
     pub(crate) await_token: Token![await],
     /// The user's `?`, kept so the conversion error (if any) points at it.
     pub(crate) question: Option<Token![?]>,
+    /// Arguments of the call that are a local variable alone, `fetch(url)`: each attempt moves
+    /// it again, which compiles only for `Copy` types, so the expansion checks that with a
+    /// message of its own.
+    pub(crate) moved: Vec<Ident>,
 }
 
 impl StepSite {
@@ -218,7 +241,7 @@ impl StepSite {
         if let Some((key, _)) = &options.krate {
             ctxt.error_at(
                 key.span(),
-                "`crate` is set on `#[workflow(crate = \"...\")]`, which applies it to every step in its body",
+                "a step in a workflow body takes the workflow's `crate`; remove it here, and set it once on `#[workflow(crate = \"...\")]`",
             );
         }
         let (awaited, question) = match expr {
@@ -256,16 +279,41 @@ impl StepSite {
                 return Err(Box::new(reassemble(awaited, question)));
             }
         };
+        let moved = moved_locals(&awaited.base);
         Ok(StepSite {
             krate: krate.clone(),
             name,
             calls: options.calls,
+            moved,
             call: *awaited.base,
             dot: awaited.dot_token,
             await_token: awaited.await_token,
             question,
         })
     }
+}
+
+/// The arguments of `call` that are a local variable alone (`url` of `fetch(url)`), by the
+/// naming convention: consts and statics are `UPPER_CASE`, unit structs `CamelCase`, and moving
+/// those is fine.
+fn moved_locals(call: &Expr) -> Vec<Ident> {
+    let args = match call {
+        Expr::Call(call) => &call.args,
+        Expr::MethodCall(call) => &call.args,
+        _ => return Vec::new(),
+    };
+    args.iter()
+        .filter_map(|arg| match arg {
+            Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+                path.path.get_ident().cloned()
+            }
+            _ => None,
+        })
+        .filter(|ident| {
+            let name = ident.unraw().to_string();
+            name != "self" && name.starts_with(|c: char| c.is_lowercase() || c == '_')
+        })
+        .collect()
 }
 
 pub(crate) const NOT_AN_AWAITED_CALL: &str =

@@ -26,9 +26,25 @@ pub(crate) struct OptionDef {
     pub(crate) key: &'static str,
     /// How the value literal is checked, and what it becomes.
     pub(crate) kind: ValueKind,
-    /// The builder method the value is passed to (`Step::retries`, `Budget::with_max_steps`), or
-    /// `None` for the options the macro consumes itself (`name`, `crate`).
-    pub(crate) method: Option<&'static str>,
+    /// What the macro does with the value.
+    pub(crate) target: Target,
+    /// A valid value, for messages: `3`, `"60s"`.
+    pub(crate) example: &'static str,
+}
+
+/// What an option's value is for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Target {
+    /// `name`: the journaled name, which the macro uses itself.
+    Name,
+    /// `crate`: the path generated code reaches the runtime through.
+    Crate,
+    /// An argument of this builder method (`Step::retries`, `Budget::with_max_steps`).
+    Builder(&'static str),
+    /// `concurrency`: the value `Workflow::concurrency()` returns.
+    Concurrency,
+    /// A field of a nested option, such as `initial` of `backoff(initial = "1s")`.
+    Field,
 }
 
 /// The shape of an option's value.
@@ -40,13 +56,16 @@ pub(crate) enum ValueKind {
     Path,
     /// An integer literal in `min..=max`.
     Int { min: u64, max: u64, ty: IntType },
-    /// A non-negative float or integer literal: `max_cost_usd = 2.5`.
-    NonNegativeFloat,
+    /// A float or integer literal in `min..=max`: `max_cost_usd = 2.5`.
+    Float { min: f64, max: f64 },
     /// A non-zero humantime duration string: `timeout = "1m 30s"`.
     Duration,
     /// A switch: `at_most_once`, or `at_most_once = true` / `false`. The builder method takes
     /// no argument and is called when the switch is on.
     Flag,
+    /// `backoff(initial = "1s", factor = 2.0, max = "30s", jitter = 0.1)`: the fields of
+    /// [`BACKOFF_FIELDS`], each optional.
+    Backoff,
 }
 
 /// The integer type a validated integer is emitted as, matching the builder method's parameter.
@@ -61,7 +80,8 @@ pub(crate) const WORKFLOW_OPTIONS: &[OptionDef] = &[
     OptionDef {
         key: "name",
         kind: ValueKind::Name,
-        method: None,
+        target: Target::Name,
+        example: "\"research-agent\"",
     },
     OptionDef {
         key: "max_steps",
@@ -70,21 +90,53 @@ pub(crate) const WORKFLOW_OPTIONS: &[OptionDef] = &[
             max: u64::MAX,
             ty: IntType::U64,
         },
-        method: Some("with_max_steps"),
+        target: Target::Builder("with_max_steps"),
+        example: "50",
     },
     OptionDef {
         key: "max_cost_usd",
-        kind: ValueKind::NonNegativeFloat,
-        method: Some("with_max_cost_usd"),
+        kind: ValueKind::Float {
+            min: 0.0,
+            max: f64::INFINITY,
+        },
+        target: Target::Builder("with_max_cost_usd"),
+        example: "2.50",
     },
     OptionDef {
         key: "max_tokens",
         kind: ValueKind::Int {
-            min: 0,
+            min: 1,
             max: u64::MAX,
             ty: IntType::U64,
         },
-        method: Some("with_max_tokens"),
+        target: Target::Builder("with_max_tokens"),
+        example: "200_000",
+    },
+    OptionDef {
+        key: "max_duration",
+        kind: ValueKind::Duration,
+        target: Target::Builder("with_max_duration"),
+        example: "\"10m\"",
+    },
+    OptionDef {
+        key: "max_in_flight_steps",
+        kind: ValueKind::Int {
+            min: 1,
+            max: u32::MAX as u64,
+            ty: IntType::U32,
+        },
+        target: Target::Builder("with_max_in_flight_steps"),
+        example: "8",
+    },
+    OptionDef {
+        key: "concurrency",
+        kind: ValueKind::Int {
+            min: 1,
+            max: u32::MAX as u64,
+            ty: IntType::U32,
+        },
+        target: Target::Concurrency,
+        example: "4",
     },
 ];
 
@@ -93,7 +145,8 @@ pub(crate) const STEP_OPTIONS: &[OptionDef] = &[
     OptionDef {
         key: "name",
         kind: ValueKind::Name,
-        method: None,
+        target: Target::Name,
+        example: "\"fetch\"",
     },
     OptionDef {
         key: "retries",
@@ -102,27 +155,44 @@ pub(crate) const STEP_OPTIONS: &[OptionDef] = &[
             max: MAX_RETRIES,
             ty: IntType::U32,
         },
-        method: Some("retries"),
+        target: Target::Builder("retries"),
+        example: "3",
     },
     OptionDef {
         key: "timeout",
         kind: ValueKind::Duration,
-        method: Some("timeout"),
+        target: Target::Builder("timeout"),
+        example: "\"60s\"",
+    },
+    OptionDef {
+        key: "backoff",
+        kind: ValueKind::Backoff,
+        target: Target::Builder("backoff"),
+        example: "(initial = \"1s\", factor = 2.0, max = \"30s\", jitter = 0.1)",
     },
     OptionDef {
         key: "circuit",
         kind: ValueKind::Name,
-        method: Some("circuit"),
+        target: Target::Builder("circuit"),
+        example: "\"payments\"",
+    },
+    OptionDef {
+        key: "rate",
+        kind: ValueKind::Name,
+        target: Target::Builder("rate"),
+        example: "\"llm\"",
     },
     OptionDef {
         key: "at_most_once",
         kind: ValueKind::Flag,
-        method: Some("at_most_once"),
+        target: Target::Builder("at_most_once"),
+        example: "true",
     },
     OptionDef {
         key: "non_retryable",
         kind: ValueKind::Flag,
-        method: Some("non_retryable"),
+        target: Target::Builder("non_retryable"),
+        example: "true",
     },
 ];
 
@@ -131,12 +201,49 @@ pub(crate) const STEP_OPTIONS: &[OptionDef] = &[
 pub(crate) const CRATE_OPTION: &[OptionDef] = &[OptionDef {
     key: "crate",
     kind: ValueKind::Path,
-    method: None,
+    target: Target::Crate,
+    example: "\"::workflow_runtime\"",
 }];
+
+/// The fields of `backoff(...)`, the public fields of the runtime's `Backoff`. A field left out
+/// keeps the value of `Backoff::DEFAULT`.
+pub(crate) const BACKOFF_FIELDS: &[OptionDef] = &[
+    OptionDef {
+        key: "initial",
+        kind: ValueKind::Duration,
+        target: Target::Field,
+        example: "\"1s\"",
+    },
+    OptionDef {
+        key: "factor",
+        kind: ValueKind::Float {
+            min: 1.0,
+            max: MAX_BACKOFF_FACTOR,
+        },
+        target: Target::Field,
+        example: "2.0",
+    },
+    OptionDef {
+        key: "max",
+        kind: ValueKind::Duration,
+        target: Target::Field,
+        example: "\"30s\"",
+    },
+    OptionDef {
+        key: "jitter",
+        kind: ValueKind::Float { min: 0.0, max: 1.0 },
+        target: Target::Field,
+        example: "0.1",
+    },
+];
 
 /// More retries than this is almost always a unit mistake (`retries = 3000` meant as
 /// milliseconds), and each retry of an LLM call costs money.
 pub(crate) const MAX_RETRIES: u64 = 100;
+
+/// A backoff that multiplies each wait by more than this reaches its `max` after one retry:
+/// almost certainly a typo (`factor = 20` for `2.0`).
+pub(crate) const MAX_BACKOFF_FACTOR: f64 = 10.0;
 
 /// A validated option value.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,6 +255,16 @@ pub(crate) enum Value {
     F64(f64),
     Duration(Duration),
     Flag(bool),
+    Backoff(BackoffValue),
+}
+
+/// The fields given in `backoff(...)`; `None` keeps `Backoff::DEFAULT`'s.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct BackoffValue {
+    pub(crate) initial: Option<Duration>,
+    pub(crate) factor: Option<f64>,
+    pub(crate) max: Option<Duration>,
+    pub(crate) jitter: Option<f64>,
 }
 
 /// An option that passed every check, with the key as the user wrote it (for spans).
@@ -159,6 +276,25 @@ pub(crate) struct ParsedOption {
     pub(crate) value_span: Span,
 }
 
+/// What the entries of a list are called in messages.
+#[derive(Clone, Copy)]
+struct Noun {
+    /// `option`, `` `backoff` field ``.
+    one: &'static str,
+    /// `options`, `fields`.
+    many: &'static str,
+}
+
+const OPTION: Noun = Noun {
+    one: "option",
+    many: "options",
+};
+
+const BACKOFF_FIELD: Noun = Noun {
+    one: "`backoff` field",
+    many: "fields",
+};
+
 /// Parses the arguments of an attribute (the tokens inside its parentheses) against the option
 /// tables, recording every problem in `ctxt` and returning the options that are valid.
 ///
@@ -167,6 +303,15 @@ pub(crate) struct ParsedOption {
 pub(crate) fn parse_options(
     args: TokenStream,
     tables: &[&'static [OptionDef]],
+    ctxt: &Ctxt,
+) -> Vec<ParsedOption> {
+    parse_list(args, tables, OPTION, ctxt)
+}
+
+fn parse_list(
+    args: TokenStream,
+    tables: &[&'static [OptionDef]],
+    noun: Noun,
     ctxt: &Ctxt,
 ) -> Vec<ParsedOption> {
     let raw = match parse_raw_options.parse2(args) {
@@ -182,18 +327,39 @@ pub(crate) fn parse_options(
     for RawOption { key, value } in raw {
         let key_text = key.unraw().to_string();
         let Some(def) = defs().find(|def| def.key == key_text) else {
-            ctxt.error_at(key.span(), unknown_option(&key_text, defs()));
+            ctxt.error_at(key.span(), unknown_option(&key_text, noun, defs()));
             continue;
         };
         // Reported at the second occurrence: that is the one to delete.
         if seen.contains(&key_text) {
-            ctxt.error_at(key.span(), format!("duplicate option `{key_text}`"));
+            ctxt.error_at(key.span(), format!("duplicate {} `{key_text}`", noun.one));
             continue;
         }
         seen.push(key_text);
-        let tokens = match value {
-            RawValue::Assigned(tokens) => tokens,
-            RawValue::Bare(_) if def.kind == ValueKind::Flag => {
+        let tokens = match (value, def.kind) {
+            (RawValue::List { fields, .. }, ValueKind::Backoff) => {
+                if let Some(value) = parse_backoff(&key, fields, ctxt) {
+                    parsed.push(ParsedOption {
+                        def,
+                        value: Value::Backoff(value),
+                        value_span: key.span(),
+                        key,
+                    });
+                }
+                continue;
+            }
+            (RawValue::Bare(tokens) | RawValue::Assigned(tokens), ValueKind::Backoff) => {
+                ctxt.error_spanned_by(
+                    tokens,
+                    format!(
+                        "`{key}` takes its fields in parentheses: `{key}{}`",
+                        def.example
+                    ),
+                );
+                continue;
+            }
+            (RawValue::Assigned(tokens), _) => tokens,
+            (RawValue::Bare(_), ValueKind::Flag) => {
                 parsed.push(ParsedOption {
                     def,
                     value: Value::Flag(true),
@@ -202,15 +368,10 @@ pub(crate) fn parse_options(
                 });
                 continue;
             }
-            RawValue::Bare(tokens) | RawValue::List(tokens) => {
+            (RawValue::Bare(tokens) | RawValue::List { tokens, .. }, _) => {
                 ctxt.error_spanned_by(
                     tokens,
-                    format!(
-                        "`{}` takes a value: `{} = {}`",
-                        def.key,
-                        def.key,
-                        example(def.kind)
-                    ),
+                    format!("`{key}` takes a value: `{key} = {}`", def.example),
                 );
                 continue;
             }
@@ -221,9 +382,7 @@ pub(crate) fn parse_options(
                     &tokens,
                     format!(
                         "`{}` takes one value, like `{} = {}`",
-                        def.key,
-                        def.key,
-                        example(def.kind)
+                        def.key, def.key, def.example
                     ),
                 )
             })
@@ -241,6 +400,50 @@ pub(crate) fn parse_options(
     parsed
 }
 
+/// The fields of `backoff(...)`, or `None` when one of them is invalid (reported in `ctxt`).
+fn parse_backoff(key: &Ident, fields: TokenStream, ctxt: &Ctxt) -> Option<BackoffValue> {
+    let before = ctxt.error_count();
+    let parsed = parse_list(fields, &[BACKOFF_FIELDS], BACKOFF_FIELD, ctxt);
+    if ctxt.error_count() > before {
+        return None;
+    }
+    let mut backoff = BackoffValue::default();
+    let mut max_span = None;
+    for field in parsed {
+        match (field.def.key, field.value) {
+            ("initial", Value::Duration(d)) => backoff.initial = Some(d),
+            ("max", Value::Duration(d)) => {
+                backoff.max = Some(d);
+                max_span = Some(field.value_span);
+            }
+            ("factor", Value::F64(n)) => backoff.factor = Some(n),
+            ("jitter", Value::F64(n)) => backoff.jitter = Some(n),
+            (field, value) => unreachable!("backoff field `{field}` holds {value:?}"),
+        }
+    }
+    if backoff == BackoffValue::default() {
+        ctxt.error_at(
+            key.span(),
+            "`backoff()` sets nothing; give the fields that differ from the default, like `backoff(initial = \"1s\", factor = 2.0)`",
+        );
+        return None;
+    }
+    if let (Some(initial), Some(max), Some(span)) = (backoff.initial, backoff.max, max_span)
+        && max < initial
+    {
+        ctxt.error_at(
+            span,
+            format!(
+                "the longest wait, `max` ({}), is shorter than the first, `initial` ({})",
+                humantime::format_duration(max),
+                humantime::format_duration(initial)
+            ),
+        );
+        return None;
+    }
+    Some(backoff)
+}
+
 /// `key = value`, before the key is looked up. The value is kept as tokens: syn folds `-1` into
 /// one literal whose span, on stable, covers only the `-`, and errors should underline all of
 /// what the user wrote.
@@ -254,8 +457,11 @@ enum RawValue {
     Assigned(TokenStream),
     /// The key alone (a switch turned on, or a missing value).
     Bare(TokenStream),
-    /// `key(...)`, which no option takes.
-    List(TokenStream),
+    /// `key(...)`: `tokens` is all of it, `fields` what is inside the parentheses.
+    List {
+        tokens: TokenStream,
+        fields: TokenStream,
+    },
 }
 
 fn parse_raw_options(input: ParseStream) -> syn::Result<Vec<RawOption>> {
@@ -280,11 +486,17 @@ fn parse_raw_options(input: ParseStream) -> syn::Result<Vec<RawOption>> {
             }
             RawValue::Assigned(tokens)
         } else if input.peek(syn::token::Paren) {
+            let group: proc_macro2::Group = input.parse()?;
             let mut tokens = key.to_token_stream();
-            tokens.extend([input.parse::<TokenTree>()?]);
-            RawValue::List(tokens)
-        } else {
+            let fields = group.stream();
+            tokens.extend([TokenTree::Group(group)]);
+            RawValue::List { tokens, fields }
+        } else if input.is_empty() || input.peek(Token![,]) {
             RawValue::Bare(key.to_token_stream())
+        } else {
+            return Err(input.error(format!(
+                "expected `=` after `{key}`: options are written `{key} = value`"
+            )));
         };
         options.push(RawOption { key, value });
         if !input.is_empty() {
@@ -314,16 +526,23 @@ pub(crate) fn parse_attribute_options(
     }
 }
 
-fn valid_options<'a>(defs: impl Iterator<Item = &'a OptionDef>) -> String {
+fn valid_options<'a>(noun: Noun, defs: impl Iterator<Item = &'a OptionDef>) -> String {
     let keys: Vec<String> = defs.map(|def| format!("`{}`", def.key)).collect();
-    format!("valid options: {}", keys.join(", "))
+    format!("valid {}: {}", noun.many, keys.join(", "))
 }
 
-fn unknown_option<'a>(key: &str, defs: impl Iterator<Item = &'a OptionDef> + Clone) -> String {
-    let valid = valid_options(defs.clone());
+fn unknown_option<'a>(
+    key: &str,
+    noun: Noun,
+    defs: impl Iterator<Item = &'a OptionDef> + Clone,
+) -> String {
+    let valid = valid_options(noun, defs.clone());
     match nearest(key, defs.map(|def| def.key)) {
-        Some(near) => format!("unknown option `{key}`; did you mean `{near}`? {valid}"),
-        None => format!("unknown option `{key}`; {valid}"),
+        Some(near) => format!(
+            "unknown {} `{key}`; did you mean `{near}`? {valid}",
+            noun.one
+        ),
+        None => format!("unknown {} `{key}`; {valid}", noun.one),
     }
 }
 
@@ -370,19 +589,6 @@ fn levenshtein(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// A value of the right shape, for error messages.
-fn example(kind: ValueKind) -> &'static str {
-    match kind {
-        ValueKind::Name => "\"...\"",
-        ValueKind::Path => "\"::workflow_runtime\"",
-        ValueKind::Int { min: 0, .. } => "3",
-        ValueKind::Int { .. } => "50",
-        ValueKind::NonNegativeFloat => "2.50",
-        ValueKind::Duration => "\"60s\"",
-        ValueKind::Flag => "true",
-    }
-}
-
 fn validate(def: &OptionDef, value: &Expr, tokens: &TokenStream) -> syn::Result<Value> {
     let key = def.key;
     let lit = match value {
@@ -397,14 +603,17 @@ fn validate(def: &OptionDef, value: &Expr, tokens: &TokenStream) -> syn::Result<
             Some(Lit::Str(s)) => Ok(Value::Str(s.clone())),
             _ => Err(syn::Error::new_spanned(
                 tokens,
-                format!("`{key}` takes a string literal: `{key} = \"...\"`"),
+                format!("`{key}` takes a string literal: `{key} = {}`", def.example),
             )),
         },
         ValueKind::Path => match lit {
             Some(Lit::Str(s)) => s.parse::<syn::Path>().map(Value::Path).map_err(|_| {
                 syn::Error::new(
                     s.span(),
-                    format!("`{key}` takes a path to the runtime crate, like `{key} = \"::workflow_runtime\"`"),
+                    format!(
+                        "{:?} is not a path; `{key}` takes the path of the runtime crate as this crate names it, like `{key} = \"::workflow_runtime\"` or `{key} = \"my_runtime\"`",
+                        s.value()
+                    ),
                 )
             }),
             _ => Err(syn::Error::new_spanned(
@@ -415,8 +624,8 @@ fn validate(def: &OptionDef, value: &Expr, tokens: &TokenStream) -> syn::Result<
                 ),
             )),
         },
-        ValueKind::Int { min, max, ty } => validate_int(key, value, tokens, lit, min, max, ty),
-        ValueKind::NonNegativeFloat => validate_float(key, value, tokens, lit),
+        ValueKind::Int { min, max, ty } => validate_int(def, value, tokens, lit, min, max, ty),
+        ValueKind::Float { min, max } => validate_float(def, value, tokens, lit, min, max),
         ValueKind::Duration => validate_duration(key, tokens, lit),
         ValueKind::Flag => match lit {
             Some(Lit::Bool(flag)) => Ok(Value::Flag(flag.value)),
@@ -425,11 +634,27 @@ fn validate(def: &OptionDef, value: &Expr, tokens: &TokenStream) -> syn::Result<
                 format!("`{key}` is a switch: write `{key}` or `{key} = true`"),
             )),
         },
+        ValueKind::Backoff => unreachable!("`backoff(...)` is parsed by parse_backoff"),
+    }
+}
+
+/// Whether the value is written with a leading `-`, which syn may fold into the literal.
+fn is_negative(value: &Expr, lit: Option<&Lit>) -> bool {
+    match (value, lit) {
+        (
+            Expr::Unary(ExprUnary {
+                op: UnOp::Neg(_), ..
+            }),
+            _,
+        ) => true,
+        (_, Some(Lit::Int(int))) => int.base10_digits().starts_with('-'),
+        (_, Some(Lit::Float(float))) => float.base10_digits().starts_with('-'),
+        _ => false,
     }
 }
 
 fn validate_int(
-    key: &str,
+    def: &OptionDef,
     value: &Expr,
     tokens: &TokenStream,
     lit: Option<&Lit>,
@@ -437,33 +662,26 @@ fn validate_int(
     max: u64,
     ty: IntType,
 ) -> syn::Result<Value> {
-    let range = if max == u64::MAX {
+    let (key, example) = (def.key, def.example);
+    let range = if max == u64::MAX || max == u64::from(u32::MAX) {
         format!("an integer of at least {min}")
     } else {
         format!("an integer from {min} to {max}")
     };
-    let negative = match (value, lit) {
-        (
-            Expr::Unary(ExprUnary {
-                op: UnOp::Neg(_), ..
-            }),
-            _,
-        ) => true,
-        // syn folds `-1` into one literal.
-        (_, Some(Lit::Int(int))) => int.base10_digits().starts_with('-'),
-        _ => false,
-    };
-    if negative {
+    if is_negative(value, lit) {
         return Err(syn::Error::new_spanned(
             tokens,
-            format!("`{key}` cannot be negative; it takes {range}"),
+            format!("`{key}` cannot be negative; it takes {range}, like `{key} = {example}`"),
         ));
     }
-    let n = match (value, lit) {
-        (_, Some(Lit::Int(int))) => int
-            .base10_parse::<u64>()
-            .map_err(|_| syn::Error::new(int.span(), format!("`{key}` takes {range}")))?,
-        (_, Some(Lit::Str(s))) if s.value().trim().parse::<u64>().is_ok() => {
+    let n = match lit {
+        Some(Lit::Int(int)) => int.base10_parse::<u64>().map_err(|_| {
+            syn::Error::new(
+                int.span(),
+                format!("`{key}` takes {range}, like `{key} = {example}`"),
+            )
+        })?,
+        Some(Lit::Str(s)) if s.value().trim().parse::<u64>().is_ok() => {
             return Err(syn::Error::new(
                 s.span(),
                 format!(
@@ -475,57 +693,61 @@ fn validate_int(
         _ => {
             return Err(syn::Error::new_spanned(
                 tokens,
-                format!("`{key}` takes {range}, like `{key} = {}`", min.max(3)),
+                format!("`{key}` takes {range}, like `{key} = {example}`"),
             ));
         }
     };
     if n < min {
+        let why = match (key, min) {
+            ("max_steps", 1) => ": a run with no steps allowed would fail at its first step",
+            (_, 1) => ": zero would stop every run before it starts",
+            _ => "",
+        };
         return Err(syn::Error::new_spanned(
             tokens,
-            format!("`{key}` must be at least {min}"),
+            format!("`{key}` must be at least {min}{why}"),
         ));
     }
+    let max = match ty {
+        IntType::U32 => max.min(u64::from(u32::MAX)),
+        IntType::U64 => max,
+    };
     if n > max {
+        let why = if key == "retries" {
+            "; more is almost always a mistake, and each retry of a paid call costs money"
+        } else {
+            ""
+        };
         return Err(syn::Error::new_spanned(
             tokens,
-            format!("`{key}` must be at most {max}"),
+            format!("`{key}` must be at most {max}{why}"),
         ));
     }
     Ok(match ty {
-        IntType::U32 => match u32::try_from(n) {
-            Ok(n) => Value::U32(n),
-            Err(_) => {
-                return Err(syn::Error::new_spanned(
-                    tokens,
-                    format!("`{key}` must be at most {}", u32::MAX),
-                ));
-            }
-        },
+        IntType::U32 => Value::U32(u32::try_from(n).expect("checked against u32::MAX")),
         IntType::U64 => Value::U64(n),
     })
 }
 
 fn validate_float(
-    key: &str,
+    def: &OptionDef,
     value: &Expr,
     tokens: &TokenStream,
     lit: Option<&Lit>,
+    min: f64,
+    max: f64,
 ) -> syn::Result<Value> {
-    let parsed = match (value, lit) {
-        (_, Some(Lit::Float(float))) => float.base10_parse::<f64>(),
-        (_, Some(Lit::Int(int))) => int.base10_parse::<f64>(),
-        (
-            Expr::Unary(ExprUnary {
-                op: UnOp::Neg(_), ..
-            }),
-            _,
-        ) => {
-            return Err(syn::Error::new_spanned(
-                tokens,
-                format!("`{key}` cannot be negative"),
-            ));
-        }
-        (_, Some(Lit::Str(s))) if s.value().trim().parse::<f64>().is_ok() => {
+    let (key, example) = (def.key, def.example);
+    if is_negative(value, lit) && min >= 0.0 {
+        return Err(syn::Error::new_spanned(
+            tokens,
+            format!("`{key}` cannot be negative; it takes a number like `{key} = {example}`"),
+        ));
+    }
+    let parsed = match lit {
+        Some(Lit::Float(float)) => float.base10_parse::<f64>(),
+        Some(Lit::Int(int)) => int.base10_parse::<f64>(),
+        Some(Lit::Str(s)) if s.value().trim().parse::<f64>().is_ok() => {
             return Err(syn::Error::new(
                 s.span(),
                 format!(
@@ -537,20 +759,30 @@ fn validate_float(
         _ => {
             return Err(syn::Error::new_spanned(
                 tokens,
-                format!("`{key}` takes a number, like `{key} = 2.50`"),
+                format!("`{key}` takes a number, like `{key} = {example}`"),
             ));
         }
     };
     match parsed {
-        // syn folds `-1.5` into one literal.
-        Ok(n) if n < 0.0 => Err(syn::Error::new_spanned(
+        Ok(n) if !n.is_finite() => Err(syn::Error::new_spanned(
             tokens,
-            format!("`{key}` cannot be negative"),
+            format!("`{key}` takes a finite number, like `{key} = {example}`"),
         )),
-        Ok(n) if n.is_finite() => Ok(Value::F64(n)),
-        _ => Err(syn::Error::new_spanned(
+        Ok(n) if n < min || n > max => {
+            let range = if max.is_infinite() {
+                format!("at least {min}")
+            } else {
+                format!("from {min} to {max}")
+            };
+            Err(syn::Error::new_spanned(
+                tokens,
+                format!("`{key}` must be {range}, like `{key} = {example}`"),
+            ))
+        }
+        Ok(n) => Ok(Value::F64(n)),
+        Err(_) => Err(syn::Error::new_spanned(
             tokens,
-            format!("`{key}` takes a finite number, like `{key} = 2.50`"),
+            format!("`{key}` takes a number, like `{key} = {example}`"),
         )),
     }
 }
@@ -577,10 +809,21 @@ fn validate_duration(key: &str, tokens: &TokenStream, lit: Option<&Lit>) -> syn:
         }
     };
     match humantime::parse_duration(&text.value()) {
-        Ok(duration) if duration.is_zero() => Err(syn::Error::new(
-            text.span(),
-            format!("`{key}` must be greater than zero"),
-        )),
+        Ok(duration) if duration.is_zero() => {
+            let why = match key {
+                "timeout" => {
+                    "; a zero timeout fails every attempt at once (leave `timeout` out for no limit)"
+                }
+                "max_duration" => {
+                    "; a zero budget stops every run at once (leave `max_duration` out for no limit)"
+                }
+                _ => "",
+            };
+            Err(syn::Error::new(
+                text.span(),
+                format!("`{key}` must be greater than zero{why}"),
+            ))
+        }
         Ok(duration) => Ok(Value::Duration(duration)),
         Err(error) => Err(syn::Error::new(
             text.span(),

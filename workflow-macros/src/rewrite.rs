@@ -170,7 +170,7 @@ impl VisitMut for StepRejecter<'_> {
     }
 }
 
-fn is_step_attr(attr: &Attribute) -> bool {
+pub(crate) fn is_step_attr(attr: &Attribute) -> bool {
     matches!(attr.style, syn::AttrStyle::Outer)
         && attr
             .path()

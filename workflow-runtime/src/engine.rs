@@ -326,8 +326,11 @@ impl Engine {
         Ok(workflow)
     }
 
+    /// Whether `W` itself (not just another workflow with its name) is registered.
     fn is_registered<W: Workflow>(&self) -> bool {
-        lock(&self.inner.workflows).contains_key(W::NAME)
+        lock(&self.inner.workflows)
+            .get(W::NAME)
+            .is_some_and(|existing| existing.type_id() == std::any::TypeId::of::<W>())
     }
 
     /// Starts a run of `W` under `run_id` with `input` (the workflow's arguments as a tuple),

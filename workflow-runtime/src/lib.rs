@@ -117,6 +117,11 @@ pub use store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
 pub use workflow::Workflow;
 pub use workflow_macros::{step, workflow};
 
+/// Misuse and what the compiler says.
+pub mod misuse {
+    #![doc = include_str!("misuse.md")]
+}
+
 /// What macro-generated code uses. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
@@ -163,16 +168,6 @@ pub mod __private {
     impl<T, E> StepResult for Result<T, E> {
         type Ok = T;
     }
-
-    /// A value the journal can hold.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` cannot be journaled: it must implement serde's `Serialize` and `DeserializeOwned`",
-        label = "journaled here",
-        note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`, or journal an owned type that has them"
-    )]
-    pub trait Journaled {}
-
-    impl<T: Serialize + DeserializeOwned> Journaled for T {}
 
     /// Picks how the `#[step]` macro classifies a step's error, by autoref specialization at
     /// the call site, where the error type is concrete: `(&error).__workflow_error_kind()`
@@ -235,12 +230,6 @@ pub mod __private {
     {
         attempt.await.map_err(classify)
     }
-
-    /// Fails to compile, at the argument's type, when a workflow argument cannot be journaled.
-    pub fn assert_workflow_arg<T: Journaled>() {}
-
-    /// Fails to compile, at the return type, when a workflow's value cannot be journaled.
-    pub fn assert_workflow_output<T: Journaled>() {}
 }
 
 #[cfg(test)]

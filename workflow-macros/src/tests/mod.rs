@@ -1,6 +1,7 @@
 //! Unit tests of the proc_macro2 core, run without rustc's macro machinery. Errors are checked
 //! with the source text they point at (proc-macro2's `span-locations`, a dev-only feature).
 
+mod determinism;
 mod options;
 mod rewrite;
 mod signature;
@@ -96,6 +97,8 @@ pub(super) fn canonical(tokens: TokenStream) -> String {
 /// Expands the shorthand `.run(|| CALL)` of expected output into what the macros generate:
 /// `.run(|| KRATE::__private::classified(CALL, |__error| { ... }))`, the classification of the
 /// attempt's error being the same for every step (and shown in full in the snapshot).
+/// `.run(|| [a, b] CALL)` also has the checks that the locals `a` and `b`, which `CALL` moves,
+/// are `Copy` (see [`moved_check`]).
 pub(super) fn with_classify(expected: &str, krate: &str) -> String {
     const MARKER: &str = ".run(|| ";
     let mut out = String::new();
@@ -117,17 +120,44 @@ pub(super) fn with_classify(expected: &str, krate: &str) -> String {
             })
             .map(|(i, _)| i)
             .expect("balanced `.run(|| ...)` in the expected output");
-        let call = &after[..end];
-        out.push_str(&format!(
-            ".run(|| {krate}::__private::classified({call}, |__error| {{ \
+        let (moved, call) = match after[..end].strip_prefix('[') {
+            Some(list) => {
+                let (locals, call) = list.split_once(']').expect("`[locals]` before the call");
+                let checks: String = locals.split(',').map(|l| moved_check(l.trim())).collect();
+                (Some(checks), call)
+            }
+            None => (None, &after[..end]),
+        };
+        let attempt = format!(
+            "{krate}::__private::classified({call}, |__error| {{ \
              #[allow(unused_imports)] \
              use {krate}::__private::{{ChainKind as _, ClassifyKind as _}}; \
              (&__error).__workflow_error_kind().into_failure(__error) }})"
-        ));
+        );
+        match moved {
+            // The `)` closing `.run(` is the first character of `rest`.
+            Some(checks) => out.push_str(&format!(".run(|| {{ {checks} {attempt} }}")),
+            None => out.push_str(&format!(".run(|| {attempt}")),
+        }
         rest = &after[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// What a step's attempt closure checks, first, of a local `name` that its call moves.
+pub(super) fn moved_check(name: &str) -> String {
+    format!(
+        "{{ #[diagnostic::on_unimplemented(\
+             message = \"`{name}` is moved into the step's call, which is made again for each attempt\", \
+             label = \"moved here by every attempt\", \
+             note = \"each attempt of a step builds a fresh future from its call, so the call can only borrow what it captures: pass a reference (`&{name}`) or a clone (`{name}.clone()`)\", \
+           )] \
+           trait Copy {{ fn moved_into_step(&self) {{}} }} \
+           #[diagnostic::do_not_recommend] \
+           impl<T: ::core::marker::Copy> Copy for T {{}} \
+           Copy::moved_into_step(&{name}); }}"
+    )
 }
 
 pub(super) fn tokens(source: &str) -> TokenStream {

@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use super::{step, tokens, workflow};
 use crate::ctxt::Ctxt;
-use crate::parse::{self, CRATE_OPTION, STEP_OPTIONS, Value, WORKFLOW_OPTIONS};
+use crate::parse::{
+    self, BACKOFF_FIELDS, BackoffValue, CRATE_OPTION, STEP_OPTIONS, Value, WORKFLOW_OPTIONS,
+};
 
 const STEP_FN: &str = "async fn fetch(url: String) -> anyhow::Result<String> { todo!() }";
 const WORKFLOW_FN: &str = "async fn agent(goal: String) -> anyhow::Result<String> { todo!() }";
+const STEP_LIST: &str = "valid options: `name`, `retries`, `timeout`, `backoff`, `circuit`, `rate`, `at_most_once`, `non_retryable`, `crate`";
 
 /// `(message, source text the error points at)`.
 type Errors = Vec<(String, String)>;
@@ -41,19 +44,19 @@ fn assert_step_error(args: &str, message: &str, at: &str) {
 #[test]
 fn unknown_option_suggests_the_nearest_and_lists_the_valid_ones() {
     step("retry = 3", STEP_FN).assert_errors(&[(
-        "unknown option `retry`; did you mean `retries`? valid options: `name`, `retries`, `timeout`, `circuit`, `at_most_once`, `non_retryable`, `crate`",
+        "unknown option `retry`; did you mean `retries`? valid options: `name`, `retries`, `timeout`, `backoff`, `circuit`, `rate`, `at_most_once`, `non_retryable`, `crate`",
         "retry",
     )]);
     step("timout = \"1s\"", STEP_FN).assert_errors(&[(
-        "unknown option `timout`; did you mean `timeout`? valid options: `name`, `retries`, `timeout`, `circuit`, `at_most_once`, `non_retryable`, `crate`",
+        "unknown option `timout`; did you mean `timeout`? valid options: `name`, `retries`, `timeout`, `backoff`, `circuit`, `rate`, `at_most_once`, `non_retryable`, `crate`",
         "timout",
     )]);
     workflow("max_step = 3", WORKFLOW_FN).assert_errors(&[(
-        "unknown option `max_step`; did you mean `max_steps`? valid options: `name`, `max_steps`, `max_cost_usd`, `max_tokens`, `crate`",
+        "unknown option `max_step`; did you mean `max_steps`? valid options: `name`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
         "max_step",
     )]);
     workflow("max_cost = 3", WORKFLOW_FN).assert_errors(&[(
-        "unknown option `max_cost`; did you mean `max_cost_usd`? valid options: `name`, `max_steps`, `max_cost_usd`, `max_tokens`, `crate`",
+        "unknown option `max_cost`; did you mean `max_cost_usd`? valid options: `name`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
         "max_cost",
     )]);
 }
@@ -61,7 +64,7 @@ fn unknown_option_suggests_the_nearest_and_lists_the_valid_ones() {
 #[test]
 fn unknown_option_without_a_near_match_only_lists() {
     step("priority = 3", STEP_FN).assert_errors(&[(
-        "unknown option `priority`; valid options: `name`, `retries`, `timeout`, `circuit`, `at_most_once`, `non_retryable`, `crate`",
+        "unknown option `priority`; valid options: `name`, `retries`, `timeout`, `backoff`, `circuit`, `rate`, `at_most_once`, `non_retryable`, `crate`",
         "priority",
     )]);
 }
@@ -140,7 +143,7 @@ fn bad_timeouts_say_how_to_write_one() {
     );
     assert_step_error(
         "timeout = \"0s\"",
-        "`timeout` must be greater than zero",
+        "`timeout` must be greater than zero; a zero timeout fails every attempt at once (leave `timeout` out for no limit)",
         "\"0s\"",
     );
     assert_step_error(
@@ -168,7 +171,7 @@ fn retries_is_a_small_non_negative_integer() {
     assert_eq!(parsed, vec![("retries".to_owned(), Value::U32(100))]);
     assert_step_error(
         "retries = -1",
-        "`retries` cannot be negative; it takes an integer from 0 to 100",
+        "`retries` cannot be negative; it takes an integer from 0 to 100, like `retries = 3`",
         "-1",
     );
     assert_step_error(
@@ -176,7 +179,11 @@ fn retries_is_a_small_non_negative_integer() {
         "`retries` takes an integer, not a string: `retries = 3`",
         "\"3\"",
     );
-    assert_step_error("retries = 101", "`retries` must be at most 100", "101");
+    assert_step_error(
+        "retries = 101",
+        "`retries` must be at most 100; more is almost always a mistake, and each retry of a paid call costs money",
+        "101",
+    );
     assert_step_error(
         "retries = 1.5",
         "`retries` takes an integer from 0 to 100, like `retries = 3`",
@@ -233,7 +240,7 @@ fn names_are_non_empty_strings() {
     assert_step_error("name = \" \"", "`name` cannot be empty", "\" \"");
     assert_step_error(
         "name = fetch",
-        "`name` takes a string literal: `name = \"...\"`",
+        "`name` takes a string literal: `name = \"fetch\"`",
         "fetch",
     );
 }
@@ -256,7 +263,7 @@ fn crate_is_a_path_in_a_string() {
     );
     assert_step_error(
         "crate = \"not a path\"",
-        "`crate` takes a path to the runtime crate, like `crate = \"::workflow_runtime\"`",
+        "\"not a path\" is not a path; `crate` takes the path of the runtime crate as this crate names it, like `crate = \"::workflow_runtime\"` or `crate = \"my_runtime\"`",
         "\"not a path\"",
     );
 }
@@ -264,30 +271,167 @@ fn crate_is_a_path_in_a_string() {
 #[test]
 fn workflow_budget_options() {
     let expansion = workflow(
-        "max_steps = 50, max_cost_usd = 2.00, max_tokens = 0",
+        "max_steps = 50, max_cost_usd = 2.00, max_tokens = 1, max_duration = \"10m\", max_in_flight_steps = 8",
         WORKFLOW_FN,
     );
     expansion.assert_no_errors();
     expansion.assert_contains(
-        "::workflow_runtime::Budget::UNLIMITED.with_max_steps(50u64).with_max_cost_usd(2f64).with_max_tokens(0u64)",
+        "::workflow_runtime::Budget::UNLIMITED.with_max_steps(50u64).with_max_cost_usd(2f64).with_max_tokens(1u64)\
+         .with_max_duration(::core::time::Duration::new(600u64, 0u32)).with_max_in_flight_steps(8u32)",
     );
     let expansion = workflow("max_cost_usd = 3", WORKFLOW_FN);
     expansion.assert_contains(".with_max_cost_usd(3f64)");
 
-    workflow("max_steps = 0", WORKFLOW_FN)
-        .assert_errors(&[("`max_steps` must be at least 1", "0")]);
-    workflow("max_cost_usd = -1.5", WORKFLOW_FN)
-        .assert_errors(&[("`max_cost_usd` cannot be negative", "-1.5")]);
-    workflow("max_cost_usd = - 1.5", WORKFLOW_FN)
-        .assert_errors(&[("`max_cost_usd` cannot be negative", "- 1.5")]);
+    workflow("max_steps = 0", WORKFLOW_FN).assert_errors(&[(
+        "`max_steps` must be at least 1: a run with no steps allowed would fail at its first step",
+        "0",
+    )]);
+    workflow("max_tokens = 0", WORKFLOW_FN).assert_errors(&[(
+        "`max_tokens` must be at least 1: zero would stop every run before it starts",
+        "0",
+    )]);
+    for negative in ["-1.5", "- 1.5"] {
+        workflow(&format!("max_cost_usd = {negative}"), WORKFLOW_FN).assert_errors(&[(
+            "`max_cost_usd` cannot be negative; it takes a number like `max_cost_usd = 2.50`",
+            negative,
+        )]);
+    }
     workflow("max_cost_usd = \"2\"", WORKFLOW_FN).assert_errors(&[(
         "`max_cost_usd` takes a number, not a string: `max_cost_usd = 2`",
         "\"2\"",
     )]);
+    workflow("max_cost_usd = two", WORKFLOW_FN).assert_errors(&[(
+        "`max_cost_usd` takes a number, like `max_cost_usd = 2.50`",
+        "two",
+    )]);
     workflow("max_tokens = 1e3", WORKFLOW_FN).assert_errors(&[(
-        "`max_tokens` takes an integer of at least 0, like `max_tokens = 3`",
+        "`max_tokens` takes an integer of at least 1, like `max_tokens = 200_000`",
         "1e3",
     )]);
+    workflow("max_duration = 600", WORKFLOW_FN).assert_errors(&[(
+        "`max_duration` takes a duration string with a unit: `max_duration = \"600s\"`",
+        "600",
+    )]);
+    workflow("max_in_flight_steps = 5000000000", WORKFLOW_FN).assert_errors(&[(
+        "`max_in_flight_steps` must be at most 4294967295",
+        "5000000000",
+    )]);
+}
+
+#[test]
+fn concurrency_becomes_the_workflow_concurrency() {
+    let expansion = workflow("concurrency = 4", WORKFLOW_FN);
+    expansion.assert_no_errors();
+    expansion.assert_contains(
+        "fn concurrency() -> ::core::option::Option<u32> { ::core::option::Option::Some(4u32) }",
+    );
+    // Unset, the trait's default applies.
+    workflow("", WORKFLOW_FN).assert_lacks("fn concurrency()");
+    workflow("concurrency = 0", WORKFLOW_FN).assert_errors(&[(
+        "`concurrency` must be at least 1: zero would stop every run before it starts",
+        "0",
+    )]);
+    // A workflow option, not a step's.
+    assert_step_error(
+        "concurrency = 4",
+        &format!("unknown option `concurrency`; {STEP_LIST}"),
+        "concurrency",
+    );
+}
+
+#[test]
+fn rate_names_a_bucket() {
+    let expansion = step("rate = \"llm\"", STEP_FN);
+    expansion.assert_no_errors();
+    expansion.assert_contains("::workflow_runtime::__private::step(\"fetch\").rate(\"llm\")");
+    assert_step_error("rate = \"\"", "`rate` cannot be empty", "\"\"");
+    assert_step_error(
+        "rate = llm",
+        "`rate` takes a string literal: `rate = \"llm\"`",
+        "llm",
+    );
+}
+
+#[test]
+fn backoff_fields_are_optional_and_checked() {
+    let (parsed, errors) =
+        step_options("backoff(initial = \"1s\", factor = 2.0, max = \"30s\", jitter = 0.1)");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        parsed,
+        vec![(
+            "backoff".to_owned(),
+            Value::Backoff(BackoffValue {
+                initial: Some(Duration::from_secs(1)),
+                factor: Some(2.0),
+                max: Some(Duration::from_secs(30)),
+                jitter: Some(0.1),
+            })
+        )]
+    );
+    // The fields left out keep `Backoff::DEFAULT`'s.
+    let expansion = step("backoff(initial = \"250ms\", jitter = 0)", STEP_FN);
+    expansion.assert_no_errors();
+    expansion.assert_contains(
+        ".backoff(::workflow_runtime::Backoff { \
+            initial: ::core::time::Duration::new(0u64, 250000000u32), \
+            jitter: 0f64, \
+            ..::workflow_runtime::Backoff::DEFAULT \
+        })",
+    );
+    // Through a renamed runtime.
+    step("crate = \"rt\", backoff(factor = 3)", STEP_FN)
+        .assert_contains(".backoff(rt::Backoff { factor: 3f64, ..rt::Backoff::DEFAULT })");
+
+    assert_step_error(
+        "backoff(fator = 2.0)",
+        "unknown `backoff` field `fator`; did you mean `factor`? valid fields: `initial`, `factor`, `max`, `jitter`",
+        "fator",
+    );
+    assert_step_error(
+        "backoff(max = \"1s\", max = \"2s\")",
+        "duplicate `backoff` field `max`",
+        "max",
+    );
+    assert_step_error(
+        "backoff(initial = 1)",
+        "`initial` takes a duration string with a unit: `initial = \"1s\"`",
+        "1",
+    );
+    assert_step_error(
+        "backoff(factor = 0.5)",
+        "`factor` must be from 1 to 10, like `factor = 2.0`",
+        "0.5",
+    );
+    assert_step_error(
+        "backoff(jitter = -0.1)",
+        "`jitter` cannot be negative; it takes a number like `jitter = 0.1`",
+        "-0.1",
+    );
+    assert_step_error(
+        "backoff(initial = \"1m\", max = \"30s\")",
+        "the longest wait, `max` (30s), is shorter than the first, `initial` (1m)",
+        "\"30s\"",
+    );
+    assert_step_error(
+        "backoff()",
+        "`backoff()` sets nothing; give the fields that differ from the default, like `backoff(initial = \"1s\", factor = 2.0)`",
+        "backoff",
+    );
+    assert_step_error(
+        "backoff = \"1s\"",
+        "`backoff` takes its fields in parentheses: `backoff(initial = \"1s\", factor = 2.0, max = \"30s\", jitter = 0.1)`",
+        "\"1s\"",
+    );
+    assert_step_error(
+        "backoff",
+        "`backoff` takes its fields in parentheses: `backoff(initial = \"1s\", factor = 2.0, max = \"30s\", jitter = 0.1)`",
+        "backoff",
+    );
+    // Every bad field is reported, and the option is dropped.
+    let (parsed, errors) = step_options("backoff(fator = 2.0, jitter = 3)");
+    assert!(parsed.is_empty());
+    assert_eq!(errors.len(), 2, "{errors:?}");
 }
 
 #[test]
@@ -312,11 +456,15 @@ fn unparsable_arguments_are_one_error() {
         "`retries` takes one value, like `retries = 3`",
         "1 timeout = \"1s\"",
     )]);
+    workflow("max_steps: 10", WORKFLOW_FN).assert_errors(&[(
+        "expected `=` after `max_steps`: options are written `max_steps = value`",
+        ":",
+    )]);
 }
 
 #[test]
 fn the_option_tables_do_not_repeat_keys() {
-    for table in [WORKFLOW_OPTIONS, STEP_OPTIONS] {
+    for table in [WORKFLOW_OPTIONS, STEP_OPTIONS, BACKOFF_FIELDS] {
         let mut keys: Vec<&str> = table.iter().chain(CRATE_OPTION).map(|d| d.key).collect();
         let count = keys.len();
         keys.sort_unstable();

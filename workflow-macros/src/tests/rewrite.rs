@@ -103,11 +103,11 @@ fn steps_at_any_depth() {
     );
     expansion.assert_no_errors();
     for expected in [
-        "let a = ::workflow_runtime::__private::step(\"ask\").run(|| ask(q)).await?;",
+        "let a = ::workflow_runtime::__private::step(\"ask\").run(|| [q] ask(q)).await?;",
         "1 => { ::workflow_runtime::__private::step(\"notify\").run(|| notify(&url)).await?; }",
         "loop { let _ = ::workflow_runtime::__private::step(\"notify\").run(|| notify(&url)).await; break; }",
         "async { let b = ::workflow_runtime::__private::step(\"ask\").run(|| ask(&url)).await?; Ok::<_, StepError>(b) }",
-        "async move { ::workflow_runtime::__private::step(\"poll\").run(|| poll(x)).await }",
+        "async move { ::workflow_runtime::__private::step(\"poll\").run(|| [x] poll(x)).await }",
         "while let Some(x) = ::workflow_runtime::__private::step(\"next\").run(|| next()).await? {}",
     ] {
         expansion.assert_contains(expected);
@@ -152,7 +152,7 @@ fn crate_option_applies_to_steps_in_the_body() {
 fn crate_option_on_a_body_step_is_an_error() {
     let expansion = workflow_body("#[step(crate = \"::wr\")] let x = f().await?; Ok(x)");
     expansion.assert_errors(&[(
-        "`crate` is set on `#[workflow(crate = \"...\")]`, which applies it to every step in its body",
+        "a step in a workflow body takes the workflow's `crate`; remove it here, and set it once on `#[workflow(crate = \"...\")]`",
         "crate",
     )]);
     expansion.assert_contains("::workflow_runtime::__private::step(\"f\")");
@@ -240,7 +240,7 @@ fn step_options_are_validated_in_the_body() {
     let expansion = workflow_body("#[step(retry = 3, timeout = 60)] let a = f().await?; Ok(a)");
     expansion.assert_errors(&[
         (
-            "unknown option `retry`; did you mean `retries`? valid options: `name`, `retries`, `timeout`, `circuit`, `at_most_once`, `non_retryable`, `crate`",
+            "unknown option `retry`; did you mean `retries`? valid options: `name`, `retries`, `timeout`, `backoff`, `circuit`, `rate`, `at_most_once`, `non_retryable`, `crate`",
             "retry",
         ),
         (
@@ -265,7 +265,7 @@ fn a_workflow_with_a_bad_signature_still_has_its_steps_rewritten() {
     );
     assert_eq!(expansion.errors.len(), 2);
     expansion.assert_contains(
-        "let x = ::workflow_runtime::__private::step(\"f\").run(|| f(url)).await?;",
+        "let x = ::workflow_runtime::__private::step(\"f\").run(|| [url] f(url)).await?;",
     );
 }
 
@@ -298,12 +298,64 @@ fn workflow_impl() {
         "let (goal, __arg1, n,) = input;
          ::workflow_runtime::__private::WorkflowResult::into_outcome(agent(goal, __arg1, n).await)",
     );
-    expansion.assert_contains(
-        "::workflow_runtime::__private::assert_workflow_arg::<String>();
-         ::workflow_runtime::__private::assert_workflow_arg::<(u8, u8)>();
-         ::workflow_runtime::__private::assert_workflow_arg::<u32>();
-         ::workflow_runtime::__private::assert_workflow_output::<<anyhow::Result<Vec<String>> as ::workflow_runtime::__private::WorkflowResult>::Ok>();",
+    // Serializability is checked by the bounds of `Workflow::Input` and `Output` alone: the
+    // runtime's private assertions add errors whose notes name `__private`.
+    expansion.assert_lacks("assert_workflow_arg");
+    expansion.assert_lacks("assert_workflow_output");
+}
+
+/// The source text under the first `ident` token of the expansion: where rustc reports the
+/// errors about the item it starts.
+fn text_under(expansion: &super::Expansion, ident: &str) -> String {
+    fn find(tokens: proc_macro2::TokenStream, ident: &str) -> Option<proc_macro2::Span> {
+        tokens.into_iter().find_map(|token| match token {
+            proc_macro2::TokenTree::Ident(i) if i == ident => Some(i.span()),
+            proc_macro2::TokenTree::Group(g) => find(g.stream(), ident),
+            _ => None,
+        })
+    }
+    find(expansion.tokens.clone(), ident)
+        .and_then(|span| span.source_text())
+        .unwrap_or_default()
+}
+
+#[test]
+fn unserializable_types_are_reported_at_the_type() {
+    // One argument: its type. Several: the argument list, whose tuple is `Input`.
+    let one = workflow(
+        "",
+        "async fn w(goal: Goal) -> anyhow::Result<Report> { todo!() }",
     );
+    assert_eq!(text_under(&one, "Input"), "Goal");
+    assert_eq!(text_under(&one, "Output"), "Report");
+    let two = workflow(
+        "",
+        "async fn w(a: u8, b: Goal) -> Result<Report, E> { todo!() }",
+    );
+    assert_eq!(text_under(&two, "Input"), "(a: u8, b: Goal)");
+    assert_eq!(text_under(&two, "Output"), "Report");
+    // A return type that is not spelled `...Result<T, ..>`: the whole type.
+    let alias = workflow("", "async fn w() -> Outcome { todo!() }");
+    assert_eq!(text_under(&alias, "Output"), "Outcome");
+}
+
+#[test]
+fn a_moved_local_is_checked_to_be_copy() {
+    let expansion = workflow_body(
+        "#[step] let a = f(url, &url, n, MAX, Unit, url.clone(), (url), self::x).await?;
+         #[step] let b = client.get(url).await?;
+         Ok(1)",
+    );
+    expansion.assert_no_errors();
+    // Only the locals alone: references, clones, consts, unit structs and paths are fine.
+    expansion.assert_contains(
+        "let a = ::workflow_runtime::__private::step(\"f\")
+            .run(|| [url, n] f(url, &url, n, MAX, Unit, url.clone(), (url), self::x)).await?;",
+    );
+    expansion.assert_contains(
+        "let b = ::workflow_runtime::__private::step(\"get\").run(|| [url] client.get(url)).await?;",
+    );
+    expansion.assert_contains(&super::moved_check("url"));
 }
 
 #[test]

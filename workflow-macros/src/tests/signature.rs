@@ -69,9 +69,9 @@ fn every_signature_error_is_reported_at_once() {
     );
     expansion.assert_errors(&[
         ("a workflow must be an `async fn`; add `async` before `fn`", "fn"),
-        ("a workflow cannot be `const`", "const"),
-        ("a workflow cannot be `unsafe`", "unsafe"),
-        ("a workflow cannot be `extern`", "extern \"C\""),
+        ("a workflow cannot be `const`: it runs at run time, driven by the engine; remove `const`", "const"),
+        ("a workflow cannot be `unsafe`: the engine calls it with no way to uphold a safety contract; remove `unsafe` and keep `unsafe` blocks inside the body", "unsafe"),
+        ("a workflow cannot be `extern`: the engine calls it as a Rust `async fn`; remove `extern \"C\"`", "extern \"C\""),
         (
             "a workflow returns a `Result`, whose `Ok` value is journaled; add a return type like `-> anyhow::Result<String>`",
             "const unsafe extern \"C\" fn agent<T: Clone>(&self, goal: &str) where T: Send",
@@ -101,6 +101,86 @@ fn workflow_return_type_is_concrete() {
     .assert_errors(&[(
         "a workflow needs a concrete return type, not `impl Trait`: its output is journaled",
         "impl Future<Output = ()>",
+    )]);
+}
+
+#[test]
+fn the_ok_value_is_owned_and_concrete() {
+    let ok = "the `Ok` value of a workflow";
+    for (output, message, at) in [
+        (
+            "anyhow::Result<&'static str>",
+            format!(
+                "{ok} is persisted to the journal, so it must be owned; use `String` instead of `&'static str`"
+            ),
+            "&'static str",
+        ),
+        (
+            "Result<Vec<&'static [u8]>, E>",
+            format!(
+                "{ok} is persisted to the journal, so it must be owned; use `Vec<u8>` instead of `&'static [u8]`"
+            ),
+            "&'static [u8]",
+        ),
+        ("io::Result<Cow<'static, str>>", String::new(), ""),
+        (
+            "Result<Box<impl Display>, E>",
+            format!(
+                "{ok} is decoded from the journal, so it needs a concrete type, not `impl Trait`"
+            ),
+            "impl Display",
+        ),
+    ] {
+        let expansion = workflow("", &format!("async fn agent() -> {output} {{ todo!() }}"));
+        if message.is_empty() {
+            expansion.assert_no_errors();
+        } else {
+            expansion.assert_errors(&[(&message, at)]);
+        }
+    }
+    // The error type is not journaled: it may borrow.
+    workflow(
+        "",
+        "async fn agent() -> Result<u8, &'static str> { todo!() }",
+    )
+    .assert_no_errors();
+}
+
+#[test]
+fn a_return_type_that_cannot_be_a_result() {
+    for output in [
+        "String",
+        "()",
+        "Option<u8>",
+        "std::vec::Vec<u8>",
+        "&'static str",
+        "(u8, u8)",
+    ] {
+        let expected = format!(
+            "a workflow must return a `Result`: its `Ok` value is journaled, its `Err` value is a failure; write `-> anyhow::Result<{output}>` or `-> Result<{output}, YourError>`"
+        );
+        workflow("", &format!("async fn agent() -> {output} {{ todo!() }}"))
+            .assert_errors(&[(&expected, output)]);
+    }
+    // An alias may be a `Result`: the compiler decides.
+    workflow("", "async fn agent() -> Outcome { todo!() }").assert_no_errors();
+}
+
+#[test]
+fn an_invalid_fn_is_emitted_without_const() {
+    // rustc would add "functions cannot be both `const` and `async`" to the macro's error.
+    let expansion = workflow("", "const async fn agent() -> Result<(), E> { Ok(()) }");
+    assert_eq!(expansion.errors.len(), 1);
+    expansion.assert_contains("async fn agent() -> Result<(), E> { Ok(()) }");
+    expansion.assert_lacks("const async fn");
+}
+
+#[test]
+fn step_on_a_statement_outside_a_workflow() {
+    // rustc rejects the attribute, then still expands it on the statement.
+    step("", "let page = fetch(&url).await?;").assert_errors(&[(
+        "#[step] marks a call inside a #[workflow] fn, which removes it before the compiler sees it; add #[workflow] to the enclosing `async fn`, or put #[step] on the called `async fn` itself",
+        "let page = fetch(&url).await?;",
     )]);
 }
 

@@ -9,7 +9,7 @@ use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 
 use super::{step, workflow};
 
-const WORKFLOW_ARGS: &str = "max_steps = 50, max_cost_usd = 2.00";
+const WORKFLOW_ARGS: &str = "max_steps = 50, max_cost_usd = 2.00, concurrency = 4";
 const WORKFLOW: &str = r#"
 /// Plans questions about a goal, researches each, and writes a report.
 pub async fn research_agent(goal: String) -> anyhow::Result<String> {
@@ -30,7 +30,8 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
 }
 "#;
 
-const STEP_ARGS: &str = "retries = 3, timeout = \"60s\"";
+const STEP_ARGS: &str =
+    "retries = 3, timeout = \"60s\", backoff(initial = \"2s\", max = \"1m\"), rate = \"llm\"";
 const STEP_FN: &str = r#"
 async fn search_and_summarize(question: &str, depth: u32) -> anyhow::Result<String> {
     Ok(format!("{question} at depth {depth}"))

@@ -1,4 +1,4 @@
-// The expansion of `#[workflow(max_steps = 50, max_cost_usd = 2.00)]` and `#[step(retries = 3, timeout = "60s")]` in
+// The expansion of `#[workflow(max_steps = 50, max_cost_usd = 2.00, concurrency = 4)]` and `#[step(retries = 3, timeout = "60s", backoff(initial = "2s", max = "1m"), rate = "llm")]` in
 // workflow-macros/src/tests/snapshot.rs. Regenerate with
 // `UPDATE_SNAPSHOTS=1 cargo test -p workflow-macros`; not compiled.
 
@@ -11,11 +11,22 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
     })).await?;
     let mut findings = Vec::new();
     for q in &plan {
-        let answer = ::workflow_runtime::__private::step("search_and_summarize").retries(3u32).timeout(::core::time::Duration::new(60u64, 0u32)).run(|| ::workflow_runtime::__private::classified(search_and_summarize(q), |__error| {
-            #[allow(unused_imports)]
-            use ::workflow_runtime::__private::{ChainKind as _, ClassifyKind as _};
-            (&__error).__workflow_error_kind().into_failure(__error)
-        })).await?;
+        let answer = ::workflow_runtime::__private::step("search_and_summarize").retries(3u32).timeout(::core::time::Duration::new(60u64, 0u32)).run(|| {
+            {
+                #[diagnostic::on_unimplemented(message = "`q` is moved into the step's call, which is made again for each attempt", label = "moved here by every attempt", note = "each attempt of a step builds a fresh future from its call, so the call can only borrow what it captures: pass a reference (`&q`) or a clone (`q.clone()`)",)]
+                trait Copy {
+                    fn moved_into_step(&self) {}
+                }
+                #[diagnostic::do_not_recommend]
+                impl <T: ::core::marker::Copy> Copy for T {}
+                Copy::moved_into_step(&q);
+            }
+            ::workflow_runtime::__private::classified(search_and_summarize(q), |__error| {
+                #[allow(unused_imports)]
+                use ::workflow_runtime::__private::{ChainKind as _, ClassifyKind as _};
+                (&__error).__workflow_error_kind().into_failure(__error)
+            })
+        }).await?;
         findings.push((q.clone(), answer));
     }
     let draft = ::workflow_runtime::__private::step("draft").run(|| ::workflow_runtime::__private::classified(llm.complete(&goal, &findings), |__error| {
@@ -46,6 +57,9 @@ impl ::workflow_runtime::Workflow for research_agent {
     fn budget() -> ::workflow_runtime::Budget {
         ::workflow_runtime::Budget::UNLIMITED.with_max_steps(50u64).with_max_cost_usd(2f64)
     }
+    fn concurrency() -> ::core::option::Option<u32> {
+        ::core::option::Option::Some(4u32)
+    }
     fn run(input: Self::Input) -> ::workflow_runtime::__private::BoxFuture<'static, ::core::result::Result<Self::Output, ::workflow_runtime::WorkflowFailure>> {
         ::std::boxed::Box::pin(async move {
             let (goal,) = input;
@@ -53,19 +67,14 @@ impl ::workflow_runtime::Workflow for research_agent {
         })
     }
 }
-const _: () = {
-    #[allow(dead_code)]
-    fn __assert_serializable() {
-        ::workflow_runtime::__private::assert_workflow_arg::<String>();
-        ::workflow_runtime::__private::assert_workflow_output::<<anyhow::Result<String> as ::workflow_runtime::__private::WorkflowResult>::Ok>();
-    }
-};
 
 async fn search_and_summarize(question: &str, depth: u32) -> ::core::result::Result<<anyhow::Result<String> as ::workflow_runtime::__private::StepResult>::Ok, ::workflow_runtime::StepError> {
     async fn __workflow_step_body(question: &str, depth: u32) -> anyhow::Result<String> {
         Ok(format!("{question} at depth {depth}"))
     }
-    ::workflow_runtime::__private::step("search_and_summarize").retries(3u32).timeout(::core::time::Duration::new(60u64, 0u32)).run(|| ::workflow_runtime::__private::classified(__workflow_step_body(question, ::core::clone::Clone::clone(&depth)), |__error| {
+    ::workflow_runtime::__private::step("search_and_summarize").retries(3u32).timeout(::core::time::Duration::new(60u64, 0u32)).backoff(::workflow_runtime::Backoff {
+        initial: ::core::time::Duration::new(2u64, 0u32), max: ::core::time::Duration::new(60u64, 0u32),..::workflow_runtime::Backoff::DEFAULT
+    }).rate("llm").run(|| ::workflow_runtime::__private::classified(__workflow_step_body(question, ::core::clone::Clone::clone(&depth)), |__error| {
         #[allow(unused_imports)]
         use ::workflow_runtime::__private::{ChainKind as _, ClassifyKind as _};
         (&__error).__workflow_error_kind().into_failure(__error)

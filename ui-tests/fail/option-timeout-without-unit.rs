@@ -1,0 +1,14 @@
+use workflow_runtime::workflow;
+
+async fn search(q: &str) -> anyhow::Result<String> {
+    Ok(q.to_owned())
+}
+
+#[workflow]
+async fn agent(goal: String) -> anyhow::Result<String> {
+    #[step(timeout = 60)]
+    let answer = search(&goal).await?;
+    Ok(answer)
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use workflow_runtime::step;
+
+#[step]
+struct Fetch {
+    url: String,
+}
+
+fn main() {}
