@@ -127,8 +127,6 @@ pub mod misuse {
 pub mod __private {
     use std::fmt::Display;
 
-    use serde::Serialize;
-    use serde::de::DeserializeOwned;
 
     use crate::error::WorkflowFailure;
     pub use crate::step::step;
