@@ -127,7 +127,6 @@ pub mod misuse {
 pub mod __private {
     use std::fmt::Display;
 
-
     use crate::error::WorkflowFailure;
     pub use crate::step::step;
     pub use crate::store::BoxFuture;
