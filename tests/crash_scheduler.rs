@@ -1,5 +1,5 @@
-//! Crash tests of the engine's scheduling side: group commit, cancellation, child workflows and
-//! durable timers, each across the SIGKILL of a real child process.
+//! Crash tests of the engine's scheduling side: group commit, cancellation, child workflows,
+//! durable timers and budgets, each across the SIGKILL of a real child process.
 //!
 //! As in `tests/crash.rs`, a child is this test binary re-executed to run only
 //! `child_process_entry`, which does nothing unless `SCHED_CRASH_ROLE` is set. The child plays
@@ -26,8 +26,8 @@ use support::{
     log_start, print_flushed, required_env, seed, string_output,
 };
 use workflow_runtime::{
-    BoxFuture, Engine, RunStatus, StepContext, StepErrorKind, StepRecord, StepStatus, Workflow,
-    WorkflowFailure, durable, idempotency_key, step,
+    BoxFuture, Budget, Engine, Error, RunStatus, StepContext, StepErrorKind, StepRecord,
+    StepStatus, Usage, Workflow, WorkflowFailure, durable, idempotency_key, step,
 };
 
 /// How long the parent waits for any one marker or exit. Generous, for a loaded machine; a
@@ -243,6 +243,54 @@ impl Workflow for Sleeper {
     }
 }
 
+/// Set in the first process of the budget test: step [`SPEND_BLOCK_SEQ`] of [`Spender`] blocks
+/// there.
+static SPENDER_BLOCKS: OnceLock<bool> = OnceLock::new();
+
+/// The name of every step of [`Spender`].
+const SPEND_STEP: &str = "spend";
+/// What each step of [`Spender`] reports it spent.
+const SPEND_STEP_USD: f64 = 0.011;
+/// The step of [`Spender`] that blocks in the first process: the 4th, with 0.033 USD journaled.
+const SPEND_BLOCK_SEQ: u64 = 3;
+
+/// Spends 0.011 USD a step without end, under a cap of 0.05 USD: only the budget stops the run.
+struct Spender;
+
+impl Workflow for Spender {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "sched_spender";
+
+    fn budget() -> Budget {
+        Budget::UNLIMITED.with_max_cost_usd(0.05)
+    }
+
+    fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            loop {
+                step(SPEND_STEP)
+                    .run(|| async {
+                        let ctx = effect_start();
+                        // Reported before the block: the killed attempt's spend exists only in
+                        // the dead process's memory, and must not count.
+                        ctx.report_usage(Usage::default().with_cost_usd(SPEND_STEP_USD));
+                        if ctx.seq() == SPEND_BLOCK_SEQ && SPENDER_BLOCKS.get() == Some(&true) {
+                            print_flushed(BLOCKED);
+                            std::future::pending::<()>().await;
+                        }
+                        effect_end(&ctx);
+                        // `()` on purpose: its value is journaled as JSON `null`, which once
+                        // read back as no value and parked the resumed run (regression).
+                        Ok::<_, std::io::Error>(())
+                    })
+                    .await
+                    .map_err(fail)?;
+            }
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The child roles
 // ---------------------------------------------------------------------------------------------
@@ -256,6 +304,7 @@ const FAMILY_RUN: &str = "family";
 const FAMILY_INPUT: u32 = 3;
 const SLEEP_RUN: &str = "nap";
 const SLEEP_MS: u64 = 2_000;
+const SPEND_RUN: &str = "spender";
 
 fn group_run_id(i: usize) -> String {
     format!("g{i:02}")
@@ -277,6 +326,7 @@ fn child_process_entry() {
         "cancel-check" => child_cancel_check(&db, &arg),
         "family" => child_family(&db, &arg),
         "sleep" => child_sleep(&db),
+        "spend" => child_spend(&db, &arg),
         other => panic!("unknown child role {other:?}"),
     }
 }
@@ -410,6 +460,31 @@ fn child_sleep(db: &Path) {
         run.result().await.expect("the run completes")
     });
     CHILD.print_output(&output);
+}
+
+/// `block`: starts [`Spender`], whose step [`SPEND_BLOCK_SEQ`] blocks, and waits to be killed.
+/// `finish`: resumes the run and prints why it stopped.
+fn child_spend(db: &Path, mode: &str) {
+    SPENDER_BLOCKS
+        .set(mode == "block")
+        .expect("set once per process");
+    let message = block_on(async {
+        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let run = engine
+            .start::<Spender>(SPEND_RUN, ())
+            .await
+            .expect("start or resume the run");
+        if mode == "block" {
+            // Not killed in time: the parent has failed; exit instead of lingering.
+            tokio::time::sleep(CHILD_TIMEOUT).await;
+            std::process::exit(3);
+        }
+        match run.result().await {
+            Err(Error::BudgetExceeded { message, .. }) => message,
+            other => panic!("the run must be stopped by its budget, not end with {other:?}"),
+        }
+    });
+    CHILD.print_output(&message);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -861,4 +936,70 @@ fn a_durable_sleep_killed_midway_resumes_for_the_remaining_time_only() {
     );
     assert_eq!(log.starts(&after, second_pid), [1], "{context}");
     assert_eq!(log.all_starts(&after), 1, "{context}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A budget across a crash
+// ---------------------------------------------------------------------------------------------
+
+/// [`Spender`]'s steps cost 0.011 USD under a 0.05 USD cap: four leave 0.044 spent, so a fifth
+/// starts, and its 0.055 stops the run before a sixth. The first process is killed inside step 3,
+/// whose reported usage was never journaled; the resumed run must sum the 3 journaled steps, run
+/// step 3 once more and stop after step 4: the same total as a run never killed.
+#[test]
+fn a_budget_survives_a_sigkill_and_stops_the_run_at_the_same_total() {
+    let files = Files::new();
+    let mut first = spawn_child(&files, "spend", "block", "spend-first");
+    first.wait_for(BLOCKED);
+    first.kill_alive();
+    let first_pid = first.pid();
+
+    let seqs = |steps: &[StepRecord]| -> Vec<u64> { steps.iter().map(|s| s.seq).collect() };
+    let at_kill = inspect_journal(&files.db);
+    let (record, steps) = &at_kill[SPEND_RUN];
+    assert_eq!(record.status, RunStatus::Running);
+    assert_eq!(
+        seqs(steps),
+        [0, 1, 2],
+        "the step in flight at the kill is not journaled"
+    );
+
+    let mut second = spawn_child(&files, "spend", "finish", "spend-second");
+    let message: String = second.finish();
+    let second_pid = second.pid();
+    assert!(
+        message.contains("max_cost_usd = 0.0500") && message.contains("spent 0.0550 USD"),
+        "{message}"
+    );
+
+    let end = inspect_journal(&files.db);
+    let (record, steps) = &end[SPEND_RUN];
+    assert_eq!(record.status, RunStatus::BudgetExceeded);
+    assert_eq!(record.error.as_deref(), Some(message.as_str()));
+    // 3 steps of the first process and 2 of the second; the cap refused a 6th.
+    assert_eq!(seqs(steps), [0, 1, 2, 3, 4]);
+    for step in steps {
+        assert_eq!(step.status, StepStatus::Completed, "#{}", step.seq);
+        let value = step.output.as_ref().map(|v| v.get().to_owned());
+        assert_eq!(value.as_deref(), Some("null"), "#{}", step.seq);
+        assert_eq!(step.usage.cost_usd, SPEND_STEP_USD, "#{}", step.seq);
+    }
+
+    let log = SideEffects::read(&files.log);
+    let context = format!("side-effect log:\n{}", log.dump());
+    let key = |seq| idempotency_key(SPEND_RUN, seq, SPEND_STEP);
+    // Journaled steps ran once, in the first process.
+    for seq in 0..SPEND_BLOCK_SEQ {
+        assert_eq!(log.starts(&key(seq), first_pid), [1], "{context}");
+        assert_eq!(log.all_starts(&key(seq)), 1, "{context}");
+    }
+    // The interrupted step ran again in the second process, under the same key.
+    let blocked = key(SPEND_BLOCK_SEQ);
+    assert_eq!(log.starts(&blocked, first_pid), [1], "{context}");
+    assert_eq!(log.ends(&blocked, first_pid), 0, "{context}");
+    assert_eq!(log.starts(&blocked, second_pid), [1], "{context}");
+    assert_eq!(log.ends(&blocked, second_pid), 1, "{context}");
+    assert_eq!(log.starts(&key(4), second_pid), [1], "{context}");
+    assert_eq!(log.all_starts(&key(4)), 1, "{context}");
+    assert_eq!(log.all_starts(&key(5)), 0, "no 6th step started; {context}");
 }

@@ -86,6 +86,11 @@ pub struct RunRecord {
     /// The workflow's arguments, as JSON.
     pub input: Box<RawValue>,
     /// The workflow's value, as JSON, once completed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_value"
+    )]
     pub output: Option<Box<RawValue>>,
     /// Why the run failed, is parked, or was stopped by a budget.
     pub error: Option<String>,
@@ -226,7 +231,11 @@ pub struct StepRecord {
     /// When it finished, in microseconds since the Unix epoch.
     pub finished_at_us: u64,
     /// Its value, as JSON, when completed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_value"
+    )]
     pub output: Option<Box<RawValue>>,
     /// Its error, when failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +264,15 @@ pub struct AttemptRecord {
     /// The wait before the next attempt, in microseconds.
     #[serde(default)]
     pub wait_after_us: u64,
+}
+
+/// Reads a journaled value that is present as `Some`, even when it is JSON `null`: the value of
+/// a step returning `()` or `None` is `null`, and serde would otherwise read it as no value at
+/// all. An absent field is `None` (through `#[serde(default)]`).
+fn present_value<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(deserializer).map(Some)
 }
 
 /// The idempotency key of a step: the same in every attempt and in every process.
@@ -364,6 +382,39 @@ mod tests {
             usage: Usage::default(),
             attempt_log: Vec::new(),
         }
+    }
+
+    /// Regression: a step returning `()` journaled its value as `null`, which read back as no
+    /// value, so a run resumed from a file was parked at that step.
+    #[test]
+    fn a_null_value_reads_back_as_a_value() {
+        let mut step = record(0, "unit");
+        step.output = Some(RawValue::from_string("null".into()).expect("valid json"));
+        let bytes = serde_json::to_vec(&step).expect("encode");
+        let back: StepRecord = serde_json::from_slice(&bytes).expect("decode");
+        assert_eq!(
+            back.output.map(|raw| raw.get().to_owned()).as_deref(),
+            Some("null")
+        );
+        let mut failed = record(1, "failed");
+        failed.output = None;
+        let bytes = serde_json::to_vec(&failed).expect("encode");
+        let back: StepRecord = serde_json::from_slice(&bytes).expect("decode");
+        assert!(back.output.is_none(), "an absent value stays absent");
+
+        let mut run = RunRecord::new(
+            "r",
+            "w",
+            0,
+            RawValue::from_string("[]".into()).expect("json"),
+        );
+        run.output = Some(RawValue::from_string("null".into()).expect("valid json"));
+        let back: RunRecord =
+            serde_json::from_slice(&serde_json::to_vec(&run).expect("encode")).expect("decode");
+        assert_eq!(
+            back.output.map(|raw| raw.get().to_owned()).as_deref(),
+            Some("null")
+        );
     }
 
     #[test]
