@@ -939,22 +939,26 @@ impl Engine {
 
     /// Frees the run's slots; a waiting run goes back in the queue.
     fn release(&self, run_id: &str, slot: &Slot, waiting: Option<RunRecord>) {
-        {
+        // Both locks at once: a sender of an event sees the run either executing or queued.
+        let ended = {
             let mut active = lock(&self.inner.active);
             let entry = active.remove(run_id);
             let mut scheduler = lock(&self.inner.scheduler);
             scheduler.release(slot);
-            if let Some(mut waiting) = waiting {
-                if entry.is_some_and(|e| e.event_arrived) {
-                    // An event arrived after the run last looked: replay at once.
-                    waiting.not_before_us = Some(journal::now_us());
+            match waiting {
+                Some(mut waiting) => {
+                    if entry.is_some_and(|e| e.event_arrived) {
+                        // An event arrived while the run executed: replay at once.
+                        waiting.not_before_us = Some(journal::now_us());
+                    }
+                    scheduler.enqueue(queued(&waiting));
+                    false
                 }
-                scheduler.enqueue(queued(&waiting));
-            } else {
-                drop(scheduler);
-                drop(active);
-                self.inner.signal_end(run_id);
+                None => true,
             }
+        };
+        if ended {
+            self.inner.signal_end(run_id);
         }
         self.inner.dispatch.notify_one();
     }
