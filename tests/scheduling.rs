@@ -517,3 +517,24 @@ async fn steps_of_all_runs_wait_for_their_rate_limit_instead_of_failing() {
     assert!((20..=21).contains(&elapsed), "{elapsed} s");
     assert_eq!(engine.journal("chat-a").await.unwrap().len(), 40);
 }
+
+/// Regression: a fresh run skips reading its (empty) journal and events; an event sent while
+/// the run was still queued must make its first execution read them.
+#[tokio::test(start_paused = true)]
+async fn events_sent_before_a_queued_run_first_executes_are_delivered() {
+    let engine = Engine::in_memory();
+    let options = RunOptions::default().delay(Duration::from_secs(30));
+    let run = engine
+        .start_with::<Approval>("ev-queued", (600,), options)
+        .await
+        .unwrap();
+    engine
+        .send_event("ev-queued", "note", "early")
+        .await
+        .unwrap();
+    engine
+        .send_event("ev-queued", "decision", true)
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), "early: Some(true)");
+}

@@ -540,6 +540,9 @@ impl Engine {
             }
             None => {
                 lock(&self.inner.scheduler).wake(run_id, journal::now_us());
+                // Not launched yet: its first execution must read its events, not skip them
+                // as a fresh run's.
+                lock(&self.inner.fresh).remove(run_id);
             }
         }
         drop(active);
@@ -595,7 +598,7 @@ impl Engine {
         }
         let workflow = Erased::<W>::new();
         let run_id = run_id.to_owned();
-        match execute(self, &mut run, &workflow, true).await {
+        match execute(self, &mut run, &workflow, Mode::VerifyOnly).await {
             Ending::Completed(raw) => serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
                 run_id,
                 what: "output".into(),
@@ -856,6 +859,7 @@ impl Engine {
     /// Executes (or replays) one run until it ends or waits, and journals how.
     async fn drive(self, run_id: String, workflow: Arc<dyn ErasedWorkflow>, slot: Slot) {
         let fresh = lock(&self.inner.fresh).remove(&run_id);
+        let is_fresh = fresh.is_some();
         let record = match fresh {
             Some(record) => Ok(Some(record)),
             None => self.inner.store.load_run(run_id.clone()).await,
@@ -868,7 +872,13 @@ impl Engine {
                 return self.release(&run_id, &slot, None);
             }
         };
-        let (ending, context) = execute_in(&self, &mut run, workflow.as_ref(), false).await;
+        let (ending, context) = execute_in(
+            &self,
+            &mut run,
+            workflow.as_ref(),
+            Mode::Execute { is_fresh },
+        )
+        .await;
         let mut writes = Vec::new();
         if let (Ending::Cancelled, Some(context)) = (&ending, &context) {
             // The steps that were executing were dropped: journal them as cancelled.
@@ -979,14 +989,18 @@ impl Inner {
             .subscribe()
     }
 
-    fn attach(&self, run_id: &str, context: &Arc<RunContext>) {
+    /// Makes `context` the executing run's, for events and cancellation; returns whether an
+    /// event was sent to the run before.
+    fn attach(&self, run_id: &str, context: &Arc<RunContext>) -> bool {
         let mut active = lock(&self.active);
-        if let Some(run) = active.get_mut(run_id) {
-            run.context = Some(Arc::clone(context));
-            if run.cancel_requested {
-                context.abort(Abort::Cancel);
-            }
+        let Some(run) = active.get_mut(run_id) else {
+            return false;
+        };
+        run.context = Some(Arc::clone(context));
+        if run.cancel_requested {
+            context.abort(Abort::Cancel);
         }
+        run.event_arrived
     }
 }
 
@@ -1022,13 +1036,23 @@ enum Ending {
     },
 }
 
+/// How a run's body is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// For real. A fresh run (started by this engine, never executed) has an empty journal
+    /// and, unless one was sent since, no events: neither is read.
+    Execute { is_fresh: bool },
+    /// Against the journal only, writing nothing (`Engine::replay`).
+    VerifyOnly,
+}
+
 async fn execute(
     engine: &Engine,
     run: &mut RunRecord,
     workflow: &dyn ErasedWorkflow,
-    verify_only: bool,
+    mode: Mode,
 ) -> Ending {
-    execute_in(engine, run, workflow, verify_only).await.0
+    execute_in(engine, run, workflow, mode).await.0
 }
 
 /// Executes the run's body; notes a resume in `run`.
@@ -1036,18 +1060,24 @@ async fn execute_in(
     engine: &Engine,
     run: &mut RunRecord,
     workflow: &dyn ErasedWorkflow,
-    verify_only: bool,
+    mode: Mode,
 ) -> (Ending, Option<Arc<RunContext>>) {
     let inner = &engine.inner;
     let store = &inner.store;
+    let verify_only = mode == Mode::VerifyOnly;
+    let is_fresh = mode == Mode::Execute { is_fresh: true };
     // The journal is read once per resume; replay then costs O(steps).
-    let steps = match store.load_steps(run.run_id.clone()).await {
-        Ok(steps) => steps,
-        Err(e) => {
-            return (
-                Ending::Parked(format!("its journal cannot be read: {e}")),
-                None,
-            );
+    let steps = if is_fresh {
+        Vec::new()
+    } else {
+        match store.load_steps(run.run_id.clone()).await {
+            Ok(steps) => steps,
+            Err(e) => {
+                return (
+                    Ending::Parked(format!("its journal cannot be read: {e}")),
+                    None,
+                );
+            }
         }
     };
     let replaying = steps.len();
@@ -1108,13 +1138,15 @@ async fn execute_in(
         spent,
     ));
     if !verify_only {
-        inner.attach(&run.run_id, &context);
+        let event_arrived = inner.attach(&run.run_id, &context);
         // After `attach`, so that an event sent meanwhile is either in the journal or delivered.
-        match store.load_events(run.run_id.clone()).await {
-            Ok(events) => events.into_iter().for_each(|e| context.deliver(e)),
-            Err(e) => {
-                let reason = format!("its events cannot be read: {e}");
-                return (Ending::Parked(reason), Some(context));
+        if !is_fresh || event_arrived {
+            match store.load_events(run.run_id.clone()).await {
+                Ok(events) => events.into_iter().for_each(|e| context.deliver(e)),
+                Err(e) => {
+                    let reason = format!("its events cannot be read: {e}");
+                    return (Ending::Parked(reason), Some(context));
+                }
             }
         }
     }
