@@ -536,5 +536,9 @@ async fn events_sent_before_a_queued_run_first_executes_are_delivered() {
         .send_event("ev-queued", "decision", true)
         .await
         .unwrap();
-    assert_eq!(run.result().await.unwrap(), "early: Some(true)");
+    // Bounded (in virtual time): a lost event would leave the run waiting for ever.
+    let output = tokio::time::timeout(Duration::from_secs(3600), run.result())
+        .await
+        .expect("the queued run saw the events sent before it started");
+    assert_eq!(output.unwrap(), "early: Some(true)");
 }
