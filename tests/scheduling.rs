@@ -180,6 +180,42 @@ async fn an_event_wakes_a_run_waiting_out_of_memory_in_another_engine() {
     assert!(matches!(error, Error::RunFinished { .. }), "{error}");
 }
 
+/// Regression: an event sent before the run's workflow was registered in this engine (the run
+/// neither executing nor queued) left the run waiting for an event it already had.
+#[tokio::test(start_paused = true)]
+async fn an_event_sent_before_the_workflow_is_registered_still_wakes_the_run() {
+    let store = Arc::new(MemoryStore::new());
+    let first = Engine::with_store(Arc::clone(&store));
+    first.set_park_after(Duration::from_secs(1));
+    first
+        .start::<Approval>("ev-early", (86_400,))
+        .await
+        .unwrap();
+    eventually("the run waits out of memory", async || {
+        first.run("ev-early").await.unwrap().unwrap().status == RunStatus::Waiting
+    })
+    .await;
+    first.shutdown().await;
+
+    let second = Engine::with_store(Arc::clone(&store));
+    second
+        .send_event("ev-early", "note", "sent first")
+        .await
+        .unwrap();
+    second
+        .send_event("ev-early", "decision", true)
+        .await
+        .unwrap();
+    second.register::<Approval>().await.unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(3600),
+        second.handle::<Approval>("ev-early").result(),
+    )
+    .await
+    .expect("the run received the events sent before registration");
+    assert_eq!(output.unwrap(), "sent first: Some(true)");
+}
+
 // --- Cancellation -------------------------------------------------------------------------------
 
 static SLOW_STEPS: AtomicU32 = AtomicU32::new(0);

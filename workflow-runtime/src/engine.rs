@@ -58,6 +58,8 @@ struct Inner {
     live_tasks: Arc<LiveTasks>,
     closed: AtomicBool,
     max_concurrent_runs: AtomicUsize,
+    /// Runs sent an event while neither executing nor queued here.
+    unclaimed_events: Mutex<std::collections::HashSet<String>>,
     /// Senders that wake `RunHandle::result` callers when their run ends.
     endings: Mutex<HashMap<String, watch::Sender<bool>>>,
     last_arrival: AtomicU64,
@@ -221,6 +223,7 @@ impl Engine {
                 live_tasks: Arc::new(LiveTasks::default()),
                 closed: AtomicBool::new(false),
                 max_concurrent_runs: AtomicUsize::new(10_000),
+                unclaimed_events: Mutex::new(std::collections::HashSet::new()),
                 endings: Mutex::new(HashMap::new()),
                 last_arrival: AtomicU64::new(0),
             }),
@@ -539,7 +542,11 @@ impl Engine {
                 }
             }
             None => {
-                lock(&self.inner.scheduler).wake(run_id, journal::now_us());
+                if !lock(&self.inner.scheduler).wake(run_id, journal::now_us()) {
+                    // Neither executing nor queued (its workflow is not registered yet): wake
+                    // it when it is queued, or it would wait for an event it already has.
+                    lock(&self.inner.unclaimed_events).insert(run_id.to_owned());
+                }
                 // Not launched yet: its first execution must read its events, not skip them
                 // as a fresh run's.
                 lock(&self.inner.fresh).remove(run_id);
@@ -754,7 +761,12 @@ impl Engine {
         if active.contains_key(&run.run_id) {
             return false;
         }
-        lock(&self.inner.scheduler).enqueue(queued(run));
+        let mut entry = queued(run);
+        if lock(&self.inner.unclaimed_events).remove(&run.run_id) {
+            // An event came for it before it was queued here: due now, to receive it.
+            entry.due_us = 0;
+        }
+        lock(&self.inner.scheduler).enqueue(entry);
         true
     }
 
