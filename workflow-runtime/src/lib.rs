@@ -57,6 +57,18 @@
 //! Called directly, outside an engine, a workflow function runs its steps with their retries
 //! and timeouts but journals nothing: handy in unit tests.
 //!
+//! # Where things are
+//!
+//! - [`Engine`]: starting, resuming, cancelling and inspecting runs; the durable queue and its
+//!   limits ([`RunOptions`]), events ([`Engine::send_event`]), history, cost ledger, alerts.
+//! - [`step()`] and [`StepContext`]: steps and what a step body can read.
+//! - [`durable`]: timers, event waits, journaled time and randomness, child workflows.
+//! - [`retry`]: error classes and the retry policy; [`CircuitConfig`], [`RateLimit`] and
+//!   [`Budget`] for the rest of the failure semantics.
+//! - [`admin`]: the endpoint through which the `wf` inspector reaches a running engine.
+//! - [`misuse`]: every misuse of the macros and what the compiler says.
+//! - `otel` (cargo feature `otel`): OpenTelemetry spans for runs and step attempts.
+//!
 //! # Guarantees
 //!
 //! 1. A step's outcome is committed with `Durability::Immediate` before the body sees it.
