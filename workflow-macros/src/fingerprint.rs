@@ -19,7 +19,8 @@ pub(crate) fn fingerprint(body: &syn::Block) -> u64 {
 }
 
 /// Each token followed by one space, groups inside their delimiters: `{ f ( 1 ) . await ? ; }`.
-fn render(tokens: TokenStream, out: &mut String) {
+/// Spacing (joint or alone punctuation) is ignored: it depends on where tokens came from.
+pub(crate) fn render(tokens: TokenStream, out: &mut String) {
     for token in tokens {
         match token {
             TokenTree::Group(group) => {

@@ -7,7 +7,7 @@ mod rewrite;
 mod signature;
 mod snapshot;
 
-use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 
 use crate::ctxt::Ctxt;
 
@@ -70,27 +70,10 @@ impl Expansion {
 
 /// Tokens separated by single spaces, whatever their `Spacing`: `?;` parsed from a string is a
 /// joint `?`, while `quote!` emits an alone one, and the difference is not the test's concern.
+/// The fingerprint's rendering is exactly that.
 pub(super) fn canonical(tokens: TokenStream) -> String {
     let mut out = String::new();
-    for token in tokens {
-        match token {
-            TokenTree::Group(group) => {
-                let (open, close) = match group.delimiter() {
-                    Delimiter::Parenthesis => ("(", ")"),
-                    Delimiter::Brace => ("{", "}"),
-                    Delimiter::Bracket => ("[", "]"),
-                    Delimiter::None => ("", ""),
-                };
-                out.push_str(open);
-                out.push(' ');
-                out.push_str(&canonical(group.stream()));
-                out.push_str(close);
-            }
-            TokenTree::Punct(punct) => out.push(punct.as_char()),
-            other => out.push_str(&other.to_string()),
-        }
-        out.push(' ');
-    }
+    crate::fingerprint::render(tokens, &mut out);
     out
 }
 
