@@ -903,15 +903,6 @@ fn a_durable_sleep_killed_midway_resumes_for_the_remaining_time_only() {
         total >= sleep,
         "the run slept less than {sleep:?}: {total:?}"
     );
-    assert!(
-        total < Duration::from_secs(4),
-        "from the run's start to its result: {total:?}"
-    );
-    // A sleep restarted in full would take about a second more than this.
-    assert!(
-        resumed_for < remaining + Duration::from_millis(800),
-        "the resumed process took {resumed_for:?} with {remaining:?} left: the sleep restarted"
-    );
 
     let end = inspect_journal(&files.db);
     let (record, steps) = &end[SLEEP_RUN];
@@ -922,6 +913,15 @@ fn a_durable_sleep_killed_midway_resumes_for_the_remaining_time_only() {
         steps[2].started_at_us >= due_us,
         "the step after the sleep started {} us before the journaled wake-up time",
         due_us - steps[2].started_at_us
+    );
+    // Measured on the journal's clock, so that a slow start of the second process (a loaded
+    // machine) does not count: a sleep restarted in full in that process would have woken at
+    // least a second after the journaled wake-up time.
+    let late_us = steps[2].started_at_us - due_us;
+    assert!(
+        late_us < 900_000,
+        "the step after the sleep started {late_us} us after the journaled wake-up time \
+         (the resumed process took {resumed_for:?} with {remaining:?} left): the sleep restarted"
     );
 
     let log = SideEffects::read(&files.log);
