@@ -90,9 +90,8 @@ impl Drop for LiveTask {
 }
 
 /// A run taken from the queue and executing.
-#[derive(Default)]
 struct ActiveRun {
-    task: Option<JoinHandle<()>>,
+    task: JoinHandle<()>,
     context: Option<Arc<RunContext>>,
     cancel_requested: bool,
     /// An event arrived while the run was executing: if it goes on to wait, it is due at once.
@@ -726,7 +725,7 @@ impl Engine {
         self.inner.dispatch.notify_one();
         let tasks: Vec<JoinHandle<()>> = lock(&self.inner.active)
             .drain()
-            .filter_map(|(_, run)| run.task)
+            .map(|(_, run)| run.task)
             .collect();
         for task in &tasks {
             task.abort();
@@ -860,8 +859,10 @@ impl Engine {
             active.insert(
                 run_id,
                 ActiveRun {
-                    task: Some(task),
-                    ..ActiveRun::default()
+                    task,
+                    context: None,
+                    cancel_requested: false,
+                    event_arrived: false,
                 },
             );
         }
