@@ -202,15 +202,15 @@ impl Pricing {
 
 /// What a run has spent so far: journaled steps plus steps run in this process.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Spent {
+pub(crate) struct Spent {
     /// Steps executed (each journaled step counts once).
-    pub steps: u64,
+    pub(crate) steps: u64,
     /// Tokens used, input plus output.
-    pub tokens: u64,
+    pub(crate) tokens: u64,
     /// Cost in US dollars.
-    pub cost_usd: f64,
+    pub(crate) cost_usd: f64,
     /// Time since the run started.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl Spent {

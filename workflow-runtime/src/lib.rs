@@ -106,7 +106,7 @@ mod step;
 mod store;
 mod workflow;
 
-pub use budget::{Budget, Pricing, Spent, Usage};
+pub use budget::{Budget, Pricing, Usage};
 pub use circuit::CircuitConfig;
 pub use engine::{Engine, RunHandle, RunOptions};
 pub use error::{
