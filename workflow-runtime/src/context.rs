@@ -33,6 +33,22 @@ pub(crate) struct Shared {
     /// A run that will sleep or wait longer than this leaves memory and is brought back by
     /// replay when it is due.
     pub(crate) park_after: RwLock<Duration>,
+    /// Called before every attempt a step executes (not replays); the attempt starts after the
+    /// wait it returns. The crash checker of [`testing`](crate::testing) uses it to count
+    /// executions and to give steps latencies that change the order they finish in.
+    pub(crate) attempt_hook: RwLock<Option<AttemptHook>>,
+}
+
+/// See [`Shared::attempt_hook`].
+pub(crate) type AttemptHook = Arc<dyn Fn(&AttemptStart<'_>) -> Duration + Send + Sync>;
+
+/// An attempt about to execute, as [`Shared::attempt_hook`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptStart<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) name: &'a str,
+    pub(crate) attempt: u32,
 }
 
 impl Shared {
@@ -44,11 +60,20 @@ impl Shared {
             rate_limits: RateLimits::default(),
             pricing: RwLock::new(Pricing::default()),
             park_after: RwLock::new(Duration::from_secs(10)),
+            attempt_hook: RwLock::new(None),
         }
     }
 
     pub(crate) fn park_after(&self) -> Duration {
         *self.park_after.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The wait before an attempt starts, from the attempt hook (zero without one).
+    pub(crate) fn before_attempt(&self, attempt: &AttemptStart<'_>) -> Duration {
+        match &*self.attempt_hook.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(hook) => hook(attempt),
+            None => Duration::ZERO,
+        }
     }
 
     pub(crate) fn price(&self, usage: Usage) -> Usage {

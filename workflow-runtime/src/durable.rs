@@ -379,3 +379,80 @@ where
         })
         .await
 }
+
+/// Which of the two futures given to [`race`] finished first, with its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Either<A, B> {
+    /// The first future finished first.
+    First(A),
+    /// The second future finished first.
+    Second(B),
+}
+
+/// Waits for the first of two futures (steps, timers, event waits, or branches of them) and
+/// drops the other: the deterministic replacement for `tokio::select!`, whose random choice
+/// between ready branches would make a resumed run take another path.
+///
+/// Inside a run, outcomes reach the body one at a time in the order the journal records (see
+/// Guarantees in the crate docs), so the branch that won live wins again on replay. When both
+/// are ready at the same poll, the first wins.
+///
+/// ```
+/// use std::time::Duration;
+/// use workflow_runtime::durable::{self, Either};
+/// use workflow_runtime::{Engine, StepError, workflow};
+///
+/// #[workflow]
+/// async fn approve_or_escalate(order: u64) -> Result<String, StepError> {
+///     let decision = durable::race(
+///         durable::wait_for_event::<bool>("approval"),
+///         durable::sleep(Duration::from_secs(3_600)),
+///     )
+///     .await;
+///     Ok(match decision {
+///         Either::First(approved) => format!("order {order}: approved = {}", approved?),
+///         Either::Second(()) => format!("order {order}: escalated after an hour"),
+///     })
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), workflow_runtime::Error> {
+/// let engine = Engine::in_memory();
+/// let run = engine.start::<approve_or_escalate>("order-9", (9,)).await?;
+/// engine.send_event("order-9", "approval", true).await?;
+/// assert_eq!(run.result().await?, "order 9: approved = true");
+/// # Ok(()) }
+/// ```
+pub async fn race<A: Future, B: Future>(first: A, second: B) -> Either<A::Output, B::Output> {
+    let mut first = std::pin::pin!(first);
+    let mut second = std::pin::pin!(second);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = first.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::First(out));
+        }
+        if let std::task::Poll::Ready(out) = second.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::Second(out));
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Waits for the first of any number of futures of one type and drops the others; returns
+/// its index and output. Deterministic like [`race`]: on a tie the lowest index wins.
+///
+/// # Panics
+///
+/// When `futures` is empty: there would be nothing to wait for.
+pub async fn race_all<F: Future>(futures: impl IntoIterator<Item = F>) -> (usize, F::Output) {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    assert!(!futures.is_empty(), "durable::race_all needs at least one future");
+    std::future::poll_fn(|cx| {
+        for (index, future) in futures.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(out) = future.as_mut().poll(cx) {
+                return std::task::Poll::Ready((index, out));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -286,6 +286,17 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner()) = threshold;
     }
 
+    /// Calls `hook` before every attempt a step of this engine executes; the attempt starts
+    /// after the wait it returns. For the crash checker of [`testing`](crate::testing).
+    pub(crate) fn set_attempt_hook(&self, hook: crate::context::AttemptHook) {
+        *self
+            .inner
+            .shared
+            .attempt_hook
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
     /// Makes workflow `W` known to the engine and queues its unfinished runs: those that were
     /// pending, running or waiting when a previous process stopped, and parked runs whose code
     /// has changed since they were parked. Returns how many runs it queued.

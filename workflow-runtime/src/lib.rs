@@ -104,6 +104,7 @@ pub mod retry;
 mod scheduler;
 mod step;
 mod store;
+pub mod testing;
 mod workflow;
 
 pub use budget::{Budget, Pricing, Usage};

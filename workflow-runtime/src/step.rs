@@ -36,7 +36,7 @@ use tracing::Instrument;
 
 use crate::budget::Usage;
 use crate::circuit::Circuits;
-use crate::context::{Abort, RunContext, Shared, current_run};
+use crate::context::{Abort, AttemptStart, RunContext, Shared, current_run};
 use crate::error::{Error, StepError, StepErrorKind};
 use crate::event::{AlertKind, Event};
 use crate::journal::{self, AttemptRecord, Replay, StepRecord, StepStatus};
@@ -337,6 +337,17 @@ impl Step {
             let rate_limits = shared.map(|shared| &shared.rate_limits);
             if let (Some(bucket), Some(limits)) = (&self.rate, rate_limits) {
                 limits.acquire(bucket).await;
+            }
+            if let (Some(run), Some(shared)) = (&target.run, shared) {
+                let wait = shared.before_attempt(&AttemptStart {
+                    run_id: &run.run_id,
+                    seq: target.seq,
+                    name: &self.name,
+                    attempt: number,
+                });
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
             }
             attempt_started_us = journal::now_us();
             let tokens_before = {

@@ -11,7 +11,7 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     runs: BTreeMap<String, RunRecord>,
     steps: BTreeMap<(String, u64), StepRecord>,
@@ -22,6 +22,15 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A copy of everything the store holds now: a new store that a test resumes from, as a
+    /// process would from what a crash left on disk.
+    pub fn snapshot(&self) -> MemoryStore {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        MemoryStore {
+            state: Mutex::new(state),
+        }
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
