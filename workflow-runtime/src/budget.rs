@@ -225,6 +225,12 @@ impl Spent {
         }
     }
 
+    /// Adds what a step's attempts spent, without counting a step.
+    pub(crate) fn charge_usage(&mut self, usage: &Usage) {
+        self.tokens += usage.input_tokens + usage.output_tokens;
+        self.cost_usd += usage.cost_usd;
+    }
+
     pub(crate) fn charge(&mut self, usage: &Usage) {
         self.steps += 1;
         self.tokens += usage.input_tokens + usage.output_tokens;

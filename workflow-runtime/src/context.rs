@@ -13,10 +13,10 @@ use tokio::sync::{Notify, Semaphore};
 use crate::budget::{Budget, Pricing, Spent, Usage};
 use crate::circuit::Circuits;
 use crate::engine::Engine;
-use crate::error::NonDeterminism;
 use crate::event::{AlertKind, Event, Listeners};
-use crate::journal::{self, InboxEvent, Replay, ReplayJournal, RunRecord};
+use crate::journal::{self, InboxEvent, RunRecord};
 use crate::ratelimit::RateLimits;
+use crate::replay::ReplayJournal;
 use crate::store::Store;
 
 tokio::task_local! {
@@ -130,7 +130,7 @@ pub(crate) struct RunContext {
     inbox: Mutex<Inbox>,
     inbox_signal: Notify,
     running_steps: Mutex<BTreeMap<u64, (String, u64)>>,
-    body_changed: bool,
+    pub(crate) body_changed: bool,
     in_flight: Option<Semaphore>,
     state: Mutex<RunState>,
     abort_signal: Notify,
@@ -145,9 +145,12 @@ struct Inbox {
     seen: HashSet<u64>,
 }
 
-struct RunState {
+pub(crate) struct RunState {
     next_seq: u64,
-    journal: ReplayJournal,
+    /// What replay hands back, and the order of delivery (see [`replay`](crate::replay)).
+    pub(crate) journal: ReplayJournal,
+    /// In a replay that only checks the journal: the calls the journal holds nothing for.
+    pub(crate) missing: BTreeMap<u64, String>,
     spent: Spent,
 }
 
@@ -177,6 +180,7 @@ impl RunContext {
             state: Mutex::new(RunState {
                 next_seq: 0,
                 journal,
+                missing: BTreeMap::new(),
                 spent,
             }),
             abort_signal: Notify::new(),
@@ -198,10 +202,9 @@ impl RunContext {
         seq
     }
 
-    pub(crate) fn claim(&self, seq: u64, name: &str) -> Result<Replay, NonDeterminism> {
+    /// The run's state, for the replay protocol.
+    pub(crate) fn replay_state(&self) -> MutexGuard<'_, RunState> {
         self.state()
-            .journal
-            .claim(&self.run_id, seq, name, self.body_changed)
     }
 
     fn spent_now(&self, state: &RunState) -> Spent {
@@ -271,11 +274,6 @@ impl RunContext {
         let mut inbox = lock(&self.inbox);
         let index = inbox.events.iter().position(|e| e.name == name)?;
         inbox.events.remove(index)
-    }
-
-    /// Puts back an event whose consumption could not be journaled.
-    pub(crate) fn put_back(&self, event: InboxEvent) {
-        lock(&self.inbox).events.push_front(event);
     }
 
     /// Resolves when an event may have arrived.

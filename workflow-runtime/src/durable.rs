@@ -40,65 +40,146 @@ use serde::de::DeserializeOwned;
 
 use crate::context::{Abort, RunContext, current_run};
 use crate::error::{StepError, StepErrorKind};
-use crate::event::Event;
-use crate::journal::{self, Replay, StepRecord, StepStatus};
+use crate::journal::{self, StepRecord, StepStatus};
+use crate::replay::{self, Claim, Journaled, park};
 use crate::retry::StepFailure;
-use crate::step::{commit, commit_with, finished, hand_back, park, step};
+use crate::step::step;
 use crate::store::Write;
 use crate::workflow::Workflow;
 
-/// Journals the value `produce` makes under the name `name`, or hands back the journaled one.
-/// Not a step: it runs no user code that could fail, is not retried and does not count against
-/// `max_steps`.
+/// The run whose body calls, if any. Inside a step's attempt there is none: the step's own
+/// outcome is what gets journaled, so what it reads there needs no journal of its own.
+fn body_run() -> Option<Arc<RunContext>> {
+    if crate::StepContext::current().is_some() {
+        return None;
+    }
+    current_run()
+}
+
+/// Journals the value `produce` makes under the name `name`, as an outcome the body receives
+/// in its turn, or hands back the journaled one. Not a step: it runs no user code that could
+/// fail, is not retried and does not count against `max_steps`.
 async fn recorded<T: Serialize + DeserializeOwned>(
     run: &Arc<RunContext>,
     name: &str,
     produce: impl FnOnce() -> T,
 ) -> T {
     let seq = run.allocate_seq();
-    match run.claim(seq, name) {
+    let outcome = match run.claim(seq, name) {
         Err(mismatch) => return park(run, Abort::Park(mismatch.to_string())).await,
-        Ok(Replay::Journaled(record)) => {
-            run.emit(|| Event::StepReplayed {
-                run_id: run.run_id.clone(),
-                seq,
-                name: name.to_owned(),
-            });
-            return match hand_back::<T>(run, &record) {
-                Ok(Ok(value)) => value,
-                Ok(Err(error)) => park(run, Abort::Park(error.to_string())).await,
-                Err(error) => park(run, Abort::Park(error.to_string())).await,
-            };
+        Ok(Claim::Outcome(journaled)) => replay::replay_outcome::<T>(run, journaled).await,
+        // Only an outcome is ever journaled under these names.
+        Ok(Claim::Unfinished(_) | Claim::Execute) => {
+            if run.verify_only {
+                return replay::not_journaled(run, seq, name).await;
+            }
+            let mut record = completed_now(seq, name, &produce());
+            replay::record_outcome::<T>(run, &mut record, Vec::new()).await
         }
-        Ok(Replay::Execute) => {}
+    };
+    match outcome {
+        Ok(value) => value,
+        Err(error) => park(run, Abort::Park(error.to_string())).await,
     }
-    if run.verify_only {
-        let reason = format!("replaying: `{name}` (#{seq}) is not in the journal");
-        return park(run, Abort::Park(reason)).await;
-    }
-    let value = produce();
+}
+
+/// A record of `seq` named `name` holding `value`, finished now.
+fn completed_now<T: Serialize>(seq: u64, name: &str, value: &T) -> StepRecord {
     let now = journal::now_us();
-    let record = StepRecord {
+    StepRecord {
         seq,
         name: name.to_owned(),
         status: StepStatus::Completed,
         attempts: 1,
         started_at_us: now,
         finished_at_us: now,
-        output: serde_json::value::to_raw_value(&value).ok(),
+        output: serde_json::value::to_raw_value(value).ok(),
         error: None,
         usage: Default::default(),
         attempt_log: Vec::new(),
-    };
-    if let Err(reason) = commit(run, &record).await {
-        return park(run, Abort::Park(reason)).await;
+        delivery: None,
     }
-    finished(run, &record);
-    // Handed back decoded from the journaled bytes, as a replay will.
-    match hand_back::<T>(run, &record) {
-        Ok(Ok(value)) => value,
-        Ok(Err(error)) => park(run, Abort::Park(error.to_string())).await,
-        Err(error) => park(run, Abort::Park(error.to_string())).await,
+}
+
+/// What the journal holds of a timer or an event wait's deadline.
+enum Deadline {
+    /// Due at this time (journaled now, or by an earlier process).
+    Due(u64),
+    /// A timer that fired: its firing is an outcome, handed back in its turn.
+    Fired(Journaled),
+    /// Journaled before timers had positions, as the due time itself, handed back in order of
+    /// sequence number: the due time, waited for in memory as then.
+    Legacy(u64),
+}
+
+/// A durable deadline `after` from when it was first set, journaled as a record that is not
+/// an outcome, so that a resumed run keeps it; or what the journal holds of it.
+async fn deadline(run: &Arc<RunContext>, seq: u64, name: &str, after: Duration) -> Deadline {
+    let record = match run.claim(seq, name) {
+        Err(mismatch) => return park(run, Abort::Park(mismatch.to_string())).await,
+        Ok(Claim::Outcome(journaled)) if journaled.record.delivery.is_some() => {
+            return Deadline::Fired(journaled);
+        }
+        Ok(Claim::Outcome(journaled)) => {
+            return match replay::replay_outcome::<u64>(run, journaled).await {
+                Ok(due) => Deadline::Legacy(due),
+                Err(error) => park(run, Abort::Park(error.to_string())).await,
+            };
+        }
+        Ok(Claim::Unfinished(record)) => record,
+        Ok(Claim::Execute) => {
+            if run.verify_only {
+                return replay::not_journaled(run, seq, name).await;
+            }
+            let due = journal::now_us().saturating_add(after.as_micros() as u64);
+            let mut record = completed_now(seq, name, &due);
+            record.status = StepStatus::Pending;
+            if let Err(reason) = replay::commit(run, &record).await {
+                return park(run, Abort::Park(reason)).await;
+            }
+            return Deadline::Due(due);
+        }
+    };
+    let due = record
+        .output
+        .as_deref()
+        .map(|raw| replay::decode_value::<u64>(run, &record, raw));
+    match due {
+        Some(Ok(due)) => Deadline::Due(due),
+        Some(Err(error)) => park(run, Abort::Park(error.to_string())).await,
+        None => {
+            let reason = format!(
+                "the journal's record of `{name}` (#{seq}) in run {:?} holds no due time",
+                run.run_id
+            );
+            park(run, Abort::Park(reason)).await
+        }
+    }
+}
+
+/// A timer: waits until its due time, then journals that it fired, as an outcome the body
+/// receives in its turn (so a timer racing a step fires at the same point on replay).
+async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
+    let seq = run.allocate_seq();
+    let due = match deadline(run, seq, name, after).await {
+        Deadline::Fired(journaled) => {
+            if let Err(error) = replay::replay_outcome::<u64>(run, journaled).await {
+                park::<()>(run, Abort::Park(error.to_string())).await;
+            }
+            return;
+        }
+        Deadline::Legacy(due) => {
+            return wait_until(run, due, format!("timer until {}", format_time(due))).await;
+        }
+        Deadline::Due(due) => due,
+    };
+    if run.verify_only {
+        return replay::not_journaled(run, seq, name).await;
+    }
+    wait_until(run, due, format!("timer until {}", format_time(due))).await;
+    let mut fired = completed_now(seq, name, &due);
+    if let Err(error) = replay::record_outcome::<u64>(run, &mut fired, Vec::new()).await {
+        park::<()>(run, Abort::Park(error.to_string())).await;
     }
 }
 
@@ -110,7 +191,7 @@ async fn wait_until(run: &Arc<RunContext>, due_us: u64, waiting_for: String) {
         return;
     }
     let remaining = Duration::from_micros(due_us - now);
-    if remaining > run.shared.park_after() && !run.verify_only {
+    if remaining > run.shared.park_after() {
         return park(
             run,
             Abort::Wait {
@@ -125,16 +206,14 @@ async fn wait_until(run: &Arc<RunContext>, due_us: u64, waiting_for: String) {
 
 /// Sleeps for `duration`, durably: the wake-up time is journaled, so a resumed run sleeps only
 /// what remains, and a long sleep costs no memory (the run is brought back by replay when it
-/// is due). Outside an engine it is `tokio::time::sleep`.
+/// is due). The firing is journaled too, so that a timer racing other branches fires at the
+/// same point of the run on replay. Outside an engine (or inside a step) it is
+/// `tokio::time::sleep`.
 pub async fn sleep(duration: Duration) {
-    let Some(run) = current_run() else {
+    let Some(run) = body_run() else {
         return tokio::time::sleep(duration).await;
     };
-    let due = recorded(&run, "sleep", || {
-        journal::now_us().saturating_add(duration.as_micros() as u64)
-    })
-    .await;
-    wait_until(&run, due, format!("timer until {}", format_time(due))).await;
+    timer(&run, "sleep", duration).await;
 }
 
 /// Sleeps until `time`, durably (see [`sleep`]).
@@ -143,12 +222,11 @@ pub async fn sleep_until(time: SystemTime) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
-    let Some(run) = current_run() else {
-        let wait = due.saturating_sub(journal::now_us());
-        return tokio::time::sleep(Duration::from_micros(wait)).await;
+    let after = Duration::from_micros(due.saturating_sub(journal::now_us()));
+    let Some(run) = body_run() else {
+        return tokio::time::sleep(after).await;
     };
-    let due = recorded(&run, "sleep_until", || due).await;
-    wait_until(&run, due, format!("timer until {}", format_time(due))).await;
+    timer(&run, "sleep_until", after).await;
 }
 
 fn format_time(us: u64) -> String {
@@ -191,38 +269,42 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
     name: &str,
     timeout: Option<Duration>,
 ) -> Result<Option<T>, StepError> {
-    let Some(run) = current_run() else {
-        return Err(no_event(name, "outside an engine nobody can send one"));
+    let Some(run) = body_run() else {
+        let why = match current_run() {
+            Some(_) => "a step cannot wait for one: wait in the workflow body, between steps",
+            None => {
+                "outside an engine nobody can send one (start the workflow on an engine, `Engine::in_memory()` in tests, and send it with `Engine::send_event`)"
+            }
+        };
+        return Err(no_event(name, why));
     };
     let deadline = match timeout {
-        Some(timeout) => Some(
-            recorded(&run, &format!("deadline:{name}"), || {
-                journal::now_us().saturating_add(timeout.as_micros() as u64)
-            })
-            .await,
-        ),
+        Some(timeout) => {
+            let seq = run.allocate_seq();
+            match self::deadline(&run, seq, &format!("deadline:{name}"), timeout).await {
+                Deadline::Due(due) | Deadline::Legacy(due) => Some(due),
+                Deadline::Fired(_) => {
+                    let reason = format!(
+                        "the journal of run {:?} holds a fired timer where the deadline of event `{name}` (#{seq}) was expected",
+                        run.run_id
+                    );
+                    return park(&run, Abort::Park(reason)).await;
+                }
+            }
+        }
         None => None,
     };
     let step_name = format!("event:{name}");
     let seq = run.allocate_seq();
     match run.claim(seq, &step_name) {
         Err(mismatch) => return park(&run, Abort::Park(mismatch.to_string())).await,
-        Ok(Replay::Journaled(record)) => {
-            run.emit(|| Event::StepReplayed {
-                run_id: run.run_id.clone(),
-                seq,
-                name: step_name,
-            });
-            return match hand_back::<Option<T>>(&run, &record) {
-                Ok(outcome) => outcome,
-                Err(error) => park(&run, Abort::Park(error.to_string())).await,
-            };
+        Ok(Claim::Outcome(journaled)) => {
+            return replay::replay_outcome::<Option<T>>(&run, journaled).await;
         }
-        Ok(Replay::Execute) => {}
+        Ok(Claim::Unfinished(_) | Claim::Execute) => {}
     }
     if run.verify_only {
-        let reason = format!("replaying: event `{name}` (#{seq}) is not in the journal");
-        return park(&run, Abort::Park(reason)).await;
+        return replay::not_journaled(&run, seq, &step_name).await;
     }
     let started_at_us = journal::now_us();
     loop {
@@ -253,41 +335,24 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
                 continue;
             }
         };
-        let record = StepRecord {
-            seq,
-            name: step_name.clone(),
-            status: StepStatus::Completed,
-            attempts: 1,
-            started_at_us,
-            finished_at_us: journal::now_us(),
-            output,
-            error: None,
-            usage: Default::default(),
-            attempt_log: Vec::new(),
-        };
+        let mut record = completed_now(seq, &step_name, &());
+        record.started_at_us = started_at_us;
+        record.output = output;
         // The event leaves the inbox in the transaction that journals its delivery: exactly
         // one delivery, whatever crashes.
         let consume = consumed.iter().map(|event| Write::ConsumeEvent {
             run_id: event.run_id.clone(),
             arrival: event.arrival,
         });
-        if let Err(reason) = commit_with(&run, &record, consume.collect()).await {
-            if let Some(event) = consumed {
-                run.put_back(event);
-            }
-            return park(&run, Abort::Park(reason)).await;
-        }
-        finished(&run, &record);
-        return match hand_back::<Option<T>>(&run, &record) {
-            Ok(outcome) => outcome,
-            Err(error) => park(&run, Abort::Park(error.to_string())).await,
-        };
+        // If the commit fails the run parks, and the event, still in the journal's inbox, is
+        // delivered to the next execution.
+        return replay::record_outcome::<Option<T>>(&run, &mut record, consume.collect()).await;
     }
 }
 
 /// The current time, journaled: the same value on every replay.
 pub async fn now() -> SystemTime {
-    let us = match current_run() {
+    let us = match body_run() {
         Some(run) => recorded(&run, "now", journal::now_us).await,
         None => journal::now_us(),
     };
@@ -304,7 +369,7 @@ pub(crate) fn fresh_random() -> u64 {
 
 /// A random number, journaled: the same value on every replay.
 pub async fn random() -> u64 {
-    match current_run() {
+    match body_run() {
         Some(run) => recorded(&run, "random", fresh_random).await,
         None => fresh_random(),
     }
@@ -327,7 +392,7 @@ pub async fn uuid() -> String {
             &hex[20..32]
         )
     };
-    match current_run() {
+    match body_run() {
         Some(run) => recorded(&run, "uuid", make).await,
         None => make(),
     }
@@ -348,7 +413,7 @@ pub async fn child<W: Workflow>(input: W::Input) -> Result<W::Output, StepError>
 where
     W::Input: Clone,
 {
-    let Some(engine) = current_run().and_then(|run| run.engine.clone()) else {
+    let Some(engine) = body_run().and_then(|run| run.engine.clone()) else {
         return W::run(input).await.map_err(|failure| StepError {
             step: format!("child:{}", W::NAME),
             kind: StepErrorKind::Terminal,
@@ -445,7 +510,10 @@ pub async fn race<A: Future, B: Future>(first: A, second: B) -> Either<A::Output
 /// When `futures` is empty: there would be nothing to wait for.
 pub async fn race_all<F: Future>(futures: impl IntoIterator<Item = F>) -> (usize, F::Output) {
     let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    assert!(!futures.is_empty(), "durable::race_all needs at least one future");
+    assert!(
+        !futures.is_empty(),
+        "durable::race_all needs at least one future"
+    );
     std::future::poll_fn(|cx| {
         for (index, future) in futures.iter_mut().enumerate() {
             if let std::task::Poll::Ready(out) = future.as_mut().poll(cx) {

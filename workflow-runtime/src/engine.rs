@@ -26,8 +26,9 @@ use crate::error::{Error, StepError, StepErrorKind};
 use crate::event::Event;
 use crate::history::{HistoryPage, LedgerGroup, LedgerRow, history_of, ledger_of};
 use crate::journal::{
-    self, ConcurrencyKey, InboxEvent, ReplayJournal, RunRecord, RunStatus, StepRecord, StepStatus,
+    self, ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus,
 };
+use crate::replay::{self, ReplayJournal};
 use crate::scheduler::{Queued, Scheduler, Slot};
 use crate::step::catch_unwind_future;
 use crate::store::{CreateRun, MemoryStore, RedbStore, Store, Write};
@@ -412,10 +413,13 @@ impl Engine {
                         requested: W::NAME.to_owned(),
                     });
                 }
+                // A run this engine executes or has queued (`register` resumed it) is left as
+                // it is: queuing it again would make it due now and resume it a second time.
                 if matches!(
                     existing.status,
                     RunStatus::Pending | RunStatus::Running | RunStatus::Waiting
-                ) {
+                ) && !self.knows(&run_id)
+                {
                     self.enqueue(&existing);
                     self.kick();
                 }
@@ -615,13 +619,32 @@ impl Engine {
         }
         let workflow = Erased::<W>::new();
         let run_id = run_id.to_owned();
-        match execute(self, &mut run, &workflow, Mode::VerifyOnly).await {
-            Ending::Completed(raw) => serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
-                run_id,
-                what: "output".into(),
-                type_name: std::any::type_name::<W::Output>(),
-                detail: e.to_string(),
-            }),
+        let (ending, context) = execute_in(self, &mut run, &workflow, Mode::VerifyOnly).await;
+        match ending {
+            Ending::Completed(raw) => {
+                if let Some((seq, name)) = context.and_then(|c| c.first_unclaimed()) {
+                    let detail = format!(
+                        "the body returned without asking for step #{seq} (`{name}`) of the journal: the paths part there"
+                    );
+                    return Err(Error::ReplayDiverged { run_id, detail });
+                }
+                if let Some(journaled) = &run.output
+                    && !same_json(journaled.get(), raw.get())
+                {
+                    let detail = format!(
+                        "every journaled step was handed back in its place, but the body computed the output {} where the journal holds {}: the difference comes from the body's own code between steps",
+                        raw.get(),
+                        journaled.get()
+                    );
+                    return Err(Error::ReplayDiverged { run_id, detail });
+                }
+                serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
+                    run_id,
+                    what: "output".into(),
+                    type_name: std::any::type_name::<W::Output>(),
+                    detail: e.to_string(),
+                })
+            }
             Ending::Failed(message) => Err(Error::RunFailed { run_id, message }),
             Ending::Parked(reason)
             | Ending::Wait {
@@ -789,6 +812,17 @@ impl Engine {
             *lock(&self.inner.dispatcher) = Some(tokio::spawn(dispatch(inner, wake)));
         }
         self.inner.dispatch.notify_one();
+    }
+}
+
+/// Whether two JSON texts hold the same value (the order of an object's keys aside).
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -1045,6 +1079,7 @@ fn cancelled_step(seq: u64, name: String, started_at_us: u64) -> StepRecord {
         output: None,
         usage: Default::default(),
         attempt_log: Vec::new(),
+        delivery: None,
     }
 }
 
@@ -1068,15 +1103,6 @@ enum Mode {
     Execute { is_fresh: bool },
     /// Against the journal only, writing nothing (`Engine::replay`).
     VerifyOnly,
-}
-
-async fn execute(
-    engine: &Engine,
-    run: &mut RunRecord,
-    workflow: &dyn ErasedWorkflow,
-    mode: Mode,
-) -> Ending {
-    execute_in(engine, run, workflow, mode).await.0
 }
 
 /// Executes the run's body; notes a resume in `run`.
@@ -1107,7 +1133,11 @@ async fn execute_in(
     let replaying = steps.len();
     let mut spent = Spent::default();
     for step in &steps {
-        spent.charge(&step.usage);
+        match step.status {
+            // What failed attempts spent counts; the step itself counts once it finishes.
+            StepStatus::Pending => spent.charge_usage(&step.usage),
+            _ => spent.charge(&step.usage),
+        }
     }
     let body_changed = run.fingerprint != workflow.fingerprint();
     if body_changed && replaying > 0 {
@@ -1178,7 +1208,10 @@ async fn execute_in(
         Ok(body) => body,
         Err(e) => return (Ending::Parked(e.to_string()), Some(context)),
     };
-    let body = catch_unwind_future(Arc::clone(&context).scope(body));
+    let body = catch_unwind_future(replay::drive(
+        Arc::clone(&context),
+        Arc::clone(&context).scope(body),
+    ));
     let ending = tokio::select! {
         biased;
         abort = context.aborted() => match abort {
@@ -1188,10 +1221,19 @@ async fn execute_in(
             Abort::Cancel => Ending::Cancelled,
             Abort::Wait { due_us, waiting_for } => Ending::Wait { due_us, waiting_for },
         },
-        outcome = body => match outcome {
-            Ok(Ok(output)) => Ending::Completed(output),
-            Ok(Err(failure)) => Ending::Failed(failure.message),
-            Err(panic) => Ending::Failed(format!("the workflow body {panic}")),
+        outcome = body => match context.first_unclaimed().filter(|_| !verify_only) {
+            // The body returned without asking for an outcome the journal holds: it took
+            // another path than the run did, and its ending is not the run's.
+            Some((seq, name)) => Ending::Parked(format!(
+                "non-determinism in run {:?}: the workflow body returned without calling step #{seq} (`{name}`), which the journal holds{}; the run is parked until code that takes the journaled path resumes it",
+                run.run_id,
+                if body_changed { " (the workflow body changed since this run started)" } else { "" }
+            )),
+            None => match outcome {
+                Ok(Ok(output)) => Ending::Completed(output),
+                Ok(Err(failure)) => Ending::Failed(failure.message),
+                Err(panic) => Ending::Failed(format!("the workflow body {panic}")),
+            },
         },
     };
     (ending, Some(context))

@@ -216,6 +216,14 @@ pub enum Error {
         /// How it finished.
         status: crate::RunStatus,
     },
+    /// [`Engine::replay`](crate::Engine::replay) computed another path or another output than
+    /// the journal recorded.
+    ReplayDiverged {
+        /// The run.
+        run_id: String,
+        /// Where the paths part (the first step), or how the outputs differ.
+        detail: String,
+    },
     /// The run was stopped by one of its budgets.
     BudgetExceeded {
         /// The run.
@@ -268,6 +276,12 @@ impl fmt::Display for Error {
             }
             Error::RunFinished { run_id, status } => {
                 write!(f, "run {run_id:?} has finished ({status})")
+            }
+            Error::ReplayDiverged { run_id, detail } => {
+                write!(
+                    f,
+                    "replaying run {run_id:?} diverged from its journal: {detail}"
+                )
             }
         }
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::budget::{Budget, Usage};
-use crate::error::{NonDeterminism, StepError};
+use crate::error::StepError;
 
 /// The lifecycle of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -196,6 +196,7 @@ impl StepRecord {
             error: None,
             usage: Usage::default(),
             attempt_log: Vec::new(),
+            delivery: None,
         }
     }
 }
@@ -212,6 +213,11 @@ pub enum StepStatus {
     /// An at-most-once step was about to be called: the intent is journaled before the call,
     /// so a process that dies before the outcome leaves this record behind.
     Started,
+    /// Begun, with no outcome yet: a durable timer that has not fired (its due time is the
+    /// output), an event wait's deadline, or a step whose failed attempts spent tokens or money
+    /// (kept in `usage`, so that a crash during the retries cannot reset a budget). A resumed
+    /// run carries on from it.
+    Pending,
 }
 
 /// A finished step as the journal holds it.
@@ -247,6 +253,11 @@ pub struct StepRecord {
     /// the step waited before the next.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempt_log: Vec<AttemptRecord>,
+    /// The place of this outcome in the order outcomes reached the workflow body; replay hands
+    /// outcomes back in this order. `None` for records that are not outcomes, and for records
+    /// journaled before the order was (those replay in order of `seq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<u64>,
 }
 
 /// One attempt of a step that needed several.
@@ -299,72 +310,6 @@ pub(crate) fn now_us() -> u64 {
     wall_us + elapsed.as_micros() as u64
 }
 
-/// The journal of one run, loaded once per resume and consumed as the body replays.
-///
-/// The replay rule lives here: a step called with sequence number `seq` and name `name` either
-/// finds a record with that `seq` (same name: the record is its outcome; other name:
-/// non-determinism), or finds none and runs for real.
-#[derive(Debug, Default)]
-pub(crate) struct ReplayJournal {
-    /// Indexed by sequence number; `None` where no step finished (or one was already claimed).
-    records: Vec<Option<StepRecord>>,
-}
-
-/// What the replay rule decided for a step call.
-pub(crate) enum Replay {
-    /// The journal holds this step's outcome.
-    Journaled(StepRecord),
-    /// No outcome is journaled: run the step.
-    Execute,
-}
-
-impl ReplayJournal {
-    pub(crate) fn new(steps: Vec<StepRecord>) -> Self {
-        // The store hands steps back ordered by seq; without gaps (the usual case) each one is
-        // already at its index and the vector is reused as it is.
-        let dense = steps.iter().enumerate().all(|(i, s)| s.seq == i as u64);
-        if dense {
-            return ReplayJournal {
-                records: steps.into_iter().map(Some).collect(),
-            };
-        }
-        let len = steps.iter().map(|s| s.seq + 1).max().unwrap_or(0) as usize;
-        let mut records: Vec<Option<StepRecord>> = (0..len).map(|_| None).collect();
-        for step in steps {
-            let seq = step.seq as usize;
-            records[seq] = Some(step);
-        }
-        ReplayJournal { records }
-    }
-
-    /// Applies the replay rule to the step called with `seq` and `name`.
-    pub(crate) fn claim(
-        &mut self,
-        run_id: &str,
-        seq: u64,
-        name: &str,
-        body_changed: bool,
-    ) -> Result<Replay, NonDeterminism> {
-        let slot = self.records.get_mut(seq as usize);
-        match slot {
-            Some(slot @ Some(_)) => {
-                let journaled_name = slot.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
-                if journaled_name != name {
-                    return Err(NonDeterminism {
-                        run_id: run_id.to_owned(),
-                        seq,
-                        journaled: journaled_name.to_owned(),
-                        current: name.to_owned(),
-                        body_changed,
-                    });
-                }
-                Ok(slot.take().map_or(Replay::Execute, Replay::Journaled))
-            }
-            _ => Ok(Replay::Execute),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +326,7 @@ mod tests {
             error: None,
             usage: Usage::default(),
             attempt_log: Vec::new(),
+            delivery: None,
         }
     }
 
@@ -415,56 +361,5 @@ mod tests {
             back.output.map(|raw| raw.get().to_owned()).as_deref(),
             Some("null")
         );
-    }
-
-    #[test]
-    fn claim_returns_journaled_record_once_then_executes() {
-        let mut journal = ReplayJournal::new(vec![record(0, "a"), record(2, "c")]);
-        assert!(matches!(
-            journal.claim("r", 0, "a", false),
-            Ok(Replay::Journaled(r)) if r.name == "a"
-        ));
-        assert!(matches!(
-            journal.claim("r", 1, "b", false),
-            Ok(Replay::Execute)
-        ));
-        assert!(matches!(
-            journal.claim("r", 2, "c", false),
-            Ok(Replay::Journaled(_))
-        ));
-        assert!(matches!(
-            journal.claim("r", 3, "d", false),
-            Ok(Replay::Execute)
-        ));
-    }
-
-    #[test]
-    fn a_journal_with_gaps_keeps_each_record_at_its_sequence_number() {
-        let mut journal = ReplayJournal::new(vec![record(1, "b"), record(4, "e")]);
-        assert!(matches!(
-            journal.claim("r", 0, "a", false),
-            Ok(Replay::Execute)
-        ));
-        assert!(matches!(
-            journal.claim("r", 1, "b", false),
-            Ok(Replay::Journaled(_))
-        ));
-        assert!(matches!(
-            journal.claim("r", 4, "e", false),
-            Ok(Replay::Journaled(_))
-        ));
-    }
-
-    #[test]
-    fn claim_with_other_name_is_non_determinism_naming_both() {
-        let mut journal = ReplayJournal::new(vec![record(0, "plan")]);
-        let Err(err) = journal.claim("run-7", 0, "search", true) else {
-            panic!("a different name at a journaled sequence number must be rejected");
-        };
-        assert_eq!(err.seq, 0);
-        assert_eq!(err.journaled, "plan");
-        assert_eq!(err.current, "search");
-        let text = err.to_string();
-        assert!(text.contains("run-7") && text.contains("plan") && text.contains("search"));
     }
 }

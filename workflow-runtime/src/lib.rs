@@ -100,6 +100,7 @@ mod monitor;
 #[cfg(feature = "otel")]
 pub mod otel;
 mod ratelimit;
+mod replay;
 pub mod retry;
 mod scheduler;
 mod step;

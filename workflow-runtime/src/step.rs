@@ -31,17 +31,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::budget::Usage;
 use crate::circuit::Circuits;
 use crate::context::{Abort, AttemptStart, RunContext, Shared, current_run};
-use crate::error::{Error, StepError, StepErrorKind};
+use crate::error::{StepError, StepErrorKind};
 use crate::event::{AlertKind, Event};
-use crate::journal::{self, AttemptRecord, Replay, StepRecord, StepStatus};
+use crate::journal::{self, AttemptRecord, StepRecord, StepStatus};
+use crate::replay::{self, Claim, park};
 use crate::retry::{Backoff, Decision, ErrorClass, RetryPolicy, StepFailure};
-use crate::store::Write;
 
 tokio::task_local! {
     static CURRENT_STEP: StepContext;
@@ -147,18 +146,36 @@ impl Step {
         T: Serialize + DeserializeOwned,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let run = current_run().map(|run| {
-            let seq = run.allocate_seq();
-            (run, seq)
+        // A step called inside another step's attempt has no place in the body's order: its
+        // outcome would be journaled whenever the outer attempt happens to call it.
+        let outer = StepContext::current();
+        let run = current_run().map(|run| match &outer {
+            Some(_) => (run, None),
+            None => {
+                let seq = run.allocate_seq();
+                (run, Some(seq))
+            }
         });
         async move {
             match run {
-                Some((run, seq)) => self.run_journaled(&run, seq, attempt).await,
+                Some((run, Some(seq))) => self.run_journaled(&run, seq, attempt).await,
+                Some((run, None)) => {
+                    let outer = outer.map(|o| format!("`{}` (#{})", o.name(), o.seq()));
+                    let message = format!(
+                        "step `{}` was called inside an attempt of step {}: a step cannot start other steps. Call `{}` from the workflow body, or call the function without its #[step] inside the outer step",
+                        self.name,
+                        outer.unwrap_or_default(),
+                        self.name
+                    );
+                    tracing::error!(run_id = %run.run_id, step = %self.name, "{message}");
+                    park(&run, Abort::Fail(message)).await
+                }
                 None => {
                     let target = Target {
                         run: None,
                         seq: 0,
                         key: direct_key(&self.name),
+                        carried: None,
                     };
                     self.attempts(&target, attempt).await.outcome
                 }
@@ -179,38 +196,26 @@ impl Step {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let name = &*self.name;
+        // What earlier processes journaled of this step without finishing it.
+        let mut carried: Option<StepRecord> = None;
         match run.claim(seq, name) {
             Err(mismatch) => {
                 tracing::error!(run_id = %run.run_id, seq, journaled = %mismatch.journaled, current = %mismatch.current, "non-determinism: run parked");
                 return park(run, Abort::Park(mismatch.to_string())).await;
             }
-            Ok(Replay::Journaled(record)) if record.status == StepStatus::Started => {
+            Ok(Claim::Outcome(journaled)) => return replay::replay_outcome(run, journaled).await,
+            Ok(Claim::Unfinished(record)) if record.status == StepStatus::Started => {
                 return resolve_unknown_outcome(run, record).await;
             }
-            Ok(Replay::Journaled(record)) => {
-                tracing::debug!(run_id = %run.run_id, seq, step = %name, "step replayed");
-                run.emit(|| Event::StepReplayed {
-                    run_id: run.run_id.clone(),
-                    seq,
-                    name: name.to_owned(),
-                });
-                return match hand_back(run, &record) {
-                    Ok(outcome) => outcome,
-                    Err(error) => park(run, Abort::Park(error.to_string())).await,
-                };
-            }
-            Ok(Replay::Execute) => {}
+            Ok(Claim::Unfinished(record)) => carried = Some(record),
+            Ok(Claim::Execute) => {}
         }
         if let Err(message) = run.check_budget() {
             run.alert(AlertKind::BudgetExceeded, Some(name), message.clone());
             return park(run, Abort::Budget(message)).await;
         }
         if run.verify_only {
-            let reason = format!(
-                "replaying run {:?}: the workflow calls step #{seq} ({name}), which its journal does not hold",
-                run.run_id
-            );
-            return park(run, Abort::Park(reason)).await;
+            return replay::not_journaled(run, seq, name).await;
         }
         let _slot = run.in_flight_slot().await;
 
@@ -226,9 +231,10 @@ impl Step {
             error: None,
             usage: Usage::default(),
             attempt_log: Vec::new(),
+            delivery: None,
         };
         if self.at_most_once
-            && let Err(reason) = commit(run, &record).await
+            && let Err(reason) = replay::commit(run, &record).await
         {
             return park(run, Abort::Park(reason)).await;
         }
@@ -238,6 +244,9 @@ impl Step {
             run: Some(Arc::clone(run)),
             seq,
             key: journal::idempotency_key(&run.run_id, seq, name),
+            carried: carried
+                .as_ref()
+                .map(|r| (r.usage.clone(), r.attempt_log.clone())),
         };
         let Attempts {
             outcome,
@@ -246,9 +255,33 @@ impl Step {
             log,
         } = self.attempts(&target, attempt).await;
         record.attempts = attempts;
-        record.attempt_log = log;
         record.finished_at_us = journal::now_us();
-        record.usage = usage;
+        // What this process spent; the record keeps what earlier ones spent too.
+        let spent_here = usage.clone();
+        match carried {
+            Some(carried) => {
+                record.started_at_us = carried.started_at_us;
+                record.usage = carried.usage;
+                record.usage.add(&usage);
+                record.attempt_log = carried.attempt_log;
+                if log.is_empty() {
+                    // One attempt here: the log of a single attempt is left out, but with the
+                    // earlier processes' attempts this step had several.
+                    record.attempt_log.push(AttemptRecord {
+                        attempt: attempts,
+                        started_at_us,
+                        finished_at_us: record.finished_at_us,
+                        error: outcome.as_ref().err().cloned(),
+                        wait_after_us: 0,
+                    });
+                }
+                record.attempt_log.extend(log);
+            }
+            None => {
+                record.usage = usage;
+                record.attempt_log = log;
+            }
+        }
         match outcome {
             Ok(value) => match serde_json::value::to_raw_value(&value) {
                 Ok(raw) => {
@@ -273,35 +306,29 @@ impl Step {
                 record.error = Some(error);
             }
         }
-        if let Err(reason) = commit(run, &record).await {
-            return park(run, Abort::Park(reason)).await;
-        }
         run.step_done(seq);
-        run.charge(&record.usage);
-        finished(run, &record);
-
+        run.charge(&spent_here);
         // Some failures end the run even if the body would carry on.
         if let Some(error) = &record.error {
-            match error.kind {
-                StepErrorKind::Panicked => {
-                    return park(run, Abort::Fail(error.to_string())).await;
-                }
+            let abort = match error.kind {
+                StepErrorKind::Panicked => Some(Abort::Fail(error.to_string())),
                 StepErrorKind::Auth => {
                     let message = format!("{error}; the run stops until its credentials are fixed");
                     run.alert(AlertKind::AuthFailure, Some(name), message.clone());
-                    return park(run, Abort::Fail(message)).await;
+                    Some(Abort::Fail(message))
                 }
                 StepErrorKind::BudgetExceeded => {
                     run.alert(AlertKind::BudgetExceeded, Some(name), error.message.clone());
-                    return park(run, Abort::Budget(error.message.clone())).await;
+                    Some(Abort::Budget(error.message.clone()))
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(abort) = abort {
+                replay::record_final(run, &mut record).await;
+                return park(run, abort).await;
             }
         }
-        match hand_back(run, &record) {
-            Ok(outcome) => outcome,
-            Err(error) => park(run, Abort::Park(error.to_string())).await,
-        }
+        replay::record_outcome(run, &mut record, Vec::new()).await
     }
 
     /// Runs attempts until one succeeds or the policy gives up.
@@ -319,6 +346,7 @@ impl Step {
         let mut failures_by_kind: HashMap<StepErrorKind, u32> = HashMap::new();
         let mut log: Vec<AttemptRecord> = Vec::new();
         let mut attempt_started_us = journal::now_us();
+        let mut journaled_usage = Usage::default();
         let mut number = 1;
         let outcome = loop {
             let permit = match &self.circuit {
@@ -489,6 +517,18 @@ impl Step {
                 error: Some(error.clone()),
                 wait_after_us: delay.as_micros() as u64,
             });
+            if let Some(run) = &target.run {
+                // Journal what the failed attempts spent before waiting: a crash during the
+                // retries must not give the run its money back.
+                let spent = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if spent != journaled_usage {
+                    let pending = target.pending_record(&self.name, number, &spent, &log);
+                    if let Err(reason) = replay::commit(run, &pending).await {
+                        return park(run, Abort::Park(reason)).await;
+                    }
+                    journaled_usage = spent;
+                }
+            }
             previous_error = Some(error);
             tokio::time::sleep(delay).await;
             number += 1;
@@ -554,6 +594,38 @@ struct Target {
     run: Option<Arc<RunContext>>,
     seq: u64,
     key: String,
+    /// What earlier processes' attempts of this step spent and logged, when they journaled it.
+    carried: Option<(Usage, Vec<AttemptRecord>)>,
+}
+
+impl Target {
+    /// The record of a step whose attempts so far failed, with what they (and the attempts of
+    /// earlier processes) spent.
+    fn pending_record(
+        &self,
+        name: &str,
+        attempts: u32,
+        spent: &Usage,
+        log: &[AttemptRecord],
+    ) -> StepRecord {
+        let (mut usage, mut attempt_log) = self.carried.clone().unwrap_or_default();
+        usage.add(spent);
+        attempt_log.extend_from_slice(log);
+        let now = journal::now_us();
+        StepRecord {
+            seq: self.seq,
+            name: name.to_owned(),
+            status: StepStatus::Pending,
+            attempts,
+            started_at_us: attempt_log.first().map_or(now, |a| a.started_at_us),
+            finished_at_us: now,
+            output: None,
+            error: None,
+            usage,
+            attempt_log,
+            delivery: None,
+        }
+    }
 }
 
 struct Attempts<T> {
@@ -563,67 +635,10 @@ struct Attempts<T> {
     log: Vec<AttemptRecord>,
 }
 
-/// Commits `record`; on failure returns why the run must be parked.
-pub(crate) async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), String> {
-    commit_with(run, record, Vec::new()).await
-}
-
-/// Commits `record` with `extra` writes in the same transaction, and the run's change to
-/// `running` if it has not been journaled yet.
-pub(crate) async fn commit_with(
-    run: &RunContext,
-    record: &StepRecord,
-    extra: Vec<Write>,
-) -> Result<(), String> {
-    let mut writes = vec![Write::Step {
-        run_id: run.run_id.clone(),
-        step: record.clone(),
-    }];
-    writes.extend(extra);
-    let status_change = run.take_status_change();
-    if let Some(running) = &status_change {
-        writes.push(Write::Run(running.clone()));
-    }
-    let committed = run.shared.store.commit(writes).await;
-    if committed.is_err() {
-        run.restore_status_change(status_change);
-    }
-    committed.map_err(|e| {
-        tracing::error!(run_id = %run.run_id, seq = record.seq, step = %record.name, error = %e, "journal write failed: run parked");
-        format!(
-            "the outcome of step #{} ({}) could not be journaled: {e}",
-            record.seq, record.name
-        )
-    })
-}
-
-pub(crate) fn finished(run: &RunContext, record: &StepRecord) {
-    match record.status {
-        StepStatus::Completed => {
-            tracing::info!(run_id = %run.run_id, seq = record.seq, step = %record.name, attempts = record.attempts, "step completed")
-        }
-        _ => {
-            tracing::warn!(run_id = %run.run_id, seq = record.seq, step = %record.name, attempts = record.attempts, "step failed")
-        }
-    }
-    run.emit(|| Event::StepFinished {
-        run_id: run.run_id.clone(),
-        seq: record.seq,
-        name: record.name.clone(),
-        attempts: record.attempts,
-        latency: Duration::from_micros(record.finished_at_us.saturating_sub(record.started_at_us)),
-        usage: record.usage.clone(),
-        error: record.error.clone(),
-        attempt_log: record.attempt_log.clone(),
-        started_at_us: record.started_at_us,
-        run_cost_usd: run.spent_cost_usd(),
-    });
-}
-
 /// An at-most-once step whose intent is journaled but whose outcome is not: the process died
 /// during the call. Journal that the outcome is unknown, and tell the body.
-async fn resolve_unknown_outcome<T>(
-    run: &RunContext,
+async fn resolve_unknown_outcome<T: DeserializeOwned>(
+    run: &Arc<RunContext>,
     mut record: StepRecord,
 ) -> Result<T, StepError> {
     let error = StepError {
@@ -638,49 +653,10 @@ async fn resolve_unknown_outcome<T>(
     record.status = StepStatus::Failed;
     record.error = Some(error.clone());
     record.finished_at_us = journal::now_us();
-    if !run.verify_only {
-        if let Err(reason) = commit(run, &record).await {
-            return park(run, Abort::Park(reason)).await;
-        }
-        finished(run, &record);
+    if run.verify_only {
+        return Err(error);
     }
-    Err(error)
-}
-
-/// Decodes a journaled step outcome into what the body receives.
-pub(crate) fn hand_back<T: DeserializeOwned>(
-    run: &RunContext,
-    record: &StepRecord,
-) -> Result<Result<T, StepError>, Error> {
-    match (&record.status, &record.output, &record.error) {
-        (StepStatus::Completed, Some(raw), _) => decode_value(run, record, raw).map(Ok),
-        (_, _, Some(error)) => Ok(Err(error.clone())),
-        _ => Err(Error::Decode {
-            run_id: run.run_id.clone(),
-            what: format!("step #{} ({})", record.seq, record.name),
-            type_name: std::any::type_name::<T>(),
-            detail: "the record holds neither a value nor an error".into(),
-        }),
-    }
-}
-
-fn decode_value<T: DeserializeOwned>(
-    run: &RunContext,
-    record: &StepRecord,
-    raw: &RawValue,
-) -> Result<T, Error> {
-    serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
-        run_id: run.run_id.clone(),
-        what: format!("value of step #{} ({})", record.seq, record.name),
-        type_name: std::any::type_name::<T>(),
-        detail: e.to_string(),
-    })
-}
-
-/// Stops the run and never resolves: the driver drops the body, so nothing after the step runs.
-pub(crate) async fn park<T>(run: &RunContext, reason: Abort) -> T {
-    run.abort(reason);
-    std::future::pending().await
+    replay::record_outcome(run, &mut record, Vec::new()).await
 }
 
 fn direct_key(name: &str) -> String {

@@ -1,0 +1,331 @@
+//! The replay-order rule (guarantee 4): outcomes reach the body in the order the journal
+//! records, so a resumed fan-out takes exactly its original path. In one process, with the
+//! crash played by `Engine::shutdown`; real SIGKILLs are in `crash_fanout.rs`, every commit
+//! point of generated shapes in the runtime's `crash_check.rs`.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use workflow_runtime::{
+    Engine, Error, MemoryStore, RunStatus, StepContext, StepError, StepStatus, Usage, durable,
+    workflow,
+};
+
+static POST_BLOCKED: AtomicBool = AtomicBool::new(false);
+static EXECUTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A model call: the answer names the prompt, after a latency that inverts the finishing
+/// order of the branches (ticket-1 is slow, ticket-2 fast).
+async fn llm(prompt: String) -> Result<String, std::io::Error> {
+    EXECUTED.lock().unwrap().push(prompt.clone());
+    let ms = if prompt.contains("ticket-1") { 40 } else { 5 };
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(format!("answer({prompt})"))
+}
+
+async fn post_replies(drafts: &[String]) -> Result<Vec<String>, std::io::Error> {
+    if POST_BLOCKED.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    Ok(drafts.to_vec())
+}
+
+#[workflow]
+async fn pipeline(ids: Vec<u64>) -> Result<Vec<String>, StepError> {
+    let branches = ids.iter().map(|id| async move {
+        #[step]
+        let summary = llm(format!("summarize ticket-{id}")).await?;
+        #[step]
+        let draft = llm(format!("draft reply from {summary}")).await?;
+        Ok::<_, StepError>(format!("ticket-{id}: {draft}"))
+    });
+    let drafts = futures::future::try_join_all(branches).await?;
+    #[step]
+    let sent = post_replies(&drafts).await?;
+    Ok(sent)
+}
+
+fn uninterrupted_output() -> Vec<String> {
+    (1..=2)
+        .map(|id| format!("ticket-{id}: answer(draft reply from answer(summarize ticket-{id}))"))
+        .collect()
+}
+
+/// The bug that opened issue 9: the resumed run finished with one ticket's summary in the
+/// other's reply, and `Engine::replay` said nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_resumed_during_its_last_step_keeps_each_branch_its_own_values() {
+    let store = Arc::new(MemoryStore::new());
+    POST_BLOCKED.store(true, Ordering::SeqCst);
+    let first = Engine::with_store(Arc::clone(&store));
+    first
+        .start::<pipeline>("tickets", (vec![1, 2],))
+        .await
+        .unwrap();
+    // Wait until the four branch steps are journaled: the run is inside post_replies.
+    support::eventually("the branch steps are journaled", async || {
+        first.journal("tickets").await.unwrap().len() == 4
+    })
+    .await;
+    first.shutdown().await;
+    drop(first);
+
+    let journal = Engine::with_store(Arc::clone(&store))
+        .journal("tickets")
+        .await
+        .unwrap();
+    // Live, ticket-2's second step was called before ticket-1's: it has the lower number.
+    let names: Vec<String> = journal
+        .iter()
+        .map(|s| s.output.as_ref().unwrap().get().to_owned())
+        .collect();
+    assert!(
+        names[2].contains("ticket-2") && names[3].contains("ticket-1"),
+        "the branches finished in the inverted order: {names:?}"
+    );
+
+    POST_BLOCKED.store(false, Ordering::SeqCst);
+    EXECUTED.lock().unwrap().clear();
+    let second = Engine::with_store(Arc::clone(&store));
+    let run = second
+        .start::<pipeline>("tickets", (vec![1, 2],))
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), uninterrupted_output());
+    assert!(
+        EXECUTED.lock().unwrap().is_empty(),
+        "no journaled step runs again: {:?}",
+        EXECUTED.lock().unwrap()
+    );
+    let after = second.journal("tickets").await.unwrap();
+    for (before, now) in journal.iter().zip(&after) {
+        assert_eq!(
+            (
+                before.seq,
+                &before.name,
+                before.output.as_ref().map(|o| o.get())
+            ),
+            (now.seq, &now.name, now.output.as_ref().map(|o| o.get())),
+            "a journaled step changed on resume"
+        );
+    }
+    assert_eq!(
+        second.replay::<pipeline>("tickets").await.unwrap(),
+        uninterrupted_output()
+    );
+}
+
+async fn value<T>(value: T) -> Result<T, std::io::Error> {
+    Ok(value)
+}
+
+static BODY_SUFFIX: Mutex<&str> = Mutex::new("");
+
+#[workflow]
+async fn suffixed(word: String) -> Result<String, StepError> {
+    #[step]
+    let upper = value(word.to_uppercase()).await?;
+    // Reads state that is not journaled: a bug `Engine::replay` must catch.
+    let suffix = *BODY_SUFFIX.lock().unwrap();
+    Ok(format!("{upper}{suffix}"))
+}
+
+#[tokio::test]
+async fn engine_replay_reports_an_output_that_differs_from_the_journaled_one() {
+    let engine = Engine::in_memory();
+    let run = engine
+        .start::<suffixed>("s", ("abc".into(),))
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), "ABC");
+    assert_eq!(engine.replay::<suffixed>("s").await.unwrap(), "ABC");
+    *BODY_SUFFIX.lock().unwrap() = "!";
+    let error = engine.replay::<suffixed>("s").await.unwrap_err();
+    assert!(
+        matches!(&error, Error::ReplayDiverged { run_id, .. } if run_id == "s"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("\"ABC!\"") && text.contains("\"ABC\""),
+        "names both outputs: {text}"
+    );
+    *BODY_SUFFIX.lock().unwrap() = "";
+}
+
+static SKIP_SECOND: AtomicBool = AtomicBool::new(false);
+
+#[workflow]
+async fn two_steps() -> Result<u32, StepError> {
+    #[step]
+    let a = value(1u32).await?;
+    if SKIP_SECOND.load(Ordering::SeqCst) {
+        return Ok(a);
+    }
+    #[step]
+    let b = value(2u32).await?;
+    Ok(a + b)
+}
+
+#[tokio::test]
+async fn engine_replay_names_the_journaled_step_a_changed_body_no_longer_calls() {
+    let engine = Engine::in_memory();
+    let run = engine.start::<two_steps>("t", ()).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), 3);
+    SKIP_SECOND.store(true, Ordering::SeqCst);
+    let error = engine.replay::<two_steps>("t").await.unwrap_err();
+    SKIP_SECOND.store(false, Ordering::SeqCst);
+    let text = error.to_string();
+    assert!(
+        matches!(error, Error::ReplayDiverged { .. }) && text.contains("#1"),
+        "{text}"
+    );
+}
+
+async fn calls_a_step() -> Result<String, std::io::Error> {
+    // A step started inside another step's attempt.
+    workflow_runtime::step("inner")
+        .run(|| async { Ok::<_, std::io::Error>("x".to_owned()) })
+        .await
+        .map_err(std::io::Error::other)
+}
+
+#[workflow]
+async fn nested() -> Result<String, StepError> {
+    #[step]
+    let outer = calls_a_step().await?;
+    Ok(outer)
+}
+
+#[tokio::test]
+async fn a_step_started_inside_another_step_fails_the_run_naming_both() {
+    let engine = Engine::in_memory();
+    let run = engine.start::<nested>("n", ()).await.unwrap();
+    let error = run.result().await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::RunFailed { .. }), "{error:?}");
+    assert!(
+        text.contains("`inner`") && text.contains("step `") && text.contains("#0"),
+        "names the inner step and the outer one: {text}"
+    );
+    // Nothing was journaled for the inner step.
+    let journal = engine.journal("n").await.unwrap();
+    assert!(journal.iter().all(|s| s.name != "inner"), "{journal:?}");
+}
+
+static ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+
+async fn costly() -> Result<String, std::io::Error> {
+    ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+    let ctx = StepContext::current().expect("in a step");
+    ctx.report_usage(Usage::tokens("m", 100, 100).with_cost_usd(0.6));
+    Err(std::io::Error::other("overloaded"))
+}
+
+/// Each attempt costs $0.60 and fails; the budget is $1.00. The first process makes one
+/// attempt and dies in the backoff; the second must count that attempt's $0.60, so it makes
+/// one attempt more and stops, instead of two.
+#[workflow(max_cost_usd = 1.0)]
+async fn expensive() -> Result<String, StepError> {
+    #[step(
+        retries = 5,
+        backoff(initial = "10s", factor = 1.0, max = "10s", jitter = 0.0)
+    )]
+    let answer = costly().await?;
+    Ok(answer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_spend_of_failed_attempts_survives_a_crash_during_the_retries() {
+    let store = Arc::new(MemoryStore::new());
+    let first = Engine::with_store(Arc::clone(&store));
+    first.start::<expensive>("e", ()).await.unwrap();
+    support::eventually("the first attempt failed", async || {
+        ATTEMPTS.load(Ordering::SeqCst) == 1
+            && first
+                .journal("e")
+                .await
+                .unwrap()
+                .iter()
+                .any(|s| s.status == StepStatus::Pending)
+    })
+    .await;
+    first.shutdown().await;
+    drop(first);
+    let journal = Engine::with_store(Arc::clone(&store))
+        .journal("e")
+        .await
+        .unwrap();
+    assert_eq!(journal.len(), 1);
+    assert!(
+        (journal[0].usage.cost_usd - 0.6).abs() < 1e-9,
+        "{journal:?}"
+    );
+
+    let second = Engine::with_store(Arc::clone(&store));
+    let run = second.start::<expensive>("e", ()).await.unwrap();
+    let error = run.result().await.unwrap_err();
+    assert!(matches!(error, Error::BudgetExceeded { .. }), "{error:?}");
+    assert_eq!(
+        ATTEMPTS.load(Ordering::SeqCst),
+        2,
+        "the second process counted the first one's attempt"
+    );
+    let record = second.run("e").await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::BudgetExceeded);
+    let step = &second.journal("e").await.unwrap()[0];
+    assert!((step.usage.cost_usd - 1.2).abs() < 1e-9, "{step:?}");
+    assert_eq!(
+        step.attempt_log.len(),
+        2,
+        "both processes' attempts are logged"
+    );
+}
+
+static RACE_STEP_MS: AtomicUsize = AtomicUsize::new(5);
+
+async fn quick_check() -> Result<String, std::io::Error> {
+    tokio::time::sleep(Duration::from_millis(
+        RACE_STEP_MS.load(Ordering::SeqCst) as u64
+    ))
+    .await;
+    Ok("checked".into())
+}
+
+#[workflow]
+async fn step_or_timeout() -> Result<String, StepError> {
+    let first = durable::race(
+        async {
+            #[step]
+            let checked = quick_check().await?;
+            Ok::<_, StepError>(checked)
+        },
+        durable::sleep(Duration::from_millis(20)),
+    )
+    .await;
+    let label = match first {
+        durable::Either::First(checked) => checked?,
+        durable::Either::Second(()) => "timed out".to_owned(),
+    };
+    #[step]
+    let after = value(format!("{label}, then done")).await?;
+    Ok(after)
+}
+
+/// A race decided live is decided the same way on replay, whichever branch is faster then.
+#[tokio::test(start_paused = true)]
+async fn a_race_replays_to_the_branch_that_won_live() {
+    let engine = Engine::in_memory();
+    RACE_STEP_MS.store(50, Ordering::SeqCst);
+    let run = engine.start::<step_or_timeout>("r", ()).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), "timed out, then done");
+    // Now the step would win the race at once; the journal says the timer did.
+    RACE_STEP_MS.store(0, Ordering::SeqCst);
+    assert_eq!(
+        engine.replay::<step_or_timeout>("r").await.unwrap(),
+        "timed out, then done"
+    );
+}
