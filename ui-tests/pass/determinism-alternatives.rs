@@ -1,11 +1,12 @@
 //! What the determinism checks accept: the runtime's durable clock, randomness, ids and timers,
-//! `BTreeMap` iteration, a `HashMap` that is only looked up or whose keys are sorted first,
-//! anything inside a `#[step]`, nested helper fns, and the escape hatch
-//! `#[allow_nondeterministic]`.
+//! races with `durable::race` and `durable::race_all` instead of `select!`, `BTreeMap`
+//! iteration, a `HashMap` that is only looked up or whose keys are sorted first, anything inside
+//! a `#[step]`, nested helper fns, and the escape hatch `#[allow_nondeterministic]`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
+use workflow_runtime::durable::Either;
 use workflow_runtime::{Engine, StepError, durable, workflow};
 
 async fn ask(question: &str) -> Result<String, std::io::Error> {
@@ -26,6 +27,16 @@ async fn agent(goal: String) -> Result<String, StepError> {
     let seed: u64 = durable::random().await;
     let request_id: String = durable::uuid().await;
     durable::sleep(Duration::from_millis(1)).await;
+
+    // Races poll their futures in order, so a tie has the same winner on replay; the losers
+    // are dropped.
+    let soon = || durable::sleep(Duration::from_millis(1));
+    let late = || durable::sleep(Duration::from_secs(5));
+    let raced = match durable::race(late(), soon()).await {
+        Either::First(()) => "late",
+        Either::Second(()) => "soon",
+    };
+    let (fastest, ()) = durable::race_all([late(), late(), soon()]).await;
 
     // A `#[step]`'s arguments are evaluated by its attempts, and its outcome is journaled.
     #[step]
@@ -67,7 +78,7 @@ async fn agent(goal: String) -> Result<String, StepError> {
     assert_eq!(request_id.len(), 36);
     let _ = (seed, stamped, local_start, took);
     Ok(format!(
-        "{} {why} {total} {}",
+        "{} {why} {total} {} {raced} {fastest}",
         answers.join(" "),
         keys.join(",")
     ))
@@ -75,7 +86,7 @@ async fn agent(goal: String) -> Result<String, StepError> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let expected = "how rust! why rust! 2 3 how,why";
+    let expected = "how rust! why rust! 2 3 how,why soon 2";
     assert_eq!(agent("rust".to_owned()).await.unwrap(), expected);
     let engine = Engine::in_memory();
     let run = engine

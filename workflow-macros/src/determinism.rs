@@ -4,14 +4,14 @@
 //! taking the same path each time: the n-th step of the replay must be the n-th step journaled.
 //! A call whose result differs from one execution to the next (the clock, randomness, files,
 //! the network, the environment, a spawned task, one of tokio's timers, the iteration order of
-//! a `HashMap`) can send the replay down another path, so `#[workflow]` rejects it and names the
-//! deterministic alternative the runtime provides.
+//! a `HashMap`, the branch `select!` picks) can send the replay down another path, so
+//! `#[workflow]` rejects it and names the deterministic alternative the runtime provides.
 //!
 //! Detection is syntactic: paths (`Instant::now`, `tokio::spawn`, `std::fs::read`), method
-//! names (`.spawn(..)`), and, for `HashMap`/`HashSet` iteration, a `for` loop over (or
-//! `.iter()` and friends on) a local whose declared type or initializer names `HashMap` or
-//! `HashSet`. A call hidden in a helper function, behind a `use ... as` alias or inside a macro
-//! whose arguments are not expressions is not seen.
+//! names (`.spawn(..)`), macro names (`select!`, `select_biased!`), and, for `HashMap`/`HashSet`
+//! iteration, a `for` loop over (or `.iter()` and friends on) a local whose declared type or
+//! initializer names `HashMap` or `HashSet`. A call hidden in a helper function, behind a
+//! `use ... as` alias or inside a macro whose arguments are not expressions is not seen.
 //!
 //! `#[step]` expressions are not checked: a step runs once and its outcome is journaled.
 //! `#[allow_nondeterministic]` on a statement or an expression accepts what it marks; the macro
@@ -78,6 +78,11 @@ enum Kind {
     Timeout,
     Io,
     Env,
+    /// `select!`, which picks at random among the branches ready at once.
+    Select,
+    /// `select_biased!` or `select! { biased; .. }`: deterministic, but its branches are not
+    /// expressions, so nothing in them is checked.
+    BiasedSelect,
 }
 
 /// Paths recognised by their last segments. A rule of one segment matches that name alone too
@@ -202,6 +207,24 @@ fn classify(path: &Path) -> Option<Kind> {
     in_fs.then_some(Kind::Io)
 }
 
+/// Macros recognised by their last segment: `tokio::select!`, `futures::select!`, and
+/// `select!` after a `use`. `futures::future::select(a, b)` is not one of them: a function
+/// polls its futures in order, like `durable::race`, and its arguments are checked.
+fn classify_macro(mac: &Macro) -> Option<Kind> {
+    let name = mac.path.segments.last()?.ident.unraw().to_string();
+    let mut tokens = mac.tokens.clone().into_iter();
+    let biased = matches!(
+        (tokens.next(), tokens.next()),
+        (Some(TokenTree::Ident(word)), Some(TokenTree::Punct(semi)))
+            if word == "biased" && semi.as_char() == ';'
+    );
+    match name.as_str() {
+        "select" if !biased => Some(Kind::Select),
+        "select" | "select_biased" => Some(Kind::BiasedSelect),
+        _ => None,
+    }
+}
+
 impl Checker<'_> {
     fn report(&self, tokens: impl ToTokens, what: &str, kind: Kind) {
         let k = &self.krate;
@@ -229,6 +252,12 @@ impl Checker<'_> {
             ),
             Kind::Env => format!(
                 "`{what}` reads the environment, which can differ in the process that resumes the workflow; read it inside a `#[step]`, whose result is journaled, or pass it as an argument"
+            ),
+            Kind::Select => format!(
+                "`{what}` picks a random ready branch, so a resumed run could take another path; use `{k}::durable::race(a, b)` (or `race_all`), which is deterministic"
+            ),
+            Kind::BiasedSelect => format!(
+                "`{what}` keeps its branches from the workflow's determinism checks, so a timer or a spawn in one goes unseen; use `{k}::durable::race(a, b)` (or `race_all`), which polls in the same order and whose futures are checked"
             ),
         };
         self.report_problem(tokens, problem);
@@ -336,9 +365,15 @@ impl Checker<'_> {
         );
     }
 
-    /// Checks the arguments of a macro when they parse as expressions (`format!`, `assert!`,
-    /// `join!`); other macros (`select!`, `vec![x; n]`) are not looked into.
+    /// Reports `select!` and `select_biased!`, whose branches are not looked into, and checks
+    /// the arguments of other macros when they parse as expressions (`format!`, `assert!`,
+    /// `join!`); the rest (`vec![x; n]`) are not looked into either.
     fn check_macro(&mut self, mac: &Macro) {
+        if self.exempt == 0
+            && let Some(kind) = classify_macro(mac)
+        {
+            self.report(&mac.path, &format!("{}!", render(&mac.path)), kind);
+        }
         let Ok(args) = mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated) else {
             return;
         };

@@ -126,13 +126,14 @@ use proc_macro::TokenStream;
 /// | tokio's timers: `tokio::time::sleep`, `interval`; `tokio::time::timeout` | `durable::sleep(d).await`; `#[step(timeout = "60s")]` |
 /// | files, network, processes, environment: `std::fs`, `reqwest`, `TcpStream`, `Command`, `std::env::var` | a `#[step]` |
 /// | iterating a `HashMap` or `HashSet` (its order differs between processes) | a `BTreeMap`/`BTreeSet`, or sort first |
+/// | racing futures with `tokio::select!`, `futures::select!`, `select_biased!` | `durable::race(a, b).await`, `durable::race_all(futures).await` |
 ///
-/// Detection is by name (paths and method names; for `HashMap` iteration, a local whose type or
-/// initializer names `HashMap`/`HashSet`), so a call inside a helper fn, behind a `use .. as`
-/// alias or inside a macro whose arguments are not expressions is not seen. When a flagged
-/// call is harmless (a log line's timestamp), accept it with `#[allow_nondeterministic]` on the
-/// statement or expression; the macro removes the attribute, so it needs no import, and it is
-/// easy to grep for.
+/// Detection is by name (paths, method and macro names; for `HashMap` iteration, a local whose
+/// type or initializer names `HashMap`/`HashSet`), so a call inside a helper fn, behind a
+/// `use .. as` alias or inside a macro whose arguments are not expressions is not seen. When a
+/// flagged call is harmless (a log line's timestamp), accept it with `#[allow_nondeterministic]`
+/// on the statement or expression; the macro removes the attribute, so it needs no import, and
+/// it is easy to grep for.
 ///
 /// ```ignore
 /// #[allow_nondeterministic] // only logged

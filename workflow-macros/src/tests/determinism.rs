@@ -261,7 +261,72 @@ fn closures_async_blocks_and_macro_arguments_are_checked() {
         "rand::random::<u8>",
     );
     // A macro whose arguments are not expressions is not looked into.
-    assert_accepted("tokio::select! { _ = a => {} } Ok(1)");
+    assert_accepted("let v = vec![Instant::now(); 2]; Ok(1)");
+}
+
+#[test]
+fn select_is_reported_at_its_path() {
+    let random = "picks a random ready branch, so a resumed run could take another path; use `workflow_runtime::durable::race(a, b)` (or `race_all`), which is deterministic";
+    let biased = "keeps its branches from the workflow's determinism checks, so a timer or a spawn in one goes unseen; use `workflow_runtime::durable::race(a, b)` (or `race_all`), which polls in the same order and whose futures are checked";
+    for (body, message, at) in [
+        (
+            "tokio::select! { _ = a => {} } Ok(1)",
+            format!("`tokio::select!` {random}"),
+            "tokio::select",
+        ),
+        (
+            "let x = futures::select! { x = a => x, y = b => y }; Ok(x)",
+            format!("`futures::select!` {random}"),
+            "futures::select",
+        ),
+        (
+            "select! { _ = a => {} } Ok(1)",
+            format!("`select!` {random}"),
+            "select",
+        ),
+        (
+            "println!(\"{}\", tokio::select! { x = a => x }); Ok(1)",
+            format!("`tokio::select!` {random}"),
+            "tokio::select",
+        ),
+        (
+            "futures::select_biased! { _ = a => {} } Ok(1)",
+            format!("`futures::select_biased!` {biased}"),
+            "futures::select_biased",
+        ),
+        (
+            "tokio::select! { biased; _ = a => {} } Ok(1)",
+            format!("`tokio::select!` {biased}"),
+            "tokio::select",
+        ),
+    ] {
+        assert_eq!(single_error(body), (message, at.to_owned()), "for {body}");
+    }
+}
+
+#[test]
+fn select_is_accepted_where_other_calls_are() {
+    assert_accepted(
+        "#[allow_nondeterministic] tokio::select! { _ = a => {} }
+         let x = #[allow_nondeterministic] futures::select_biased! { x = a => x };
+         #[step] let y = f(tokio::select! { x = a => x }).await?;
+         Ok(1)",
+    );
+    // The deterministic races, and `futures::future::select`, which polls in order like
+    // `durable::race` and whose arguments are checked.
+    assert_accepted(
+        "let a = durable::race(f(), g()).await;
+         let (i, b) = workflow_runtime::durable::race_all(v).await;
+         let c = futures::future::select(f(), g()).await;
+         let d = future::select_all(v).await;
+         let e = my::selection!(a);
+         Ok(1)",
+    );
+    assert_reported(
+        "let c = futures::future::select(f(), tokio::time::sleep(d)).await; Ok(1)",
+        "`tokio::time::sleep` is a timer",
+        "tokio::time::sleep",
+    );
 }
 
 #[test]
