@@ -76,12 +76,20 @@
 //!    journal is read once per resume.
 //! 3. A step interrupted by a crash runs again (at least once), with the same
 //!    [idempotency key](StepContext::idempotency_key).
-//! 4. A step's identity is its sequence number and name; a mismatch on replay parks the run
-//!    with a [`NonDeterminism`] error.
+//! 4. A resumed run takes exactly the original path, concurrent branches included. Every
+//!    outcome the body receives (a step's value or error, a timer firing, an event, a journaled
+//!    [`durable::now`]) is journaled with its place in the order of delivery; outcomes reach the
+//!    body one at a time in that order, and the body runs until it is idle before the next one
+//!    is handed over, live and on replay alike. A step's identity is its sequence number and
+//!    name; a mismatch on replay parks the run with a [`NonDeterminism`] error, and so does a
+//!    body that goes on without asking for the journal's next outcome. Use
+//!    [`durable::race`] instead of `tokio::select!`, whose random choice would break this.
+//!    [`Engine::replay`] checks new code against a finished run, output included.
 //! 5. The body receives the same types fresh and replayed: values decoded from the journaled
 //!    bytes, failures as a [`StepError`].
 //! 6. Starting an existing run id returns the existing run.
-//! 7. Budgets are summed from the journal, so a crash never resets them.
+//! 7. Budgets are summed from the journal, so a crash never resets them: what a failed attempt
+//!    spent is journaled before the step retries.
 //! 8. Bad input (a foreign file, a locked file, an undecodable value, a panic) gives a clear
 //!    error and loses nothing journaled.
 #![warn(missing_docs, unreachable_pub)]

@@ -515,12 +515,21 @@ pub(crate) async fn park<T>(run: &RunContext, reason: Abort) -> T {
 }
 
 /// Polls a run's body under the rule: the next outcome is handed over only when the body is
-/// idle, that is when a poll of it returned `Pending` without waking it.
+/// idle, that is when a poll of it returned `Pending` and a round trip through the runtime
+/// (its deferred wakes included: `tokio::task::yield_now` wakes only after the poll) woke it
+/// no more.
 pub(crate) fn drive<F: Future>(run: Arc<RunContext>, body: F) -> impl Future<Output = F::Output> {
+    let signal = Arc::new(BodySignal::default());
     Driver {
         body: Box::pin(body),
         run,
-        signal: Arc::new(BodySignal::default()),
+        settled: Arc::new(Settled {
+            fired: AtomicBool::new(false),
+            body: Arc::clone(&signal),
+        }),
+        signal,
+        dirty: true,
+        settling: false,
     }
 }
 
@@ -528,6 +537,11 @@ struct Driver<F> {
     body: Pin<Box<F>>,
     run: Arc<RunContext>,
     signal: Arc<BodySignal>,
+    settled: Arc<Settled>,
+    /// The body must be polled: it was woken, or has just been handed an outcome.
+    dirty: bool,
+    /// A round trip through the runtime was started after the body's last poll.
+    settling: bool,
 }
 
 /// The waker the body is polled with: it notes that the body was woken, and wakes the task
@@ -539,6 +553,14 @@ struct BodySignal {
     task: Mutex<Option<Waker>>,
 }
 
+impl BodySignal {
+    fn wake_task(&self) {
+        if let Some(task) = &*self.task.lock().unwrap_or_else(|p| p.into_inner()) {
+            task.wake_by_ref();
+        }
+    }
+}
+
 impl Wake for BodySignal {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -546,10 +568,28 @@ impl Wake for BodySignal {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::SeqCst);
-        if !self.polling.load(Ordering::SeqCst)
-            && let Some(task) = &*self.task.lock().unwrap_or_else(|p| p.into_inner())
-        {
-            task.wake_by_ref();
+        if !self.polling.load(Ordering::SeqCst) {
+            self.wake_task();
+        }
+    }
+}
+
+/// Woken by the runtime after the wakes it deferred during the body's poll (they are woken in
+/// order), so that the body, once this fired without it being woken, is idle.
+struct Settled {
+    fired: AtomicBool,
+    body: Arc<BodySignal>,
+}
+
+impl Wake for Settled {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::SeqCst);
+        if !self.body.polling.load(Ordering::SeqCst) {
+            self.body.wake_task();
         }
     }
 }
@@ -573,17 +613,38 @@ impl<F: Future> Future for Driver<F> {
         let mut body_cx = Context::from_waker(&waker);
         this.signal.polling.store(true, Ordering::SeqCst);
         let mut yielding = true;
+        let mut awaiting_settle = false;
         for _ in 0..POLLS_PER_TURN {
-            this.signal.woken.store(false, Ordering::SeqCst);
-            if let Poll::Ready(output) = this.body.as_mut().poll(&mut body_cx) {
-                this.signal.polling.store(false, Ordering::SeqCst);
-                return Poll::Ready(output);
+            if this.signal.woken.swap(false, Ordering::SeqCst) {
+                this.dirty = true;
             }
-            if this.signal.woken.load(Ordering::SeqCst) {
+            if this.dirty {
+                this.dirty = false;
+                this.settling = false;
+                if let Poll::Ready(output) = this.body.as_mut().poll(&mut body_cx) {
+                    this.signal.polling.store(false, Ordering::SeqCst);
+                    return Poll::Ready(output);
+                }
                 continue;
             }
+            // The body's last poll woke nothing during it; wait for the runtime's deferred wakes.
+            if !this.settling {
+                this.settling = true;
+                this.settled.fired.store(false, Ordering::SeqCst);
+                let settle_waker = Waker::from(Arc::clone(&this.settled));
+                let mut settle_cx = Context::from_waker(&settle_waker);
+                let _ = std::pin::pin!(tokio::task::yield_now()).poll(&mut settle_cx);
+            }
+            if !this.settled.fired.load(Ordering::SeqCst) {
+                yielding = false;
+                awaiting_settle = true;
+                break;
+            }
             match this.run.next_turn() {
-                Turn::Delivered => continue,
+                Turn::Delivered => {
+                    this.dirty = true;
+                    continue;
+                }
                 Turn::Idle => {
                     yielding = false;
                     if let Some(reason) = this.run.stalled_replay() {
@@ -615,7 +676,10 @@ impl<F: Future> Future for Driver<F> {
         this.signal.polling.store(false, Ordering::SeqCst);
         // A wake that came while the driver was polling did not reach the task: pass it on. Out
         // of polls for this turn, come back after the runtime's other tasks.
-        if yielding || this.signal.woken.load(Ordering::SeqCst) {
+        if yielding
+            || this.signal.woken.load(Ordering::SeqCst)
+            || (awaiting_settle && this.settled.fired.load(Ordering::SeqCst))
+        {
             cx.waker().wake_by_ref();
         }
         Poll::Pending
