@@ -1,0 +1,569 @@
+//! Tools for testing workflows: a crash checker that crashes a workflow after every commit
+//! point and explores the orders in which its concurrent steps finish.
+//!
+//! Cargo feature `testing` (it needs tokio's virtual time, `tokio/test-util`): add
+//! `workflow-runtime = { version = "…", features = ["testing"] }` to your dev-dependencies.
+//!
+//! ```
+//! use workflow_runtime::{StepError, step, testing, workflow};
+//!
+//! #[step]
+//! async fn fetch(item: u32) -> Result<u32, std::io::Error> {
+//!     Ok(item * 10)
+//! }
+//!
+//! #[step]
+//! async fn summarize(value: u32) -> Result<String, std::io::Error> {
+//!     Ok(format!("summary of {value}"))
+//! }
+//!
+//! /// A fan-out: two branches at once, two steps each.
+//! #[workflow]
+//! async fn pipeline(items: Vec<u32>) -> Result<Vec<String>, StepError> {
+//!     let branch = |item: u32| async move { summarize(fetch(item).await?).await };
+//!     let (first, second) = tokio::join!(branch(items[0]), branch(items[1]));
+//!     Ok(vec![first?, second?])
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let report = testing::CrashCheck::new::<pipeline>((vec![1, 2],))
+//!     // Seeded step latencies: each seed is another order in which the steps finish.
+//!     .with_step_latencies(testing::Latencies::seeded(7))
+//!     .run()
+//!     .await;
+//! // A crash after every commit point, and between a side effect and its commit; each run
+//! // resumed must end as the uninterrupted one did.
+//! report.assert_ok();
+//! assert!(report.crash_points() > 4);
+//! # }
+//! ```
+//!
+//! # How a crash is simulated
+//!
+//! [`CrashCheck::run`] runs the workflow once, uninterrupted, on an in-memory store, and numbers
+//! the store's writes (creating a run, committing a step, a timer, an event, a run's status):
+//! these are the commit points. Then, for every commit point `n`, two simulations:
+//!
+//! - [`Variant::AfterCommit`]: commit `n` lands and the process dies at once.
+//! - [`Variant::CommitLost`]: the process dies during commit `n`, which is lost; when `n` is a
+//!   step's outcome, the step's side effect has happened but its outcome is not journaled.
+//!
+//! The process is a tokio runtime of its own, on a thread of its own, under virtual time (sleeps,
+//! backoffs and durable timers take no real time). It dies when its runtime is dropped: every
+//! task is gone, as after a SIGKILL, and nothing it writes afterwards lands. A new runtime with
+//! a new [`Engine`] then resumes the run from what the store holds, at the virtual moment of the
+//! crash, and runs it to its end.
+//!
+//! # What is checked
+//!
+//! After each resumed run:
+//!
+//! 1. it ends with the same output (or error) as the uninterrupted run;
+//! 2. every step record committed before the crash is unchanged at the end: sequence number,
+//!    name, status and value;
+//! 3. the journal holds the same steps as the uninterrupted run's, compared by name, status
+//!    and value as a multiset: after the crash the steps may finish in another order, so their
+//!    sequence numbers may differ. Records that hold a time or randomness (`sleep`, `deadline:…`,
+//!    `now`, `random`, `uuid`) are compared by name only. Child runs are compared the same way;
+//! 4. no step whose outcome was committed before the crash executed again after the resume;
+//! 5. [`Engine::replay`] of the finished run returns the same output;
+//! 6. before the crash the run made the same commits as the uninterrupted run did (otherwise it
+//!    is not deterministic even without a crash).
+//!
+//! A failure names the latency seed, the crash point (the commit's number and what it wrote,
+//! "after commit 7: step #4 summarize"), the variant, and the first difference found.
+//!
+//! # What the checker needs of a workflow
+//!
+//! Steps must be deterministic under the check, given their inputs and attempt number (stub the
+//! model and the network): values are compared across simulations. An output built from
+//! [`durable::now`](crate::durable::now), [`random`](crate::durable::random) or
+//! [`uuid`](crate::durable::uuid) differs from one simulation to the next, so keep them out of
+//! what the workflow returns. A race between a step and a timer whose winner depends on how long
+//! a crash delays the step is reported: it is a real dependence on crash timing. Each simulation
+//! is bounded by a year of virtual time.
+//!
+//! Events sent with [`CrashCheck::with_event`] go to the checked run (not to its children), at
+//! a virtual time after its start; an event whose sending the crash interrupted is sent again
+//! by the resumed process, as a caller retrying would.
+
+#![cfg(feature = "testing")]
+
+mod compare;
+mod simulate;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::store::BoxFuture;
+use crate::workflow::Workflow;
+
+use self::compare::Reference;
+use self::simulate::{CrashAt, Plan, ScheduledEvent, Subject};
+
+/// The run id under which the checked workflow runs in every simulation.
+const RUN_ID: &str = "crash-check";
+
+/// Crashes a workflow at every commit point and checks that each resumed run ends as the
+/// uninterrupted one does. See the [module docs](self).
+#[must_use = "a crash check does nothing until `.run().await`"]
+pub struct CrashCheck {
+    subject: Subject,
+    input: Result<String, String>,
+    latencies: Vec<Latencies>,
+    registrations: Vec<Registration>,
+    events: Vec<Result<ScheduledEvent, String>>,
+    /// Commits whose step records a crash loses, though the store acknowledged them (the
+    /// checker's own tests).
+    lose_commits: Vec<u64>,
+}
+
+type Registration = fn(&Engine) -> BoxFuture<'static, Result<usize, Error>>;
+
+impl fmt::Debug for CrashCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrashCheck")
+            .field("workflow", &self.subject.name)
+            .field("latencies", &self.latencies)
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CrashCheck {
+    /// A check of workflow `W` started with `input` (its arguments, as a tuple), without step
+    /// latencies: concurrent steps finish in the order they were called until
+    /// [`with_step_latencies`](Self::with_step_latencies) or [`with_seeds`](Self::with_seeds)
+    /// says otherwise.
+    pub fn new<W: Workflow>(input: W::Input) -> CrashCheck {
+        CrashCheck {
+            subject: Subject::of::<W>(),
+            input: serde_json::to_string(&input)
+                .map_err(|e| format!("the input cannot be encoded as JSON: {e}")),
+            latencies: vec![Latencies::none()],
+            registrations: Vec::new(),
+            events: Vec::new(),
+            lose_commits: Vec::new(),
+        }
+    }
+
+    /// Gives every step attempt the latency `latencies` draws for it, which decides the order in
+    /// which concurrent steps finish. Replaces the latencies set before.
+    pub fn with_step_latencies(mut self, latencies: Latencies) -> Self {
+        self.latencies = vec![latencies];
+        self
+    }
+
+    /// Runs the whole check once per seed, each with [`Latencies::seeded`] (up to the bound of
+    /// the latencies set before, 50 ms by default): more completion orders explored. Replaces
+    /// the latencies set before.
+    pub fn with_seeds(mut self, seeds: Range<u64>) -> Self {
+        let max = self
+            .latencies
+            .first()
+            .filter(|l| l.seed.is_some())
+            .map_or(Latencies::DEFAULT_MAX, |l| l.max);
+        self.latencies = seeds.map(|s| Latencies::seeded(s).up_to(max)).collect();
+        self
+    }
+
+    /// Makes workflow `C` known to every engine of the check: for child workflows that the
+    /// checked workflow starts through something else than [`durable::child`](crate::durable::child)
+    /// (which registers its child itself).
+    pub fn register<C: Workflow>(mut self) -> Self {
+        self.registrations.push(register::<C>);
+        self
+    }
+
+    /// Sends the event `name` with `payload` to the checked run `at` (virtual time) after it
+    /// started, as [`Engine::send_event`] would. Events are sent in the order of their times.
+    pub fn with_event(
+        mut self,
+        name: impl Into<String>,
+        payload: impl Serialize,
+        at: Duration,
+    ) -> Self {
+        let name = name.into();
+        let event = serde_json::value::to_raw_value(&payload)
+            .map(|payload| ScheduledEvent {
+                name: name.clone(),
+                payload,
+                at,
+            })
+            .map_err(|e| format!("the payload of event `{name}` cannot be encoded as JSON: {e}"));
+        self.events.push(event);
+        self
+    }
+
+    /// The store acknowledges commit `number` but loses its step records in a crash after it: a
+    /// broken store, which the checker must catch.
+    #[cfg(test)]
+    pub(crate) fn losing_commit(mut self, number: u64) -> Self {
+        self.lose_commits.push(number);
+        self
+    }
+
+    /// Runs the uninterrupted run and every crash simulation, on as many threads as the machine
+    /// has cores, and reports what diverged.
+    ///
+    /// # Panics
+    ///
+    /// When the thread running the simulations cannot be spawned.
+    pub async fn run(self) -> Report {
+        let (send, receive) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("crash-check".into())
+            .spawn(move || {
+                let _ = send.send(self.run_blocking());
+            })
+            .expect("spawn the crash checker's thread");
+        match receive.await {
+            Ok(report) => report,
+            Err(_) => panic!("the crash checker's thread panicked"),
+        }
+    }
+
+    fn run_blocking(self) -> Report {
+        let mut report = Report {
+            workflow: self.subject.name,
+            crash_points: 0,
+            simulations: 0,
+            seeds: self.latencies.len(),
+            failures: Vec::new(),
+        };
+        let setup = self.input.clone().and_then(|input| {
+            let mut events = self.events.iter().cloned().collect::<Result<Vec<_>, _>>()?;
+            events.sort_by_key(|e| e.at);
+            Ok((input, events))
+        });
+        let (input, events) = match setup {
+            Ok(setup) => setup,
+            Err(problem) => {
+                report.failures.push(Failure {
+                    seed: None,
+                    crash_point: None,
+                    problems: vec![problem],
+                });
+                return report;
+            }
+        };
+        let plan = Arc::new(Plan {
+            subject: self.subject,
+            run_id: RUN_ID.to_owned(),
+            input,
+            registrations: self.registrations,
+            events,
+            lose_commits: self.lose_commits,
+        });
+
+        // The uninterrupted runs, one per seed.
+        let references: Vec<Reference> = simulate::in_parallel(&self.latencies, |latencies| {
+            Reference::record(&plan, *latencies)
+        });
+        report.simulations += references.len();
+
+        // Every crash point of every seed, in both variants.
+        let mut jobs = Vec::new();
+        for reference in &references {
+            if let Some(problems) = reference.problems() {
+                report.failures.push(Failure {
+                    seed: reference.latencies.seed,
+                    crash_point: None,
+                    problems,
+                });
+                continue;
+            }
+            report.crash_points += reference.commits.len();
+            for commit in &reference.commits {
+                for variant in [Variant::AfterCommit, Variant::CommitLost] {
+                    jobs.push((reference, commit.number, variant));
+                }
+            }
+        }
+        report.simulations += jobs.len();
+        let outcomes = simulate::in_parallel(&jobs, |(reference, commit, variant)| {
+            let crash = CrashAt {
+                commit: *commit,
+                variant: *variant,
+            };
+            let simulation = simulate::simulate(&plan, reference.latencies, Some(crash));
+            reference.compare(&simulation, crash)
+        });
+        for ((reference, commit, variant), problems) in jobs.iter().zip(outcomes) {
+            if problems.is_empty() {
+                continue;
+            }
+            let wrote = reference.commits[(*commit - 1) as usize].wrote.clone();
+            report.failures.push(Failure {
+                seed: reference.latencies.seed,
+                crash_point: Some(CrashPoint {
+                    commit: *commit,
+                    variant: *variant,
+                    wrote,
+                }),
+                problems,
+            });
+        }
+        report
+    }
+}
+
+fn register<C: Workflow>(engine: &Engine) -> BoxFuture<'static, Result<usize, Error>> {
+    let engine = engine.clone();
+    Box::pin(async move { engine.register::<C>().await })
+}
+
+/// The latency each step attempt waits before it starts, drawn from a seed: different seeds,
+/// different orders in which concurrent steps finish. Each latency is a whole number of
+/// milliseconds between zero and the bound (50 ms unless [`up_to`](Self::up_to) says
+/// otherwise), a hash of the seed, the run id, the step's sequence number and name, and the
+/// attempt number: the same attempt waits the same in every simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latencies {
+    seed: Option<u64>,
+    max: Duration,
+}
+
+impl Latencies {
+    const DEFAULT_MAX: Duration = Duration::from_millis(50);
+
+    /// No latencies: every attempt starts at once.
+    pub fn none() -> Latencies {
+        Latencies {
+            seed: None,
+            max: Duration::ZERO,
+        }
+    }
+
+    /// Latencies drawn from `seed`, up to 50 ms.
+    pub fn seeded(seed: u64) -> Latencies {
+        Latencies {
+            seed: Some(seed),
+            max: Self::DEFAULT_MAX,
+        }
+    }
+
+    /// The same latencies, bounded by `max` instead (rounded down to milliseconds).
+    pub fn up_to(mut self, max: Duration) -> Latencies {
+        self.max = max;
+        self
+    }
+
+    /// The seed; `None` without latencies.
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// The latency of attempt `attempt` (from 1) of step `seq` named `name` in run `run_id`.
+    pub fn latency(&self, run_id: &str, seq: u64, name: &str, attempt: u32) -> Duration {
+        let Some(seed) = self.seed else {
+            return Duration::ZERO;
+        };
+        let max_ms = self.max.as_millis() as u64;
+        if max_ms == 0 {
+            return Duration::ZERO;
+        }
+        let mut hash = mix(seed ^ 0x9e37_79b9_7f4a_7c15);
+        for byte in run_id.bytes().chain([0xff]).chain(name.bytes()) {
+            hash = mix(hash ^ u64::from(byte));
+        }
+        hash = mix(hash ^ seq);
+        hash = mix(hash ^ u64::from(attempt));
+        Duration::from_millis(hash % (max_ms + 1))
+    }
+}
+
+/// SplitMix64's finaliser.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// How the simulated process dies at a commit point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Variant {
+    /// The commit lands, then the process dies before anyone sees it landed.
+    AfterCommit,
+    /// The process dies during the commit, which is lost. For a step's outcome: the step's side
+    /// effect happened, its outcome is not journaled.
+    CommitLost,
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Variant::AfterCommit => "crash after the commit",
+            Variant::CommitLost => "crash during the commit, which is lost (side effect done)",
+        })
+    }
+}
+
+/// Where a simulation crashed: a commit, numbered from 1 in the order the store received them,
+/// and the variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrashPoint {
+    commit: u64,
+    variant: Variant,
+    wrote: String,
+}
+
+impl CrashPoint {
+    /// The commit's number, from 1 (the run's creation), in the uninterrupted run's order.
+    pub fn commit(&self) -> u64 {
+        self.commit
+    }
+
+    /// How the process died there.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// What the commit writes: "step #4 summarize", "run created", "run completed", ...
+    pub fn wrote(&self) -> &str {
+        &self.wrote
+    }
+}
+
+impl fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = match self.variant {
+            Variant::AfterCommit => "after",
+            Variant::CommitLost => "during",
+        };
+        write!(
+            f,
+            "{at} commit {}: {} ({})",
+            self.commit, self.wrote, self.variant
+        )
+    }
+}
+
+/// One simulation that diverged (or an uninterrupted run that could not be checked).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    seed: Option<u64>,
+    crash_point: Option<CrashPoint>,
+    problems: Vec<String>,
+}
+
+impl Failure {
+    /// The latency seed; `None` without latencies.
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// Where the process crashed; `None` when the uninterrupted run itself failed the check.
+    pub fn crash_point(&self) -> Option<&CrashPoint> {
+        self.crash_point.as_ref()
+    }
+
+    /// What diverged, the first difference first.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.seed {
+            Some(seed) => write!(f, "seed {seed}")?,
+            None => write!(f, "no latencies")?,
+        }
+        match &self.crash_point {
+            Some(point) => write!(f, ", {point}")?,
+            None => write!(f, ", uninterrupted run")?,
+        }
+        for problem in &self.problems {
+            write!(f, "\n    {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a [`CrashCheck`] found. Its `Display` lists the failures, each with what is needed to
+/// reproduce it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    workflow: &'static str,
+    crash_points: usize,
+    simulations: usize,
+    seeds: usize,
+    failures: Vec<Failure>,
+}
+
+impl Report {
+    /// Crash points checked: commit points of the uninterrupted runs, summed over the seeds.
+    /// Each is checked in both [`Variant`]s.
+    pub fn crash_points(&self) -> usize {
+        self.crash_points
+    }
+
+    /// Simulations run: the uninterrupted runs and the crashed-and-resumed ones.
+    pub fn simulations(&self) -> usize {
+        self.simulations
+    }
+
+    /// The simulations that diverged, in the order of seeds, commits and variants.
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
+    /// Whether every simulation ended as the uninterrupted run did.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// Panics with the report unless every simulation ended as the uninterrupted run did.
+    #[track_caller]
+    pub fn assert_ok(&self) {
+        if !self.is_ok() {
+            panic!("{self}");
+        }
+    }
+}
+
+/// How many failures `Display` lists in full.
+const LISTED: usize = 5;
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "crash check of `{}`: {} crash points, {} simulations, {} seed{}",
+            self.workflow,
+            self.crash_points,
+            self.simulations,
+            self.seeds,
+            if self.seeds == 1 { "" } else { "s" },
+        )?;
+        if self.failures.is_empty() {
+            return write!(f, ": all resumed runs ended as the uninterrupted ones");
+        }
+        write!(f, ": {} diverged", self.failures.len())?;
+        for failure in self.failures.iter().take(LISTED) {
+            write!(f, "\n  - {failure}")?;
+        }
+        if self.failures.len() > LISTED {
+            write!(f, "\n  ... and {} more", self.failures.len() - LISTED)?;
+        }
+        if let Some(seed) = self.failures[0].seed {
+            write!(
+                f,
+                "\n  reproduce the first with .with_step_latencies(Latencies::seeded({seed}))"
+            )?;
+        }
+        Ok(())
+    }
+}
