@@ -364,6 +364,16 @@ fn value(value: &Value, span: Span, krate: &syn::Path) -> TokenStream {
                 max,
                 jitter,
             } = backoff;
+            // With every field given, `..DEFAULT` would trip clippy's needless_update in the
+            // user's crate.
+            let rest = [
+                initial.is_some(),
+                factor.is_some(),
+                max.is_some(),
+                jitter.is_some(),
+            ]
+            .contains(&false)
+            .then(|| quote_spanned!(span=> ..#krate::Backoff::DEFAULT));
             let initial = initial.map(|d| {
                 let d = duration(d, span);
                 quote_spanned!(span=> initial: #d,)
@@ -381,7 +391,7 @@ fn value(value: &Value, span: Span, krate: &syn::Path) -> TokenStream {
                 quote_spanned!(span=> jitter: #n,)
             });
             quote_spanned! {span=>
-                #krate::Backoff { #initial #factor #max #jitter ..#krate::Backoff::DEFAULT }
+                #krate::Backoff { #initial #factor #max #jitter #rest }
             }
         }
     }

@@ -106,7 +106,7 @@ enum Deadline {
     /// Due at this time (journaled now, or by an earlier process).
     Due(u64),
     /// A timer that fired: its firing is an outcome, handed back in its turn.
-    Fired(Journaled),
+    Fired(Box<Journaled>),
     /// Journaled before timers had positions, as the due time itself, handed back in order of
     /// sequence number: the due time, waited for in memory as then.
     Legacy(u64),
@@ -118,7 +118,7 @@ async fn deadline(run: &Arc<RunContext>, seq: u64, name: &str, after: Duration) 
     let record = match run.claim(seq, name) {
         Err(mismatch) => return park(run, Abort::Park(mismatch.to_string())).await,
         Ok(Claim::Outcome(journaled)) if journaled.record.delivery.is_some() => {
-            return Deadline::Fired(journaled);
+            return Deadline::Fired(Box::new(journaled));
         }
         Ok(Claim::Outcome(journaled)) => {
             return match replay::replay_outcome::<u64>(run, journaled).await {
@@ -163,7 +163,7 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
     let seq = run.allocate_seq();
     let due = match deadline(run, seq, name, after).await {
         Deadline::Fired(journaled) => {
-            if let Err(error) = replay::replay_outcome::<u64>(run, journaled).await {
+            if let Err(error) = replay::replay_outcome::<u64>(run, *journaled).await {
                 park::<()>(run, Abort::Park(error.to_string())).await;
             }
             return;
