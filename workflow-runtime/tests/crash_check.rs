@@ -316,6 +316,52 @@ async fn crash_check_sends_events_at_their_virtual_time() {
     assert!(report.crash_points() >= 6, "{report}");
 }
 
+/// Waits up to two hours for an event that comes after a minute, then races a step of 100 ms
+/// against a five-second timer.
+struct WokenEarly;
+
+impl Workflow for WokenEarly {
+    type Input = ();
+    type Output = String;
+    const NAME: &'static str = "woken_early";
+
+    fn run((): ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let go: Option<u32> = durable::wait_for_event_timeout("go", Duration::from_secs(7_200))
+                .await
+                .map_err(|e| WorkflowFailure::new(e.to_string()))?;
+            let raced = durable::race(
+                step("quick").run(|| async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, std::io::Error>("step".to_owned())
+                }),
+                durable::sleep(Duration::from_secs(5)),
+            )
+            .await;
+            let winner = match raced {
+                durable::Either::First(won) => {
+                    won.map_err(|e| WorkflowFailure::new(e.to_string()))?
+                }
+                durable::Either::Second(()) => "timer".to_owned(),
+            };
+            Ok(format!("go {go:?}, {winner} first"))
+        })
+    }
+}
+
+/// Regression (found by the corpus, shapes 305 and 392): a run that waited out of memory and
+/// was woken by its event before its deadline kept the deadline as its `not_before` while it
+/// ran; a crash then, and the next process started it only at the old deadline, two hours
+/// late, so the five-second timer won the race that the step wins without a crash.
+#[tokio::test]
+async fn crash_check_a_run_woken_early_by_an_event_resumes_at_once_after_a_crash() {
+    let report = CrashCheck::new::<WokenEarly>(())
+        .with_event("go", 7, Duration::from_secs(60))
+        .run()
+        .await;
+    report.assert_ok();
+}
+
 #[test]
 fn latencies_are_reproducible_whole_milliseconds_within_their_bound() {
     let latencies = Latencies::seeded(5).up_to(Duration::from_millis(20));

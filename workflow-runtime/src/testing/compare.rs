@@ -25,27 +25,26 @@ impl Reference {
         }
     }
 
-    /// Why this run cannot serve as the reference, if it cannot.
-    pub(crate) fn problems(&self) -> Option<Vec<String>> {
+    /// What is wrong with the uninterrupted run itself, and whether it can still serve as the
+    /// reference of the crashed ones (it cannot when it did not finish).
+    pub(crate) fn check(&self) -> (Vec<String>, bool) {
         let ending = match &self.ending {
             Ok(ending) => ending,
-            Err(why) => return Some(vec![format!("the uninterrupted run {why}")]),
+            Err(why) => return (vec![format!("the uninterrupted run {why}")], false),
         };
-        if let Err(error) = &ending.outcome
-            && is_unfinished(error)
-        {
-            return Some(vec![format!(
-                "the uninterrupted run did not finish: {error}"
-            )]);
+        if let Outcome::Unfinished(error) = &ending.outcome {
+            let problem = format!("the uninterrupted run did not finish: {error}");
+            return (vec![problem], false);
         }
         if ending.replay != ending.outcome {
-            return Some(vec![format!(
+            let problem = format!(
                 "Engine::replay of the uninterrupted run returns {}, the run returned {}",
                 show_outcome(&ending.replay),
                 show_outcome(&ending.outcome)
-            )]);
+            );
+            return (vec![problem], true);
         }
-        None
+        (Vec::new(), true)
     }
 
     /// What diverged in `simulation`, crashed at `crash`, the most telling first.
@@ -137,7 +136,8 @@ impl Reference {
                 break;
             }
         }
-        if ending.replay != ending.outcome {
+        // Unless the uninterrupted run does not replay either: said once, there.
+        if ending.replay != ending.outcome && reference.replay == reference.outcome {
             problems.push(format!(
                 "Engine::replay of the resumed run returns {}, the run returned {}",
                 show_outcome(&ending.replay),
@@ -150,10 +150,6 @@ impl Reference {
     fn main_run(&self) -> String {
         super::RUN_ID.to_owned()
     }
-}
-
-fn is_unfinished(error: &str) -> bool {
-    error.contains("parked") || error.contains("not finish")
 }
 
 /// A step as the journal comparison sees it: records of times and random values by name only
@@ -317,8 +313,9 @@ fn show_step(step: &StepView) -> String {
 
 fn show_outcome(outcome: &Outcome) -> String {
     match outcome {
-        Ok(output) => shorten(output),
-        Err(error) => format!("an error ({})", shorten(error)),
+        Outcome::Output(output) => shorten(output),
+        Outcome::Error(error) => format!("an error ({})", shorten(error)),
+        Outcome::Unfinished(why) => format!("no end ({})", shorten(why)),
     }
 }
 

@@ -249,7 +249,7 @@ impl CrashCheck {
             Ok(setup) => setup,
             Err(problem) => {
                 report.failures.push(Failure {
-                    seed: None,
+                    latencies: Latencies::none(),
                     crash_point: None,
                     problems: vec![problem],
                 });
@@ -273,24 +273,29 @@ impl CrashCheck {
 
         // Every crash point of every seed, in both variants.
         let mut jobs = Vec::new();
-        for reference in &references {
-            if let Some(problems) = reference.problems() {
-                report.failures.push(Failure {
-                    seed: reference.latencies.seed,
+        let mut failures: Vec<(usize, Failure)> = Vec::new();
+        for (index, reference) in references.iter().enumerate() {
+            let (problems, usable) = reference.check();
+            if !problems.is_empty() {
+                let failure = Failure {
+                    latencies: reference.latencies,
                     crash_point: None,
                     problems,
-                });
+                };
+                failures.push((index, failure));
+            }
+            if !usable {
                 continue;
             }
             report.crash_points += reference.commits.len();
             for commit in &reference.commits {
                 for variant in [Variant::AfterCommit, Variant::CommitLost] {
-                    jobs.push((reference, commit.number, variant));
+                    jobs.push((index, reference, commit.number, variant));
                 }
             }
         }
         report.simulations += jobs.len();
-        let outcomes = simulate::in_parallel(&jobs, |(reference, commit, variant)| {
+        let outcomes = simulate::in_parallel(&jobs, |(_, reference, commit, variant)| {
             let crash = CrashAt {
                 commit: *commit,
                 variant: *variant,
@@ -298,21 +303,25 @@ impl CrashCheck {
             let simulation = simulate::simulate(&plan, reference.latencies, Some(crash));
             reference.compare(&simulation, crash)
         });
-        for ((reference, commit, variant), problems) in jobs.iter().zip(outcomes) {
+        for ((index, reference, commit, variant), problems) in jobs.iter().zip(outcomes) {
             if problems.is_empty() {
                 continue;
             }
             let wrote = reference.commits[(*commit - 1) as usize].wrote.clone();
-            report.failures.push(Failure {
-                seed: reference.latencies.seed,
+            let failure = Failure {
+                latencies: reference.latencies,
                 crash_point: Some(CrashPoint {
                     commit: *commit,
                     variant: *variant,
                     wrote,
                 }),
                 problems,
-            });
+            };
+            failures.push((*index, failure));
         }
+        // By seed; within a seed, the uninterrupted run's failure first.
+        failures.sort_by_key(|(index, _)| *index);
+        report.failures = failures.into_iter().map(|(_, failure)| failure).collect();
         report
     }
 }
@@ -453,7 +462,7 @@ impl fmt::Display for CrashPoint {
 /// One simulation that diverged (or an uninterrupted run that could not be checked).
 #[derive(Debug, Clone)]
 pub struct Failure {
-    seed: Option<u64>,
+    latencies: Latencies,
     crash_point: Option<CrashPoint>,
     problems: Vec<String>,
 }
@@ -461,7 +470,12 @@ pub struct Failure {
 impl Failure {
     /// The latency seed; `None` without latencies.
     pub fn seed(&self) -> Option<u64> {
-        self.seed
+        self.latencies.seed
+    }
+
+    /// The latencies of the simulation.
+    pub fn latencies(&self) -> Latencies {
+        self.latencies
     }
 
     /// Where the process crashed; `None` when the uninterrupted run itself failed the check.
@@ -477,7 +491,7 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.seed {
+        match self.latencies.seed {
             Some(seed) => write!(f, "seed {seed}")?,
             None => write!(f, "no latencies")?,
         }
@@ -558,11 +572,20 @@ impl fmt::Display for Report {
         if self.failures.len() > LISTED {
             write!(f, "\n  ... and {} more", self.failures.len() - LISTED)?;
         }
-        if let Some(seed) = self.failures[0].seed {
+        let latencies = self.failures[0].latencies;
+        if let Some(seed) = latencies.seed {
             write!(
                 f,
-                "\n  reproduce the first with .with_step_latencies(Latencies::seeded({seed}))"
+                "\n  reproduce the first with .with_step_latencies(Latencies::seeded({seed})"
             )?;
+            if latencies.max != Latencies::DEFAULT_MAX {
+                write!(
+                    f,
+                    ".up_to(Duration::from_millis({}))",
+                    latencies.max.as_millis()
+                )?;
+            }
+            write!(f, ")")?;
         }
         Ok(())
     }

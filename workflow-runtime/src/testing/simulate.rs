@@ -35,8 +35,16 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(30 * 24 * 3_600);
 /// What the hook makes an attempt wait once the process crashed: it never starts.
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3_600);
 
-/// A run's output as JSON, or its error in words.
-pub(crate) type Outcome = Result<String, String>;
+/// How a run ended, as the checker compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Its output, as JSON.
+    Output(String),
+    /// Its error (failed, stopped by a budget, cancelled), in words.
+    Error(String),
+    /// It did not end: parked, or left unfinished.
+    Unfinished(String),
+}
 
 /// The workflow under check, its type erased.
 #[derive(Clone, Copy)]
@@ -77,8 +85,14 @@ fn start<W: Workflow>(
 }
 
 fn encode<W: Workflow>(output: Result<W::Output, Error>) -> Outcome {
-    let output = output.map_err(|e| e.to_string())?;
-    serde_json::to_string(&output).map_err(|e| format!("the output cannot be encoded: {e}"))
+    match output {
+        Ok(output) => match serde_json::to_string(&output) {
+            Ok(json) => Outcome::Output(json),
+            Err(e) => Outcome::Error(format!("the output cannot be encoded: {e}")),
+        },
+        Err(e @ Error::RunParked { .. }) => Outcome::Unfinished(e.to_string()),
+        Err(e) => Outcome::Error(e.to_string()),
+    }
 }
 
 fn result<W: Workflow>(engine: &Engine, run_id: &str) -> BoxFuture<'static, Outcome> {
