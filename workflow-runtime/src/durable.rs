@@ -186,22 +186,29 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
 /// Waits until `due_us` in memory, or leaves memory when that is further away than the
 /// engine's threshold.
 async fn wait_until(run: &Arc<RunContext>, due_us: u64, waiting_for: String) {
-    let now = journal::now_us();
-    if due_us <= now {
-        return;
+    loop {
+        let now = journal::now_us();
+        if due_us <= now {
+            return;
+        }
+        let remaining = Duration::from_micros(due_us - now);
+        let in_memory = run.shared.park_after();
+        if remaining <= in_memory {
+            return tokio::time::sleep(remaining).await;
+        }
+        if run.running_steps().is_empty() {
+            return park(
+                run,
+                Abort::Wait {
+                    due_us: Some(due_us),
+                    waiting_for,
+                },
+            )
+            .await;
+        }
+        // Another branch is executing a step: leaving memory would drop it. Look again later.
+        tokio::time::sleep(in_memory).await;
     }
-    let remaining = Duration::from_micros(due_us - now);
-    if remaining > run.shared.park_after() {
-        return park(
-            run,
-            Abort::Wait {
-                due_us: Some(due_us),
-                waiting_for,
-            },
-        )
-        .await;
-    }
-    tokio::time::sleep(remaining).await;
 }
 
 /// Sleeps for `duration`, durably: the wake-up time is journaled, so a resumed run sleeps only
@@ -326,7 +333,9 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
                 tokio::select! {
                     _ = &mut changed => {}
                     _ = tokio::time::sleep(wait) => {
-                        if remaining.is_none_or(|r| r > in_memory) {
+                        // Not while another branch executes a step: leaving memory would
+                        // drop it.
+                        if remaining.is_none_or(|r| r > in_memory) && run.running_steps().is_empty() {
                             let waiting_for = format!("event `{name}`");
                             return park(&run, Abort::Wait { due_us: deadline, waiting_for }).await;
                         }

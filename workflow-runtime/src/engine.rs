@@ -1171,6 +1171,9 @@ async fn execute_in(
             let mut running = run.clone();
             running.status = RunStatus::Running;
             running.waiting_for = None;
+            // A run woken early (by its event) is due now: a crash must not make the next
+            // engine wait for the old deadline before resuming it.
+            running.not_before_us = None;
             running.error = None;
             running.parked_by_fingerprint = None;
             running.updated_at_us = journal::now_us();
