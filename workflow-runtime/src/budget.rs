@@ -153,9 +153,16 @@ impl Usage {
             && self.model.is_none()
     }
 
+    /// Input plus output tokens, saturating at `u64::MAX` (a step reports what it likes).
+    pub(crate) fn total_tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    /// Adds `other` to this usage. Token counts saturate at `u64::MAX`: a budget read from
+    /// them is then exceeded, never wrapped back to a small number, and nothing panics.
     pub(crate) fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cost_usd += other.cost_usd;
         if other.model.is_some() {
             self.model.clone_from(&other.model);
@@ -200,7 +207,8 @@ impl Pricing {
     }
 }
 
-/// What a run has spent so far: journaled steps plus steps run in this process.
+/// What a run has spent so far: journaled steps plus steps run in this process. Counts
+/// saturate at `u64::MAX` (see [`Usage::add`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Spent {
     /// Steps executed (each journaled step counts once).
@@ -219,7 +227,7 @@ impl Spent {
     pub(crate) fn with_pending(&self, usage: &Usage) -> Spent {
         Spent {
             steps: self.steps,
-            tokens: self.tokens + usage.input_tokens + usage.output_tokens,
+            tokens: self.tokens.saturating_add(usage.total_tokens()),
             cost_usd: self.cost_usd + usage.cost_usd,
             elapsed: self.elapsed,
         }
@@ -227,13 +235,13 @@ impl Spent {
 
     /// Adds what a step's attempts spent, without counting a step.
     pub(crate) fn charge_usage(&mut self, usage: &Usage) {
-        self.tokens += usage.input_tokens + usage.output_tokens;
+        self.tokens = self.tokens.saturating_add(usage.total_tokens());
         self.cost_usd += usage.cost_usd;
     }
 
     pub(crate) fn charge(&mut self, usage: &Usage) {
-        self.steps += 1;
-        self.tokens += usage.input_tokens + usage.output_tokens;
+        self.steps = self.steps.saturating_add(1);
+        self.tokens = self.tokens.saturating_add(usage.total_tokens());
         self.cost_usd += usage.cost_usd;
     }
 }
@@ -274,5 +282,33 @@ mod tests {
         assert!(budget.check_before_step(&spent).is_ok());
         spent.charge(&Usage::tokens("m", 5, 5));
         assert!(budget.check_before_step(&spent).is_err());
+    }
+
+    #[test]
+    fn token_sums_that_overflow_saturate_instead_of_panicking() {
+        let huge = Usage::tokens("m", u64::MAX, u64::MAX);
+        assert_eq!(huge.total_tokens(), u64::MAX);
+
+        let mut usage = Usage::tokens("m", u64::MAX - 1, 5);
+        usage.add(&Usage::tokens("m", 10, u64::MAX));
+        assert_eq!(
+            (usage.input_tokens, usage.output_tokens),
+            (u64::MAX, u64::MAX)
+        );
+
+        let mut spent = Spent {
+            steps: u64::MAX,
+            ..Spent::default()
+        };
+        spent.charge(&huge);
+        spent.charge_usage(&huge);
+        assert_eq!((spent.steps, spent.tokens), (u64::MAX, u64::MAX));
+        assert_eq!(spent.with_pending(&huge).tokens, u64::MAX);
+
+        let budget = Budget::UNLIMITED.with_max_tokens(1_000);
+        let message = budget
+            .check_before_step(&Spent::default().with_pending(&huge))
+            .expect_err("a saturated count exceeds any cap");
+        assert!(message.contains("max_tokens = 1000"), "{message}");
     }
 }

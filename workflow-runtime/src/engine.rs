@@ -157,9 +157,28 @@ impl RunOptions {
     }
 
     /// The run does not start before `delay` has passed.
+    ///
+    /// A delay past the latest time the journal holds (microseconds since the Unix epoch in a
+    /// `u64`, some 584,000 years) saturates at that time: `Duration::MAX` means "not before the
+    /// end of time", never a panic.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use workflow_runtime::RunOptions;
+    ///
+    /// // Regression: run_options_delay_of_duration_max_overflowed_adding_to_now.
+    /// let options = RunOptions::default().delay(Duration::MAX);
+    /// let ten_thousand_years = Duration::from_secs(10_000 * 365 * 24 * 3600);
+    /// assert!(options.not_before.unwrap() > SystemTime::now() + ten_thousand_years);
+    /// ```
     pub fn delay(self, delay: Duration) -> Self {
-        let at = journal::now_us() + delay.as_micros() as u64;
-        self.not_before(SystemTime::UNIX_EPOCH + Duration::from_micros(at))
+        let delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        let at = journal::now_us().saturating_add(delay_us);
+        let time = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_micros(at))
+            // Windows' SystemTime stops in year 60,056: 2^40 s is year 36,812 everywhere.
+            .unwrap_or_else(|| SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40));
+        self.not_before(time)
     }
 
     /// Adds the label `key` = `value` (user, agent, tenant) to the run.

@@ -6,14 +6,21 @@
 //! Tokens are known only after a call, so a call needs a positive token balance to start and
 //! is charged what it used when it ends; a large call leaves the bucket in debt, which later
 //! calls wait out.
+//!
+//! A limit of 0 allows no calls at all: no capacity would ever come, so a step drawing from
+//! such a bucket is refused at once, with a message naming the bucket and the limit, instead
+//! of waiting forever.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The capacity of a bucket. Unset limits do not apply.
+/// The capacity of a bucket. Unset limits do not apply; a limit of 0 allows no calls, and a
+/// step that draws from the bucket fails at once, never retried, saying so (it does not wait:
+/// no capacity would ever come).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RateLimit {
     /// Calls per minute.
@@ -23,7 +30,7 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// A limit of `requests` calls per minute.
+    /// A limit of `requests` calls per minute (0: no calls at all).
     pub fn requests_per_minute(requests: u32) -> Self {
         RateLimit {
             requests_per_minute: Some(requests),
@@ -31,11 +38,41 @@ impl RateLimit {
         }
     }
 
-    /// This limit with a cap of `tokens` per minute too.
+    /// This limit with a cap of `tokens` per minute too (0: no calls at all).
     pub fn with_tokens_per_minute(mut self, tokens: u64) -> Self {
         self.tokens_per_minute = Some(tokens);
         self
     }
+}
+
+/// Why a bucket let no call through: its limit is 0, so no capacity will ever come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    bucket: String,
+    limit: &'static str,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limit `{}` allows no calls ({} = 0): the step was refused without waiting; \
+             give the bucket a positive limit with `Engine::set_rate_limit`",
+            self.bucket, self.limit
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// What [`RateLimits::acquire`] answers. Not `#[must_use]` on purpose: ignoring a refusal
+/// lets the call through, which is the behaviour of a bucket without limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// The call may go ahead.
+    Granted,
+    /// The bucket allows no calls: the step must fail, not retry.
+    Refused(Refused),
 }
 
 #[derive(Debug)]
@@ -69,6 +106,17 @@ impl Bucket {
         }
         if let Some(tpm) = self.limit.tokens_per_minute {
             self.tokens = (self.tokens + minutes * tpm as f64).min(tpm as f64);
+        }
+    }
+
+    /// The limit that is 0, if one is: such a bucket never lets a call through.
+    fn zero_limit(&self) -> Option<&'static str> {
+        if self.limit.requests_per_minute == Some(0) {
+            Some("requests_per_minute")
+        } else if self.limit.tokens_per_minute == Some(0) {
+            Some("tokens_per_minute")
+        } else {
+            None
         }
     }
 
@@ -123,16 +171,25 @@ impl RateLimits {
     }
 
     /// Waits until the bucket `name` lets a call through, and takes it. A bucket that was
-    /// never configured has no limit.
-    pub(crate) async fn acquire(&self, name: &str) {
-        // Bounded: each round waits for the time the bucket said, and the bucket refills.
+    /// never configured has no limit; a bucket with a limit of 0 refuses at once.
+    pub(crate) async fn acquire(&self, name: &str) -> Admission {
+        // Bounded: each round waits for the time the bucket said, and the bucket refills; a
+        // bucket that never refills (a limit of 0) is refused before any wait.
         loop {
             let wait = match self.buckets().get_mut(name) {
-                None => return,
-                Some(bucket) => match bucket.try_take(Instant::now()) {
-                    Ok(()) => return,
-                    Err(wait) => wait,
-                },
+                None => return Admission::Granted,
+                Some(bucket) => {
+                    if let Some(limit) = bucket.zero_limit() {
+                        return Admission::Refused(Refused {
+                            bucket: name.to_owned(),
+                            limit,
+                        });
+                    }
+                    match bucket.try_take(Instant::now()) {
+                        Ok(()) => return Admission::Granted,
+                        Err(wait) => wait,
+                    }
+                }
             };
             tokio::time::sleep(wait).await;
         }
@@ -151,7 +208,11 @@ impl RateLimits {
     /// Closes the bucket for `wait` (the provider answered 429 with this Retry-After).
     pub(crate) fn back_off(&self, name: &str, wait: Duration) {
         if let Some(bucket) = self.buckets().get_mut(name) {
-            let until = Instant::now() + wait;
+            // A Retry-After of centuries closes the bucket for as long as the clock can say.
+            let now = Instant::now();
+            let until = now
+                .checked_add(wait)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
             bucket.closed_until = Some(bucket.closed_until.map_or(until, |u| u.max(until)));
         }
     }
@@ -185,6 +246,47 @@ mod tests {
         // 500 tokens of debt plus one: about 30 s at 1,000 per minute.
         let waited = started.elapsed().as_secs_f64();
         assert!((30.0..31.0).contains(&waited), "{waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_of_zero_slept_forever_and_now_refuses_at_once() {
+        let limits = RateLimits::default();
+        limits.configure("none", RateLimit::requests_per_minute(0));
+        limits.configure(
+            "no-tokens",
+            RateLimit::requests_per_minute(60).with_tokens_per_minute(0),
+        );
+        for (bucket, limit) in [
+            ("none", "requests_per_minute = 0"),
+            ("no-tokens", "tokens_per_minute = 0"),
+        ] {
+            let started = Instant::now();
+            // Today's code waited a minute at a time, forever: bound the wait to see it fail.
+            let admission = tokio::time::timeout(Duration::from_secs(3600), limits.acquire(bucket))
+                .await
+                .expect("a bucket with a zero limit must answer, not wait");
+            assert_eq!(
+                started.elapsed(),
+                Duration::ZERO,
+                "{bucket}: no wait at all"
+            );
+            let Admission::Refused(refused) = admission else {
+                panic!("{bucket}: a zero limit lets no call through, got {admission:?}");
+            };
+            let message = refused.to_string();
+            assert!(message.contains(&format!("`{bucket}`")), "{message}");
+            assert!(message.contains(limit), "{message}");
+        }
+        assert_eq!(limits.acquire("unconfigured").await, Admission::Granted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_duration_max_does_not_overflow_the_clock() {
+        let limits = RateLimits::default();
+        limits.configure("llm", RateLimit::requests_per_minute(1));
+        limits.back_off("llm", Duration::MAX);
+        let waited = tokio::time::timeout(Duration::from_secs(3600), limits.acquire("llm")).await;
+        assert!(waited.is_err(), "the bucket stays closed");
     }
 
     #[tokio::test(start_paused = true)]

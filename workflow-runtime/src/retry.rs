@@ -371,6 +371,20 @@ pub(crate) fn classify_chain(error: &(dyn StdError + 'static)) -> ErrorClass {
 /// Waits between attempts: `initial`, then multiplied by `factor` each time, capped at `max`,
 /// each spread by up to `jitter` (a fraction) either way so that many runs failing together do
 /// not retry together.
+///
+/// The fields are plain numbers, so nothing stops a computed one from being NaN, negative or
+/// infinite; a wait is never a panic. Out-of-range values are clamped where the wait is
+/// computed, to what keeps a backoff a backoff (waits that never shrink, never beyond `max`):
+///
+/// | field | value | taken as |
+/// | --- | --- | --- |
+/// | `factor` | NaN, or below 1 (negative included) | 1: every wait is `initial` |
+/// | `factor` | +infinity | `initial`, then `max` |
+/// | `jitter` | NaN, or negative | 0: no spread |
+/// | `jitter` | above 1, +infinity | 1: between no wait and twice the wait |
+/// | `initial` | above `max` | `max` |
+///
+/// A spread wait never exceeds [`Duration::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// The wait before the second attempt.
@@ -393,27 +407,47 @@ impl Backoff {
     };
 
     /// The wait after failed attempt number `attempt` (from 1) before the next one, without
-    /// jitter.
+    /// jitter. See the [type's docs](Backoff) for factors that are NaN, below 1 or infinite.
     pub fn base_delay(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(64) as i32;
-        let scaled = self.initial.as_secs_f64() * self.factor.powi(exponent);
+        // `f64::max` returns the number when the other operand is NaN: a NaN factor is 1.
+        let factor = self.factor.max(1.0);
+        if exponent == 0 || factor == 1.0 || self.initial.is_zero() {
+            return self.initial.min(self.max);
+        }
+        let scaled = self.initial.as_secs_f64() * factor.powi(exponent);
         if !scaled.is_finite() || scaled >= self.max.as_secs_f64() {
             self.max
         } else {
-            Duration::from_secs_f64(scaled.max(0.0))
+            // `scaled` is finite, positive and below `max`: it converts, but saturate anyway.
+            Duration::try_from_secs_f64(scaled)
+                .unwrap_or(self.max)
+                .min(self.max)
         }
     }
 
     /// The wait after failed attempt `attempt`, spread by the jitter according to `seed` (a
-    /// hash of the step's key and attempt, so the spread is reproducible).
+    /// hash of the step's key and attempt, so the spread is reproducible). See the [type's
+    /// docs](Backoff) for a jitter that is NaN, negative or above 1.
     pub fn delay(&self, attempt: u32, seed: u64) -> Duration {
         let base = self.base_delay(attempt);
-        let jitter = self.jitter.clamp(0.0, 1.0);
+        // NaN compares false with everything: `jitter > 0.0` is false for it too.
+        let jitter = if self.jitter > 0.0 {
+            self.jitter.min(1.0)
+        } else {
+            0.0
+        };
         if jitter == 0.0 {
             return base;
         }
         let unit = (seed >> 11) as f64 / (1u64 << 53) as f64; // in [0, 1)
-        base.mul_f64(1.0 + jitter * (2.0 * unit - 1.0))
+        let spread = base.as_secs_f64() * (1.0 + jitter * (2.0 * unit - 1.0));
+        // At most twice `base`, which may be near `Duration::MAX`: saturate.
+        Duration::try_from_secs_f64(spread).unwrap_or(if spread > 0.0 {
+            Duration::MAX
+        } else {
+            Duration::ZERO
+        })
     }
 }
 
@@ -487,6 +521,70 @@ mod tests {
         }
         let none = Backoff { jitter: 0.0, ..b };
         assert_eq!(none.delay(2, 99), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn backoff_with_nan_negative_or_infinite_jitter_does_not_panic() {
+        let seeds = [0, 1, u64::MAX, 0x1234_5678_9abc_def0];
+        for jitter in [f64::NAN, -0.5, f64::NEG_INFINITY] {
+            let b = Backoff {
+                jitter,
+                ..Backoff::DEFAULT
+            };
+            for seed in seeds {
+                assert_eq!(b.delay(2, seed), Duration::from_secs(5), "jitter {jitter}");
+            }
+        }
+        for jitter in [7.0, f64::INFINITY] {
+            let b = Backoff {
+                jitter,
+                ..Backoff::DEFAULT
+            };
+            for seed in seeds {
+                assert!(
+                    b.delay(2, seed) <= Duration::from_secs(10),
+                    "jitter {jitter}"
+                );
+            }
+        }
+        let huge = Backoff {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            jitter: 1.0,
+            ..Backoff::DEFAULT
+        };
+        for seed in seeds {
+            assert!(huge.delay(3, seed) <= Duration::MAX);
+        }
+        assert_eq!(huge.delay(3, u64::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn backoff_with_nan_negative_or_infinite_factor_never_shrinks_and_stops_at_max() {
+        for factor in [f64::NAN, -3.0, f64::NEG_INFINITY, 0.0, 0.5] {
+            let b = Backoff {
+                factor,
+                ..Backoff::DEFAULT
+            };
+            for attempt in [1, 2, 3, 64, u32::MAX] {
+                assert_eq!(b.base_delay(attempt), Duration::from_secs(1), "{factor}");
+                let jittered = b.delay(attempt, 99).as_secs_f64();
+                assert!((0.9..=1.1).contains(&jittered), "{factor}: {jittered}");
+            }
+        }
+        let b = Backoff {
+            factor: f64::INFINITY,
+            ..Backoff::DEFAULT
+        };
+        assert_eq!(b.base_delay(1), Duration::from_secs(1));
+        assert_eq!(b.base_delay(2), Duration::from_secs(30));
+        assert_eq!(b.base_delay(u32::MAX), Duration::from_secs(30));
+        let above_max = Backoff {
+            initial: Duration::from_secs(90),
+            factor: 1.0,
+            ..Backoff::DEFAULT
+        };
+        assert_eq!(above_max.base_delay(1), Duration::from_secs(30));
     }
 
     #[test]
