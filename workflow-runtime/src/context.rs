@@ -12,12 +12,12 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::budget::{Budget, Pricing, Spent, Usage};
 use crate::circuit::Circuits;
-use crate::engine::Engine;
 use crate::event::{AlertKind, Event, Listeners};
 use crate::journal::{self, InboxEvent, RunRecord};
 use crate::ratelimit::RateLimits;
 use crate::replay::ReplayJournal;
 use crate::store::Store;
+use crate::workflow::Children;
 
 tokio::task_local! {
     static CURRENT_RUN: Arc<RunContext>;
@@ -44,6 +44,7 @@ pub(crate) type AttemptHook = Arc<dyn Fn(&AttemptStart<'_>) -> Duration + Send +
 
 /// An attempt about to execute, as [`Shared::attempt_hook`] sees it.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) struct AttemptStart<'a> {
     pub(crate) run_id: &'a str,
     pub(crate) seq: u64,
@@ -115,15 +116,15 @@ pub(crate) struct RunSetup {
     /// The run's record, when its status must change to `running` with its first commit (it
     /// was pending or waiting): that costs no fsync of its own.
     pub(crate) status_change: Option<RunRecord>,
-    /// The engine, for child workflows.
-    pub(crate) engine: Option<Engine>,
+    /// Where child workflows run.
+    pub(crate) children: Option<Arc<dyn Children>>,
 }
 
 pub(crate) struct RunContext {
     pub(crate) run_id: String,
     pub(crate) shared: Arc<Shared>,
     pub(crate) verify_only: bool,
-    pub(crate) engine: Option<Engine>,
+    pub(crate) children: Option<Arc<dyn Children>>,
     budget: Budget,
     created_at_us: u64,
     status_change: Mutex<Option<RunRecord>>,
@@ -165,7 +166,7 @@ impl RunContext {
             run_id: setup.run_id,
             shared,
             verify_only: setup.verify_only,
-            engine: setup.engine,
+            children: setup.children,
             status_change: Mutex::new(setup.status_change),
             inbox: Mutex::new(Inbox::default()),
             inbox_signal: Notify::new(),

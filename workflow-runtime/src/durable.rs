@@ -45,7 +45,7 @@ use crate::replay::{self, Claim, Journaled, park};
 use crate::retry::StepFailure;
 use crate::step::step;
 use crate::store::Write;
-use crate::workflow::Workflow;
+use crate::workflow::{Erased, Workflow};
 
 /// The run whose body calls, if any. Inside a step's attempt there is none: the step's own
 /// outcome is what gets journaled, so what it reads there needs no journal of its own.
@@ -422,7 +422,7 @@ pub async fn child<W: Workflow>(input: W::Input) -> Result<W::Output, StepError>
 where
     W::Input: Clone,
 {
-    let Some(engine) = body_run().and_then(|run| run.engine.clone()) else {
+    let Some(children) = body_run().and_then(|run| run.children.clone()) else {
         return W::run(input).await.map_err(|failure| StepError {
             step: format!("child:{}", W::NAME),
             kind: StepErrorKind::Terminal,
@@ -433,9 +433,10 @@ where
     step(format!("child:{}", W::NAME))
         .retries(0)
         .run(|| {
-            let engine = engine.clone();
-            let input = input.clone();
+            let children = Arc::clone(&children);
+            let input = serde_json::value::to_raw_value(&input);
             async move {
+                let input = input.map_err(StepFailure::terminal)?;
                 let key = crate::StepContext::current()
                     .map(|ctx| ctx.idempotency_key().to_owned())
                     .unwrap_or_default();
@@ -444,11 +445,11 @@ where
                     Some((prefix, _)) => format!("{prefix}/child"),
                     None => format!("{key}/child"),
                 };
-                let handle = engine
-                    .start::<W>(id, input)
+                let output = children
+                    .run_child(Arc::new(Erased::<W>::new()), id, input)
                     .await
                     .map_err(StepFailure::terminal)?;
-                handle.result().await.map_err(StepFailure::terminal)
+                serde_json::from_str::<W::Output>(output.get()).map_err(StepFailure::terminal)
             }
         })
         .await

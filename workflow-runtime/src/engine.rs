@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -24,15 +25,15 @@ use crate::circuit::CircuitConfig;
 use crate::context::{Abort, RunContext, RunSetup, Shared};
 use crate::error::{Error, StepError, StepErrorKind};
 use crate::event::Event;
+use crate::guard::catch_unwind_future;
 use crate::history::{HistoryPage, LedgerGroup, LedgerRow, history_of, ledger_of};
 use crate::journal::{
     self, ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus,
 };
 use crate::replay::{self, ReplayJournal};
 use crate::scheduler::{Queued, Scheduler, Slot};
-use crate::step::catch_unwind_future;
-use crate::store::{CreateRun, MemoryStore, RedbStore, Store, Write};
-use crate::workflow::{Erased, ErasedWorkflow, Workflow};
+use crate::store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
+use crate::workflow::{Children, Erased, ErasedWorkflow, Workflow};
 
 /// Runs workflows durably over a [`Store`].
 ///
@@ -308,6 +309,7 @@ impl Engine {
 
     /// Calls `hook` before every attempt a step of this engine executes; the attempt starts
     /// after the wait it returns. For the crash checker of [`testing`](crate::testing).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn set_attempt_hook(&self, hook: crate::context::AttemptHook) {
         *self
             .inner
@@ -324,16 +326,20 @@ impl Engine {
     /// Registering the same workflow again only looks for runs to resume. Two different types
     /// under one name are an error.
     pub async fn register<W: Workflow>(&self) -> Result<usize, Error> {
-        self.add_workflow::<W>()?;
+        self.register_erased(Arc::new(Erased::<W>::new())).await
+    }
+
+    async fn register_erased(&self, workflow: Arc<dyn ErasedWorkflow>) -> Result<usize, Error> {
+        let workflow = self.add_workflow(workflow)?;
         let runs = self.inner.store.list_runs().await?;
         let mut queued = 0;
         for run in runs {
-            if run.workflow != W::NAME {
+            if run.workflow != workflow.name() {
                 continue;
             }
             let resumable = match run.status {
                 RunStatus::Pending | RunStatus::Running | RunStatus::Waiting => true,
-                RunStatus::Parked => run.parked_by_fingerprint != Some(W::FINGERPRINT),
+                RunStatus::Parked => run.parked_by_fingerprint != Some(workflow.fingerprint()),
                 _ => false,
             };
             if resumable && self.enqueue(&run) {
@@ -344,26 +350,28 @@ impl Engine {
         Ok(queued)
     }
 
-    fn add_workflow<W: Workflow>(&self) -> Result<Arc<dyn ErasedWorkflow>, Error> {
+    fn add_workflow(
+        &self,
+        workflow: Arc<dyn ErasedWorkflow>,
+    ) -> Result<Arc<dyn ErasedWorkflow>, Error> {
         let mut workflows = lock(&self.inner.workflows);
-        if let Some(existing) = workflows.get(W::NAME) {
-            if existing.type_id() != std::any::TypeId::of::<W>() {
+        if let Some(existing) = workflows.get(workflow.name()) {
+            if existing.type_id() != workflow.type_id() {
                 return Err(Error::DuplicateWorkflowName {
-                    name: W::NAME.to_owned(),
+                    name: workflow.name().to_owned(),
                 });
             }
             return Ok(Arc::clone(existing));
         }
-        let workflow: Arc<dyn ErasedWorkflow> = Arc::new(Erased::<W>::new());
-        workflows.insert(W::NAME.to_owned(), Arc::clone(&workflow));
+        workflows.insert(workflow.name().to_owned(), Arc::clone(&workflow));
         Ok(workflow)
     }
 
-    /// Whether `W` itself (not just another workflow with its name) is registered.
-    fn is_registered<W: Workflow>(&self) -> bool {
+    /// Whether this workflow itself (not just another one with its name) is registered.
+    fn is_registered(&self, workflow: &dyn ErasedWorkflow) -> bool {
         lock(&self.inner.workflows)
-            .get(W::NAME)
-            .is_some_and(|existing| existing.type_id() == std::any::TypeId::of::<W>())
+            .get(workflow.name())
+            .is_some_and(|existing| existing.type_id() == workflow.type_id())
     }
 
     /// Starts a run of `W` under `run_id` with `input` (the workflow's arguments as a tuple),
@@ -390,23 +398,37 @@ impl Engine {
         options: RunOptions,
     ) -> Result<RunHandle<W>, Error> {
         let run_id = run_id.into();
-        if !self.is_registered::<W>() {
-            self.register::<W>().await?;
-        }
         let input = serde_json::value::to_raw_value(&input).map_err(|e| Error::Encode {
             what: format!("the input of run {run_id:?}"),
             detail: e.to_string(),
         })?;
+        self.start_erased(Arc::new(Erased::<W>::new()), &run_id, input, options)
+            .await?;
+        Ok(self.handle(run_id))
+    }
+
+    /// Starts run `run_id` of `workflow` with its input as JSON, unless it exists.
+    async fn start_erased(
+        &self,
+        workflow: Arc<dyn ErasedWorkflow>,
+        run_id: &str,
+        input: Box<RawValue>,
+        options: RunOptions,
+    ) -> Result<(), Error> {
+        if !self.is_registered(workflow.as_ref()) {
+            self.register_erased(Arc::clone(&workflow)).await?;
+        }
+        let name = workflow.name();
         let now = journal::now_us();
         let record = RunRecord {
-            run_id: run_id.clone(),
-            workflow: W::NAME.to_owned(),
-            fingerprint: W::FINGERPRINT,
+            run_id: run_id.to_owned(),
+            workflow: name.to_owned(),
+            fingerprint: workflow.fingerprint(),
             status: RunStatus::Pending,
             input,
             output: None,
             error: None,
-            budget: options.budget.unwrap_or_else(W::budget),
+            budget: options.budget.unwrap_or_else(|| workflow.budget()),
             parked_by_fingerprint: None,
             priority: options.priority,
             not_before_us: options.not_before.map(micros),
@@ -419,17 +441,17 @@ impl Engine {
         };
         match self.inner.store.create_run(record.clone()).await? {
             CreateRun::Created => {
-                tracing::info!(workflow = W::NAME, run_id = %run_id, "run queued");
-                lock(&self.inner.fresh).insert(run_id.clone(), record.clone());
+                tracing::info!(workflow = name, run_id = %run_id, "run queued");
+                lock(&self.inner.fresh).insert(run_id.to_owned(), record.clone());
                 self.enqueue(&record);
                 self.kick();
             }
             CreateRun::Existing(existing) => {
-                if existing.workflow != W::NAME {
+                if existing.workflow != name {
                     return Err(Error::RunIdConflict {
-                        run_id,
+                        run_id: run_id.to_owned(),
                         existing: existing.workflow,
-                        requested: W::NAME.to_owned(),
+                        requested: name.to_owned(),
                     });
                 }
                 // A run this engine executes or has queued (`register` resumed it) is left as
@@ -437,14 +459,14 @@ impl Engine {
                 if matches!(
                     existing.status,
                     RunStatus::Pending | RunStatus::Running | RunStatus::Waiting
-                ) && !self.knows(&run_id)
+                ) && !self.knows(run_id)
                 {
                     self.enqueue(&existing);
                     self.kick();
                 }
             }
         }
-        Ok(self.handle(run_id))
+        Ok(())
     }
 
     /// The handle of run `run_id` of workflow `W`, whether or not it exists.
@@ -1205,7 +1227,7 @@ async fn execute_in(
         body_changed,
         verify_only,
         status_change,
-        engine: Some(engine.clone()),
+        children: Some(Arc::new(engine.clone())),
     };
     let context = Arc::new(RunContext::new(
         setup,
@@ -1300,26 +1322,33 @@ impl<W: Workflow> RunHandle<W> {
     /// Waits until the run ends (or is parked), then returns its value, decoded from the
     /// journal; or why it has none. A run that sleeps or waits for an event is waited for.
     pub async fn result(&self) -> Result<W::Output, Error> {
-        let mut ended = self.engine.inner.subscribe_end(&self.run_id);
+        let raw = self.engine.result_raw(&self.run_id).await?;
+        serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
+            run_id: self.run_id.clone(),
+            what: "output".into(),
+            type_name: std::any::type_name::<W::Output>(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+impl Engine {
+    /// Waits until run `run_id` ends (or is parked), then returns its output as JSON.
+    async fn result_raw(&self, run_id: &str) -> Result<Box<RawValue>, Error> {
+        let mut ended = self.inner.subscribe_end(run_id);
         loop {
             // Asked before the record is read: a run stops being known only after its ending
             // is journaled, so "unknown" and an unfinished record really mean nobody runs it.
-            let known = self.engine.knows(&self.run_id);
-            let record = self.record().await?;
-            let run_id = self.run_id.clone();
+            let known = self.knows(run_id);
+            let record = self.existing(run_id).await?;
+            let run_id = run_id.to_owned();
             match record.status {
                 RunStatus::Completed => {
-                    let raw = record.output.ok_or_else(|| Error::Decode {
+                    return record.output.ok_or_else(|| Error::Decode {
                         run_id: run_id.clone(),
                         what: "output".into(),
-                        type_name: std::any::type_name::<W::Output>(),
+                        type_name: "the run's output",
                         detail: "the completed run has no journaled output".into(),
-                    })?;
-                    return serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
-                        run_id,
-                        what: "output".into(),
-                        type_name: std::any::type_name::<W::Output>(),
-                        detail: e.to_string(),
                     });
                 }
                 RunStatus::Failed => {
@@ -1361,7 +1390,24 @@ impl<W: Workflow> RunHandle<W> {
                     reason: "the engine stopped".into(),
                 });
             }
-            ended = self.engine.inner.subscribe_end(&self.run_id);
+            ended = self.inner.subscribe_end(&run_id);
         }
+    }
+}
+
+impl Children for Engine {
+    fn run_child(
+        &self,
+        workflow: Arc<dyn ErasedWorkflow>,
+        run_id: String,
+        input: Box<RawValue>,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, Error>> {
+        let engine = self.clone();
+        Box::pin(async move {
+            engine
+                .start_erased(workflow, &run_id, input, RunOptions::default())
+                .await?;
+            engine.result_raw(&run_id).await
+        })
     }
 }

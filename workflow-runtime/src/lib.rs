@@ -102,6 +102,7 @@ pub mod durable;
 mod engine;
 mod error;
 mod event;
+mod guard;
 mod history;
 mod journal;
 mod monitor;

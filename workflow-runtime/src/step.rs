@@ -18,15 +18,13 @@
 //! # }
 //! ```
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -38,6 +36,7 @@ use crate::circuit::Circuits;
 use crate::context::{Abort, AttemptStart, RunContext, Shared, current_run};
 use crate::error::{StepError, StepErrorKind};
 use crate::event::{AlertKind, Event};
+use crate::guard::{AttemptError, CatchUnwind, panic_message};
 use crate::journal::{self, AttemptRecord, StepRecord, StepStatus};
 use crate::replay::{self, Claim, park};
 use crate::retry::{Backoff, Decision, ErrorClass, RetryPolicy, StepFailure};
@@ -663,50 +662,6 @@ fn direct_key(name: &str) -> String {
     static DIRECT_CALLS: AtomicU64 = AtomicU64::new(0);
     let n = DIRECT_CALLS.fetch_add(1, Ordering::Relaxed);
     format!("direct-{}-{n}/{name}", std::process::id())
-}
-
-enum AttemptError {
-    Panic(String),
-    Timeout(Duration),
-}
-
-/// Polls a future, turning a panic inside it into an error.
-struct CatchUnwind<F>(F);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, AttemptError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning of the only field; it is never moved out.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(AttemptError::Panic(panic_message(payload)))),
-        }
-    }
-}
-
-pub(crate) fn catch_unwind_future<F: Future>(
-    future: F,
-) -> impl Future<Output = Result<F::Output, String>> {
-    let guarded = CatchUnwind(future);
-    async move {
-        guarded.await.map_err(|e| match e {
-            AttemptError::Panic(message) => message,
-            AttemptError::Timeout(limit) => format!("timed out after {limit:?}"),
-        })
-    }
-}
-
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        format!("panicked: {s}")
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        format!("panicked: {s}")
-    } else {
-        "panicked".to_owned()
-    }
 }
 
 /// What a step body can read about the step it runs in: its idempotency key, its attempt

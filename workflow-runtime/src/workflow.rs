@@ -4,6 +4,7 @@
 //! implemented by hand, over any async code that calls [`step`](crate::step).
 
 use std::any::TypeId;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -68,8 +69,21 @@ pub trait Workflow: Send + Sync + 'static {
 /// How a body ended: its value as JSON, or its failure.
 pub(crate) type BodyOutcome = Result<Box<RawValue>, WorkflowFailure>;
 
+/// What a run needs of its engine to run child workflows, so that a run's context does not
+/// hold the engine: start (or find) the child run, and wait for its value.
+pub(crate) trait Children: Send + Sync {
+    /// Starts run `run_id` of `workflow` with `input` unless it exists, and waits for its output.
+    fn run_child(
+        &self,
+        workflow: Arc<dyn ErasedWorkflow>,
+        run_id: String,
+        input: Box<RawValue>,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, Error>>;
+}
+
 /// A workflow with its types erased, so that one engine can hold many.
 pub(crate) trait ErasedWorkflow: Send + Sync {
+    fn budget(&self) -> Budget;
     fn name(&self) -> &'static str;
     fn fingerprint(&self) -> u64;
     fn type_id(&self) -> TypeId;
@@ -101,6 +115,10 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
 
     fn type_id(&self) -> TypeId {
         TypeId::of::<W>()
+    }
+
+    fn budget(&self) -> Budget {
+        W::budget()
     }
 
     fn concurrency(&self) -> Option<u32> {
