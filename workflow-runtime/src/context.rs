@@ -15,7 +15,7 @@ use crate::circuit::Circuits;
 use crate::event::{AlertKind, Event, Listeners};
 use crate::journal::{self, InboxEvent, RunRecord};
 use crate::ratelimit::RateLimits;
-use crate::replay::ReplayJournal;
+use crate::replay::order::ReplayJournal;
 use crate::store::Store;
 use crate::workflow::Children;
 

@@ -30,7 +30,7 @@ use crate::history::{HistoryPage, LedgerGroup, LedgerRow, history_of, ledger_of}
 use crate::journal::{
     self, ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus,
 };
-use crate::replay::{self, ReplayJournal};
+use crate::replay::{self, order::ReplayJournal};
 use crate::scheduler::{Queued, Scheduler, Slot};
 use crate::store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
 use crate::workflow::{Children, Erased, ErasedWorkflow, Workflow};

@@ -21,55 +21,37 @@
 //! Consequences, each relied on below:
 //! - An outcome journaled but never delivered (its future was dropped first, as the loser of a
 //!   [`race`](crate::durable::race)) is skipped at its turn, live and on replay alike.
-//! - On replay, if the body goes idle while the next journaled outcome has not been asked for,
-//!   the body took another path: the run is parked, naming that step.
+//! - On replay, the body took another path when it goes on without asking for the journal's
+//!   next outcome: when it is held up by live work behind that outcome, or returns without
+//!   asking for it. The run is parked, naming that step. (A body idle for something outside
+//!   the journal, a tokio timer in a hand-written body, is waited for.)
 //! - Outcomes produced live during a replay (a step that was running at the crash) take
 //!   positions after every journaled one.
 //! - Records journaled before this rule existed have no position: they are handed back in order
 //!   of sequence number, before any positioned one (the rule older journals were written under).
 //! - Records that are not outcomes (a timer's due time, an at-most-once step's intent, the
 //!   spending of failed attempts) have no position and are never delivered.
+//!
+//! The parts: [`order`] keeps the journal and the order of delivery (pure data), this module
+//! the protocol each call follows (claim, hand back or record, commit, park), and [`driver`]
+//! polls the body and hands outcomes over when it is idle.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+mod driver;
+pub(crate) mod order;
+
+use std::sync::Arc;
+use std::task::Poll;
 
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+pub(crate) use self::driver::drive;
+use self::order::{Position, Slot, Turn, is_outcome, position_of};
 use crate::context::{Abort, RunContext};
 use crate::error::{Error, NonDeterminism, StepError};
 use crate::event::Event;
 use crate::journal::{StepRecord, StepStatus};
 use crate::store::Write;
-
-/// Where an outcome stands in the order of delivery: records journaled before positions existed
-/// come first, by sequence number; then positioned ones.
-type Position = (u8, u64);
-
-fn position_of(record: &StepRecord) -> Position {
-    match record.delivery {
-        Some(position) => (1, position),
-        None => (0, record.seq),
-    }
-}
-
-/// Whether a record holds an outcome the body receives.
-fn is_outcome(record: &StepRecord) -> bool {
-    matches!(record.status, StepStatus::Completed | StepStatus::Failed)
-}
-
-/// The journal of one run, loaded once per resume and consumed as the body replays, and the
-/// order in which its outcomes are delivered.
-#[derive(Default)]
-pub(crate) struct ReplayJournal {
-    /// Indexed by sequence number; `None` where nothing is journaled (or it was claimed).
-    records: Vec<Option<StepRecord>>,
-    deliveries: Deliveries,
-}
 
 /// What the journal holds for a step called with a sequence number and a name.
 pub(crate) enum Claim {
@@ -86,125 +68,6 @@ pub(crate) enum Claim {
 pub(crate) struct Journaled {
     pub(crate) record: StepRecord,
     ticket: Ticket,
-}
-
-impl ReplayJournal {
-    pub(crate) fn new(steps: Vec<StepRecord>) -> Self {
-        let mut deliveries = Deliveries::default();
-        for step in steps.iter().filter(|s| is_outcome(s)) {
-            let position = position_of(step);
-            deliveries.next_live = deliveries.next_live.max(position.1 + 1);
-            deliveries.pending.insert(
-                position,
-                Slot::Unclaimed {
-                    seq: step.seq,
-                    name: step.name.clone(),
-                },
-            );
-        }
-        // The store hands steps back ordered by seq; without gaps (the usual case) each one is
-        // already at its index and the vector is reused as it is.
-        let dense = steps.iter().enumerate().all(|(i, s)| s.seq == i as u64);
-        let records = if dense {
-            steps.into_iter().map(Some).collect()
-        } else {
-            let len = steps.iter().map(|s| s.seq + 1).max().unwrap_or(0) as usize;
-            let mut records: Vec<Option<StepRecord>> = (0..len).map(|_| None).collect();
-            for step in steps {
-                let seq = step.seq as usize;
-                records[seq] = Some(step);
-            }
-            records
-        };
-        ReplayJournal {
-            records,
-            deliveries,
-        }
-    }
-
-    /// Whether a journaled outcome was never asked for (replay of a finished run must use all).
-    pub(crate) fn first_unclaimed(&self) -> Option<(u64, String)> {
-        self.deliveries
-            .pending
-            .values()
-            .find_map(|slot| match slot {
-                Slot::Unclaimed { seq, name } => Some((*seq, name.clone())),
-                _ => None,
-            })
-    }
-}
-
-/// The delivery positions not yet handed over, live and journaled.
-#[derive(Default)]
-struct Deliveries {
-    pending: BTreeMap<Position, Slot>,
-    /// The position the next live outcome takes.
-    next_live: u64,
-}
-
-enum Slot {
-    /// Journaled, and its step has not been called (yet).
-    Unclaimed { seq: u64, name: String },
-    /// Live: its commit is in flight.
-    Committing,
-    /// Durable, waiting for its turn; the waker of the future that waits for it.
-    Ready(Option<Waker>),
-    /// Its future was dropped before its turn: skipped.
-    Abandoned,
-}
-
-/// What the driver found when the body went idle.
-enum Turn {
-    /// An outcome was handed over: poll the body again.
-    Delivered,
-    /// Nothing can be handed over now.
-    Idle,
-    /// The journal's next outcome was never asked for, and the body is held up by live work
-    /// behind it: the body took another path.
-    Diverged { seq: u64, name: String },
-    /// The journal's next outcome has not been asked for yet.
-    Waiting { seq: u64, name: String },
-}
-
-impl Deliveries {
-    fn next_turn(&mut self) -> Turn {
-        while let Some(mut entry) = self.pending.first_entry() {
-            match entry.get_mut() {
-                Slot::Abandoned => {
-                    entry.remove();
-                }
-                Slot::Ready(waker) => {
-                    let waker = waker.take();
-                    entry.remove();
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
-                    return Turn::Delivered;
-                }
-                Slot::Committing => return Turn::Idle,
-                Slot::Unclaimed { seq, name } => {
-                    let (seq, name) = (*seq, name.clone());
-                    // The body went idle without asking for the journal's next outcome. A
-                    // body that awaits something outside the journal (a tokio timer in a
-                    // hand-written body) asks for it later: wait. But once the body is held up
-                    // by live work behind it, it took another path.
-                    let live_waiting = self
-                        .pending
-                        .iter()
-                        .any(|((kind, _), slot)| *kind == 1 && matches!(slot, Slot::Ready(_)))
-                        && self
-                            .pending
-                            .values()
-                            .all(|slot| !matches!(slot, Slot::Committing));
-                    return match live_waiting {
-                        true => Turn::Diverged { seq, name },
-                        false => Turn::Waiting { seq, name },
-                    };
-                }
-            }
-        }
-        Turn::Idle
-    }
 }
 
 /// A place in the order of delivery, held by the future that waits for it. Dropped before its
@@ -512,176 +375,4 @@ pub(crate) fn decode_value<T: DeserializeOwned>(
 pub(crate) async fn park<T>(run: &RunContext, reason: Abort) -> T {
     run.abort(reason);
     std::future::pending().await
-}
-
-/// Polls a run's body under the rule: the next outcome is handed over only when the body is
-/// idle, that is when a poll of it returned `Pending` and a round trip through the runtime
-/// (its deferred wakes included: `tokio::task::yield_now` wakes only after the poll) woke it
-/// no more.
-pub(crate) fn drive<F: Future>(run: Arc<RunContext>, body: F) -> impl Future<Output = F::Output> {
-    let signal = Arc::new(BodySignal::default());
-    Driver {
-        body: Box::pin(body),
-        run,
-        settled: Arc::new(Settled {
-            fired: AtomicBool::new(false),
-            body: Arc::clone(&signal),
-        }),
-        signal,
-        dirty: true,
-        settling: false,
-    }
-}
-
-struct Driver<F> {
-    body: Pin<Box<F>>,
-    run: Arc<RunContext>,
-    signal: Arc<BodySignal>,
-    settled: Arc<Settled>,
-    /// The body must be polled: it was woken, or has just been handed an outcome.
-    dirty: bool,
-    /// A round trip through the runtime was started after the body's last poll.
-    settling: bool,
-}
-
-/// The waker the body is polled with: it notes that the body was woken, and wakes the task
-/// only when the driver is not polling anyway.
-#[derive(Default)]
-struct BodySignal {
-    woken: AtomicBool,
-    polling: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl BodySignal {
-    fn wake_task(&self) {
-        if let Some(task) = &*self.task.lock().unwrap_or_else(|p| p.into_inner()) {
-            task.wake_by_ref();
-        }
-    }
-}
-
-impl Wake for BodySignal {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        if !self.polling.load(Ordering::SeqCst) {
-            self.wake_task();
-        }
-    }
-}
-
-/// Woken by the runtime after the wakes it deferred during the body's poll (they are woken in
-/// order), so that the body, once this fired without it being woken, is idle.
-struct Settled {
-    fired: AtomicBool,
-    body: Arc<BodySignal>,
-}
-
-impl Wake for Settled {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::SeqCst);
-        if !self.body.polling.load(Ordering::SeqCst) {
-            self.body.wake_task();
-        }
-    }
-}
-
-/// How many polls of the body one poll of the driver makes at most before it yields to the
-/// runtime, so that a long replay does not starve other runs.
-const POLLS_PER_TURN: usize = 256;
-
-impl<F: Future> Future for Driver<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.get_mut();
-        {
-            let mut task = this.signal.task.lock().unwrap_or_else(|p| p.into_inner());
-            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
-        let waker = Waker::from(Arc::clone(&this.signal));
-        let mut body_cx = Context::from_waker(&waker);
-        this.signal.polling.store(true, Ordering::SeqCst);
-        let mut yielding = true;
-        let mut awaiting_settle = false;
-        for _ in 0..POLLS_PER_TURN {
-            if this.signal.woken.swap(false, Ordering::SeqCst) {
-                this.dirty = true;
-            }
-            if this.dirty {
-                this.dirty = false;
-                this.settling = false;
-                if let Poll::Ready(output) = this.body.as_mut().poll(&mut body_cx) {
-                    this.signal.polling.store(false, Ordering::SeqCst);
-                    return Poll::Ready(output);
-                }
-                continue;
-            }
-            // The body's last poll woke nothing during it; wait for the runtime's deferred wakes.
-            if !this.settling {
-                this.settling = true;
-                this.settled.fired.store(false, Ordering::SeqCst);
-                let settle_waker = Waker::from(Arc::clone(&this.settled));
-                let mut settle_cx = Context::from_waker(&settle_waker);
-                let _ = std::pin::pin!(tokio::task::yield_now()).poll(&mut settle_cx);
-            }
-            if !this.settled.fired.load(Ordering::SeqCst) {
-                yielding = false;
-                awaiting_settle = true;
-                break;
-            }
-            match this.run.next_turn() {
-                Turn::Delivered => {
-                    this.dirty = true;
-                    continue;
-                }
-                Turn::Idle => {
-                    yielding = false;
-                    if let Some(reason) = this.run.stalled_replay() {
-                        this.run.abort(Abort::Park(reason));
-                    }
-                    break;
-                }
-                Turn::Waiting { .. } if !this.run.stalled_on_missing() => {
-                    yielding = false;
-                    break;
-                }
-                Turn::Diverged { seq, name } | Turn::Waiting { seq, name } => {
-                    let reason = format!(
-                        "non-determinism in run {:?}: the journal's next outcome is step #{seq} (`{name}`), but the workflow body went on without calling it{}; the run is parked until code that takes the journaled path resumes it",
-                        this.run.run_id,
-                        if this.run.body_changed {
-                            " (the workflow body changed since this run started)"
-                        } else {
-                            ""
-                        }
-                    );
-                    tracing::error!(run_id = %this.run.run_id, seq, step = %name, "non-determinism: run parked");
-                    this.run.abort(Abort::Park(reason));
-                    yielding = false;
-                    break;
-                }
-            }
-        }
-        this.signal.polling.store(false, Ordering::SeqCst);
-        // A wake that came while the driver was polling did not reach the task: pass it on. Out
-        // of polls for this turn, come back after the runtime's other tasks.
-        if yielding
-            || this.signal.woken.load(Ordering::SeqCst)
-            || (awaiting_settle && this.settled.fired.load(Ordering::SeqCst))
-        {
-            cx.waker().wake_by_ref();
-        }
-        Poll::Pending
-    }
 }
