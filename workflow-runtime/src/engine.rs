@@ -62,8 +62,11 @@ struct Inner {
     max_concurrent_runs: AtomicUsize,
     /// Runs sent an event while neither executing nor queued here.
     unclaimed_events: Mutex<std::collections::HashSet<String>>,
-    /// Senders that wake `RunHandle::result` callers when their run ends.
+    /// Senders that wake `RunHandle::result` callers when their run ends; an entry lives while
+    /// someone waits.
     endings: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Wakes those who wait for a run to leave execution (`cancel`).
+    left_execution: Notify,
     last_arrival: AtomicU64,
 }
 
@@ -245,6 +248,7 @@ impl Engine {
                 max_concurrent_runs: AtomicUsize::new(10_000),
                 unclaimed_events: Mutex::new(std::collections::HashSet::new()),
                 endings: Mutex::new(HashMap::new()),
+                left_execution: Notify::new(),
                 last_arrival: AtomicU64::new(0),
             }),
         }
@@ -506,7 +510,6 @@ impl Engine {
     /// dropped and journaled as cancelled, and it never resumes. Returns false when the run had
     /// already finished.
     pub async fn cancel(&self, run_id: &str) -> Result<bool, Error> {
-        let mut ended = self.inner.subscribe_end(run_id);
         let executing = {
             let mut active = lock(&self.inner.active);
             match active.get_mut(run_id) {
@@ -527,14 +530,14 @@ impl Engine {
             // The run's own task journals the cancellation (with the steps it dropped). Return
             // only once that is durable, so that a crash after `cancel` cannot undo it. The run
             // may also have parked itself to wait just before: then it is queued, not ended.
-            for _ in 0..10_000 {
+            loop {
+                let left = self.inner.left_execution.notified();
+                tokio::pin!(left);
+                left.as_mut().enable();
                 if !lock(&self.inner.active).contains_key(run_id) {
                     break;
                 }
-                tokio::select! {
-                    _ = ended.wait_for(|done| *done) => {}
-                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
-                }
+                left.await;
             }
             lock(&self.inner.scheduler).remove(run_id);
         }
@@ -814,12 +817,14 @@ impl Engine {
         }
         // Tasks that had just ended may still be dropping their clone of the engine.
         let live = &self.inner.live_tasks;
-        for _ in 0..1000 {
+        loop {
             let none_left = live.none_left.notified();
+            tokio::pin!(none_left);
+            none_left.as_mut().enable();
             if live.count.load(Ordering::SeqCst) == 0 {
                 break;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(10), none_left).await;
+            none_left.await;
         }
     }
 
@@ -1069,6 +1074,7 @@ impl Engine {
         if ended {
             self.inner.signal_end(run_id);
         }
+        self.inner.left_execution.notify_waiters();
         self.inner.dispatch.notify_one();
     }
 }
@@ -1081,11 +1087,16 @@ impl Inner {
         }
     }
 
-    fn subscribe_end(&self, run_id: &str) -> watch::Receiver<bool> {
-        lock(&self.endings)
+    fn subscribe_end(self: &Arc<Self>, run_id: &str) -> EndSubscription {
+        let receiver = lock(&self.endings)
             .entry(run_id.to_owned())
             .or_insert_with(|| watch::channel(false).0)
-            .subscribe()
+            .subscribe();
+        EndSubscription {
+            inner: Arc::clone(self),
+            run_id: run_id.to_owned(),
+            receiver: Some(receiver),
+        }
     }
 
     /// Makes `context` the executing run's, for events and cancellation; returns whether an
@@ -1100,6 +1111,41 @@ impl Inner {
             context.abort(Abort::Cancel);
         }
         run.event_arrived
+    }
+}
+
+/// A wait for the end of a run. The last one dropped takes the run's entry out of the table of
+/// endings, so that waiting on runs that already ended leaves nothing behind.
+struct EndSubscription {
+    inner: Arc<Inner>,
+    run_id: String,
+    receiver: Option<watch::Receiver<bool>>,
+}
+
+impl EndSubscription {
+    /// Resolves when the run ends, or with an error when nobody can tell any more.
+    async fn ended(&mut self) -> Result<(), ()> {
+        match &mut self.receiver {
+            Some(receiver) => receiver
+                .wait_for(|done| *done)
+                .await
+                .map(|_| ())
+                .map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+}
+
+impl Drop for EndSubscription {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        let mut endings = lock(&self.inner.endings);
+        if endings
+            .get(&self.run_id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            endings.remove(&self.run_id);
+        }
     }
 }
 
@@ -1384,7 +1430,7 @@ impl Engine {
                 _ => {}
             }
             // Subscribed before reading the record, so an end in between is not missed.
-            if ended.wait_for(|done| *done).await.is_err() {
+            if ended.ended().await.is_err() {
                 return Err(Error::RunParked {
                     run_id,
                     reason: "the engine stopped".into(),
@@ -1409,5 +1455,42 @@ impl Children for Engine {
                 .await?;
             engine.result_raw(&run_id).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{WorkflowFailure, step};
+
+    struct Quick;
+
+    impl Workflow for Quick {
+        type Input = ();
+        type Output = u32;
+        const NAME: &'static str = "quick";
+
+        fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+            Box::pin(async {
+                let value = step("one")
+                    .run(|| async { Ok::<_, std::io::Error>(1u32) })
+                    .await?;
+                Ok(value)
+            })
+        }
+    }
+
+    /// Regression: every `result()` left an entry in the table of endings, even for runs that
+    /// had long ended, so a service polling results grew without bound.
+    #[tokio::test]
+    async fn waiting_for_results_leaves_no_entries_behind() {
+        let engine = Engine::in_memory();
+        for i in 0..20 {
+            let run = engine.start::<Quick>(format!("r{i}"), ()).await.unwrap();
+            assert_eq!(run.result().await.unwrap(), 1);
+            // Asking again, after the end, subscribes anew.
+            assert_eq!(run.result().await.unwrap(), 1);
+        }
+        assert!(lock(&engine.inner.endings).is_empty());
     }
 }

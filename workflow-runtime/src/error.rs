@@ -420,3 +420,11 @@ impl fmt::Display for WorkflowFailure {
 }
 
 impl std::error::Error for WorkflowFailure {}
+
+/// A step's final failure ends the body with it, so that a hand-written workflow writes
+/// `step("fetch").run(|| fetch(url)).await?` without a `map_err`.
+impl From<StepError> for WorkflowFailure {
+    fn from(error: StepError) -> Self {
+        WorkflowFailure::new(error.to_string())
+    }
+}
