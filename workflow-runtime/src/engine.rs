@@ -35,6 +35,10 @@ use crate::scheduler::{Queued, Scheduler, Slot};
 use crate::store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
 use crate::workflow::{Children, Erased, ErasedWorkflow, Workflow};
 
+mod builder;
+
+pub use self::builder::EngineBuilder;
+
 /// Runs workflows durably over a [`Store`].
 ///
 /// Cloning an engine is cheap; the clones share everything.
@@ -208,6 +212,12 @@ fn micros(time: SystemTime) -> u64 {
 }
 
 impl Engine {
+    /// Configures an engine before it opens its journal: limits, circuits, prices, rate limits
+    /// and listeners (see [`EngineBuilder`]).
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
     /// Opens (or creates) the journal file at `path`: the embedded default.
     ///
     /// Runs found unfinished in it resume as soon as their workflow is made known with
