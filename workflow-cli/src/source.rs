@@ -4,8 +4,8 @@
 //! [`Engine::open`] and registers no workflow, so nothing resumes: the commands only change
 //! records, as the engine's own methods do. When an engine in another process holds the file,
 //! the open fails with [`OpenError::Locked`]; `wf` then reads that engine's admin info file
-//! ([`AdminInfo::path_for`]) and asks its admin endpoint, with the token for the commands that
-//! change runs.
+//! ([`AdminInfo::path_for`]) and asks its admin endpoint, with the token it reads there (every
+//! request needs it, reads included).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -255,13 +255,12 @@ impl Source {
                 })
             }
             Via::Remote { info, info_file } => {
-                let token = std::env::var(TOKEN_VAR).unwrap_or_else(|_| info.token.clone());
                 let path = format!("/runs/{}/{}", percent_encode(run_id), command.name());
                 #[derive(serde::Deserialize)]
                 struct Changed {
                     changed: bool,
                 }
-                match http::request::<Changed>(info.addr, "POST", &path, Some(&token)).await {
+                match http::request::<Changed>(info.addr, "POST", &path, Some(&token(info))).await {
                     Ok(answer) => Ok(answer.changed),
                     Err(HttpError::Status {
                         status: 401,
@@ -290,18 +289,25 @@ impl Source {
         info: &AdminInfo,
         path: &str,
     ) -> Result<T, RemoteError> {
-        http::request(info.addr, "GET", path, None)
+        http::request(info.addr, "GET", path, Some(&token(info)))
             .await
             .map_err(|e| self.remote_error(e))
     }
 
     fn remote_error(&self, error: HttpError) -> RemoteError {
         let not_found = matches!(error, HttpError::Status { status: 404, .. });
-        let addr = match &self.via {
-            Via::Remote { info, .. } => info.addr.to_string(),
-            Via::Local(_) => String::new(),
+        let (addr, info_file) = match &self.via {
+            Via::Remote { info, info_file } => (info.addr.to_string(), info_file.display()),
+            Via::Local(_) => (String::new(), self.db.display()),
         };
         let message = match &error {
+            HttpError::Status {
+                status: 401,
+                message,
+            } => format!(
+                "reading {} refused by the engine at {addr} (401 Unauthorized: {message}); the token is read from {info_file} or ${TOKEN_VAR}",
+                self.db.display()
+            ),
             HttpError::Transport(detail) => format!(
                 "journal {} is held by another process, but its admin endpoint at {addr} did not answer ({detail})",
                 self.db.display()
@@ -329,6 +335,11 @@ impl Source {
     fn store_error(&self, error: Error) -> CliError {
         CliError::failure(format!("reading {}: {error}", self.db.display()))
     }
+}
+
+/// The token to send: `$WF_ADMIN_TOKEN` if set, else the info file's.
+fn token(info: &AdminInfo) -> String {
+    std::env::var(TOKEN_VAR).unwrap_or_else(|_| info.token.clone())
 }
 
 /// An error of the endpoint, remembering whether it was a 404 (an unknown run).

@@ -141,7 +141,19 @@ async fn wf_reads_and_steers_a_running_engine_through_its_admin_endpoint() {
         "the approval step starts within 10 s"
     );
 
-    // Reads need no token.
+    // Reads need the token too (they show every run's inputs and outputs): `wf` sends the one
+    // of the info file, or $WF_ADMIN_TOKEN, which a wrong one shows.
+    let wrong = "0".repeat(admin.info().token.len());
+    let refused = wf(&["runs", db], &[("WF_ADMIN_TOKEN", &wrong)])
+        .await
+        .expect_code(1);
+    assert!(
+        refused.stderr.contains("refused by the engine at")
+            && refused.stderr.contains("401")
+            && refused.stderr.contains("WF_ADMIN_TOKEN"),
+        "{}",
+        refused.stderr
+    );
     let runs = wf(&["runs", db], &[]).await.ok();
     assert_eq!(
         table_row(&runs, done_id)[1..5],
@@ -222,8 +234,9 @@ async fn wf_reads_and_steers_a_running_engine_through_its_admin_endpoint() {
     let refused = wf(&["cancel", db, blocked_id], &[("WF_ADMIN_TOKEN", &wrong)])
         .await
         .expect_code(1);
+    // Refused at its first request: `wf cancel` reads the run before it sends the command.
     assert!(
-        refused.stderr.contains("cancel refused by the engine at"),
+        refused.stderr.contains("refused by the engine at"),
         "{}",
         refused.stderr
     );

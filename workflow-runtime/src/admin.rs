@@ -1,10 +1,15 @@
 //! The admin endpoint: lets an inspector (the `wf` command) read and steer the runs of an
 //! engine that holds the journal file, which redb lets only one process open.
 //!
-//! It speaks plain HTTP/1.1 with JSON bodies, one request per connection, and should listen on
-//! a loopback address. Reads need no credentials; the commands that change runs (cancel,
-//! retry, resume) need `Authorization: Bearer <token>`, where the token is generated when the
-//! endpoint starts and written, with the address, to an info file only the owner can read.
+//! It speaks plain HTTP/1.1 with JSON bodies, one request per connection. Every request, reads
+//! included (they show every run's inputs and outputs), needs `Authorization: Bearer <token>`;
+//! anything else is answered 401. The token is 32 bytes from the operating system's random
+//! source, generated when the endpoint starts and written, with the address, to an info file
+//! only the owner can read; it is compared in constant time.
+//!
+//! The endpoint listens on a loopback address. Another address (`0.0.0.0`, a LAN interface) is
+//! refused unless [`AdminOptions::allow_non_loopback`] says you mean it: the traffic is plain
+//! HTTP, token included, so put TLS or an SSH tunnel in front of it.
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -36,7 +41,7 @@ use crate::history::LedgerGroup;
 pub struct AdminInfo {
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// The bearer token of cancel, retry and resume.
+    /// The bearer token every request needs.
     pub token: String,
 }
 
@@ -78,10 +83,54 @@ impl Drop for AdminServer {
     }
 }
 
-fn new_token() -> String {
-    (0..4)
-        .map(|_| format!("{:016x}", crate::durable::fresh_random()))
-        .collect()
+/// How an admin endpoint is served: see [`Engine::serve_admin_with`].
+///
+/// ```
+/// use workflow_runtime::admin::AdminOptions;
+/// // Listening beyond this machine is a decision, spelled out.
+/// let options = AdminOptions::new().allow_non_loopback(true);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdminOptions {
+    allow_non_loopback: bool,
+}
+
+impl AdminOptions {
+    /// The defaults: loopback addresses only.
+    pub fn new() -> Self {
+        AdminOptions::default()
+    }
+
+    /// Lets the endpoint listen on an address that is not a loopback one (`0.0.0.0`, a LAN
+    /// interface). Off by default: the endpoint serves every run's inputs and outputs and lets
+    /// its caller cancel runs, over plain HTTP, so anyone who can see the traffic can read the
+    /// token. Turn it on behind TLS, an SSH tunnel or a private network.
+    pub fn allow_non_loopback(mut self, allow: bool) -> Self {
+        self.allow_non_loopback = allow;
+        self
+    }
+}
+
+/// 32 bytes from the operating system's random source, in hex: never derived from the clock,
+/// so nobody can recompute it from the time the endpoint started.
+fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Whether `given` is `token`, in a time that depends on the token's length only (which is
+/// public: 64 hex digits), never on where the first difference is.
+fn token_matches(given: &str, token: &str) -> bool {
+    let (given, token) = (given.as_bytes(), token.as_bytes());
+    let mut difference = given.len() ^ token.len();
+    for (i, expected) in token.iter().enumerate() {
+        let byte = given.get(i).copied().unwrap_or(!expected);
+        difference |= usize::from(byte ^ expected);
+    }
+    std::hint::black_box(difference) == 0
 }
 
 fn write_info_file(path: &Path, info: &AdminInfo) -> std::io::Result<()> {
@@ -105,21 +154,48 @@ fn write_info_file(path: &Path, info: &AdminInfo) -> std::io::Result<()> {
 }
 
 impl Engine {
-    /// Serves the admin endpoint on `addr` (a loopback address such as `127.0.0.1:0` unless
-    /// you mean otherwise) and writes its address and a fresh token to `info_file`, readable by
-    /// the owner only; [`AdminInfo::path_for`] names the file the `wf` inspector looks for.
+    /// Serves the admin endpoint on `addr`, a loopback address such as `127.0.0.1:0`, and
+    /// writes its address and a fresh token to `info_file`, readable by the owner only;
+    /// [`AdminInfo::path_for`] names the file the `wf` inspector looks for. Another address is
+    /// an error: see [`serve_admin_with`](Engine::serve_admin_with).
     pub async fn serve_admin(
         &self,
         addr: SocketAddr,
         info_file: impl AsRef<Path>,
     ) -> Result<AdminServer, Error> {
-        let io = |e: std::io::Error| {
-            Error::Store(crate::StoreError::Backend(format!("admin endpoint: {e}")))
+        self.serve_admin_with(addr, info_file, AdminOptions::default())
+            .await
+    }
+
+    /// [`serve_admin`](Engine::serve_admin) with options: an address that is not a loopback
+    /// one needs [`AdminOptions::allow_non_loopback`].
+    pub async fn serve_admin_with(
+        &self,
+        addr: SocketAddr,
+        info_file: impl AsRef<Path>,
+        options: AdminOptions,
+    ) -> Result<AdminServer, Error> {
+        let fail = |message: String| {
+            Error::Store(crate::StoreError::Backend(format!(
+                "admin endpoint: {message}"
+            )))
         };
+        let io = |e: std::io::Error| fail(e.to_string());
+        // `::ffff:127.0.0.1` is loopback too.
+        if !addr.ip().to_canonical().is_loopback() && !options.allow_non_loopback {
+            return Err(fail(format!(
+                "refusing to listen on {addr}, which is not a loopback address: the endpoint \
+                 serves every run's inputs and outputs over plain HTTP. Listen on 127.0.0.1, or \
+                 opt in with `serve_admin_with(addr, info_file, \
+                 AdminOptions::new().allow_non_loopback(true))` behind TLS or a tunnel"
+            )));
+        }
+        let token = new_token()
+            .map_err(|e| fail(format!("the operating system's random source failed: {e}")))?;
         let listener = TcpListener::bind(addr).await.map_err(io)?;
         let info = AdminInfo {
             addr: listener.local_addr().map_err(io)?,
-            token: new_token(),
+            token,
         };
         let info_file = info_file.as_ref().to_path_buf();
         write_info_file(&info_file, &info).map_err(io)?;
@@ -231,7 +307,17 @@ async fn serve_connection(mut stream: TcpStream, engine: &Engine, token: &str) {
         .await;
         return;
     };
-    let (status, body) = route(engine, token, &request).await;
+    // Every route, reads included: they show every run's inputs and outputs.
+    let authorized = request
+        .bearer
+        .as_deref()
+        .is_some_and(|given| token_matches(given, token));
+    let (status, body) = if authorized {
+        route(engine, &request).await
+    } else {
+        let message = "every request needs `Authorization: Bearer <token>`; the token is in the engine's admin info file (`<journal>.admin`)";
+        (401, serde_json::json!({"error": message}))
+    };
     let _ = respond(&mut stream, status, &body).await;
 }
 
@@ -249,8 +335,13 @@ async fn respond(
         _ => "Internal Server Error",
     };
     let body = body.to_string();
+    let challenge = if status == 401 {
+        "www-authenticate: Bearer\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{challenge}connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
@@ -274,7 +365,8 @@ fn json<T: Serialize>(value: Result<T, Error>) -> (u16, serde_json::Value) {
     }
 }
 
-async fn route(engine: &Engine, token: &str, request: &Request) -> (u16, serde_json::Value) {
+/// Answers an authorized request.
+async fn route(engine: &Engine, request: &Request) -> (u16, serde_json::Value) {
     let segments: Vec<String> = request
         .path
         .trim_start_matches('/')
@@ -321,19 +413,6 @@ async fn route(engine: &Engine, token: &str, request: &Request) -> (u16, serde_j
             json(engine.ledger(group, since).await)
         }
         ("POST", ["runs", id, command]) => {
-            // Compared in full, whatever the lengths: the token is the only credential.
-            let authorized = request.bearer.as_deref().is_some_and(|given| {
-                given.len() == token.len()
-                    && given
-                        .bytes()
-                        .zip(token.bytes())
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0
-            });
-            if !authorized {
-                let message = "this command needs `Authorization: Bearer <token>`; the token is in the engine's admin info file";
-                return (401, serde_json::json!({"error": message}));
-            }
             let changed = match *command {
                 "cancel" => engine.cancel(id).await,
                 "retry" => engine.retry(id).await,
@@ -373,6 +452,141 @@ mod tests {
         assert_eq!(percent_decode("a+b", true), "a b");
         assert_eq!(percent_decode("100%", false), "100%");
         assert_eq!(percent_decode("%zz", false), "%zz");
+    }
+
+    /// Sends `request` (a request line and headers) to `addr`; the status and the body.
+    async fn exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(format!("{request}\r\n").as_bytes())
+            .await
+            .expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {answer:?}"));
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, body.to_owned())
+    }
+
+    fn info_file(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "workflow-admin-{}-{name}-{}.admin",
+            std::process::id(),
+            new_token().unwrap()
+        ))
+    }
+
+    #[tokio::test]
+    async fn reads_without_the_token_exposed_every_run_and_are_now_401() {
+        let engine = Engine::in_memory();
+        let file = info_file("reads");
+        let admin = engine
+            .serve_admin("127.0.0.1:0".parse().unwrap(), &file)
+            .await
+            .unwrap();
+        let addr = admin.info().addr;
+        let token = admin.info().token.clone();
+        let wrong_same_length = "0".repeat(token.len());
+        for target in [
+            "/runs",
+            "/runs/a%2Fb",
+            "/runs/a/journal",
+            "/runs/a/history?after=0",
+            "/ledger?by=workflow",
+            "/nowhere",
+        ] {
+            for authorization in [
+                String::new(),
+                "authorization: Bearer \r\n".to_owned(),
+                format!("authorization: Bearer {wrong_same_length}\r\n"),
+                format!("authorization: Bearer {token}x\r\n"),
+                format!("authorization: {token}\r\n"),
+            ] {
+                let request = format!("GET {target} HTTP/1.1\r\nhost: x\r\n{authorization}");
+                let (status, body) = exchange(addr, &request).await;
+                assert_eq!(status, 401, "{request:?}: {body}");
+                assert!(body.contains("Authorization: Bearer <token>"), "{body}");
+            }
+        }
+        let (status, body) = exchange(
+            addr,
+            &format!("GET /runs HTTP/1.1\r\nauthorization: Bearer {token}\r\n"),
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, "[]"));
+        let (status, _) = exchange(
+            addr,
+            &format!("GET /runs/nope HTTP/1.1\r\nAuthorization: Bearer {token}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 404);
+        drop(admin);
+        assert!(!file.exists());
+    }
+
+    #[tokio::test]
+    async fn binding_a_non_loopback_address_needs_the_opt_in() {
+        let engine = Engine::in_memory();
+        let file = info_file("bind");
+        for addr in ["0.0.0.0:0", "[::]:0"] {
+            let error = engine
+                .serve_admin(addr.parse().unwrap(), &file)
+                .await
+                .expect_err("a non-loopback address is refused");
+            let message = error.to_string();
+            assert!(message.contains("allow_non_loopback"), "{message}");
+            assert!(message.contains(addr), "{message}");
+            assert!(!file.exists(), "nothing written for a refused address");
+        }
+        // Loopback, in any spelling, needs no opt-in.
+        for addr in ["127.0.0.1:0", "[::1]:0", "[::ffff:127.0.0.1]:0"] {
+            match engine.serve_admin(addr.parse().unwrap(), &file).await {
+                Ok(admin) => drop(admin),
+                // A machine without IPv6 cannot bind [::1]; the check passed all the same.
+                Err(e) => assert!(!e.to_string().contains("allow_non_loopback"), "{e}"),
+            }
+        }
+        let admin = engine
+            .serve_admin_with(
+                "0.0.0.0:0".parse().unwrap(),
+                &file,
+                AdminOptions::new().allow_non_loopback(true),
+            )
+            .await
+            .expect("with the opt-in");
+        assert!(admin.info().addr.ip().is_unspecified());
+    }
+
+    #[test]
+    fn the_token_came_from_a_hash_of_the_clock_and_now_comes_from_the_os() {
+        // Many tokens within the same few microseconds: a token derived from the clock would
+        // repeat; 32 random bytes do not.
+        let tokens: Vec<String> = (0..1000).map(|_| new_token().unwrap()).collect();
+        let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+        assert_eq!(distinct.len(), tokens.len());
+        for token in &tokens {
+            assert_eq!(token.len(), 64, "{token}");
+            assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+        }
+    }
+
+    #[test]
+    fn token_comparison_needs_every_byte() {
+        let token = new_token().unwrap();
+        assert!(token_matches(&token, &token));
+        assert!(!token_matches("", &token));
+        assert!(!token_matches(&token[..63], &token));
+        assert!(!token_matches(&format!("{token}0"), &token));
+        let mut last_differs = token.clone().into_bytes();
+        last_differs[63] = if last_differs[63] == b'0' { b'1' } else { b'0' };
+        assert!(!token_matches(
+            &String::from_utf8(last_differs).unwrap(),
+            &token
+        ));
     }
 
     #[test]
