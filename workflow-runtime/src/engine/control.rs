@@ -1,0 +1,187 @@
+//! Control of runs from outside them: resume, cancel, retry, and events sent to them.
+
+use super::*;
+
+impl Engine {
+    /// Resumes a parked run (after its code was fixed, say): it is journaled as pending and
+    /// queued, and starts as soon as its workflow is registered (here, or in the next engine
+    /// that opens the journal). A run that is executing, queued or finished is left as it is.
+    /// Returns whether the run was queued.
+    pub async fn resume(&self, run_id: &str) -> Result<bool, Error> {
+        let mut run = self.existing(run_id).await?;
+        if run.status.is_terminal() || self.knows(run_id) {
+            return Ok(false);
+        }
+        if run.status == RunStatus::Parked {
+            run.status = RunStatus::Pending;
+            run.parked_by_fingerprint = None;
+            run.error = None;
+            run.updated_at_us = journal::now_us();
+            self.inner
+                .store
+                .commit(vec![Write::Run(run.clone())])
+                .await?;
+        }
+        self.enqueue(&run);
+        self.kick();
+        Ok(true)
+    }
+
+    /// Cancels a run: it ends at once with status `cancelled`, the steps it was executing are
+    /// dropped and journaled as cancelled, and it never resumes. Returns false when the run had
+    /// already finished.
+    pub async fn cancel(&self, run_id: &str) -> Result<bool, Error> {
+        let executing = {
+            let mut active = lock(&self.inner.active);
+            match active.get_mut(run_id) {
+                Some(run) => {
+                    match &run.context {
+                        Some(context) => context.abort(Abort::Cancel),
+                        None => run.cancel_requested = true,
+                    }
+                    true
+                }
+                None => {
+                    lock(&self.inner.scheduler).remove(run_id);
+                    false
+                }
+            }
+        };
+        if executing {
+            // The run's own task journals the cancellation (with the steps it dropped). Return
+            // only once that is durable, so that a crash after `cancel` cannot undo it. The run
+            // may also have parked itself to wait just before: then it is queued, not ended.
+            loop {
+                let left = self.inner.left_execution.notified();
+                tokio::pin!(left);
+                left.as_mut().enable();
+                if !lock(&self.inner.active).contains_key(run_id) {
+                    break;
+                }
+                left.await;
+            }
+            lock(&self.inner.scheduler).remove(run_id);
+        }
+        let mut run = self.existing(run_id).await?;
+        if run.status.is_terminal() {
+            // Cancelled by its own task just now, or finished before.
+            return Ok(executing && run.status == RunStatus::Cancelled);
+        }
+        run.status = RunStatus::Cancelled;
+        run.error = Some("cancelled".into());
+        run.updated_at_us = journal::now_us();
+        self.inner.store.commit(vec![Write::Run(run)]).await?;
+        self.inner.signal_end(run_id);
+        self.inner.shared.listeners.emit(Event::RunFinished {
+            run_id: run_id.to_owned(),
+            status: RunStatus::Cancelled,
+            message: Some("cancelled".into()),
+        });
+        Ok(true)
+    }
+
+    /// Sends the event `name` with `payload` to run `run_id`. It is journaled before this
+    /// returns, and kept until the run consumes it with
+    /// [`wait_for_event`](crate::durable::wait_for_event): an event sent before the run waits is
+    /// delivered when it does. A waiting run out of memory is brought back.
+    pub async fn send_event(
+        &self,
+        run_id: &str,
+        name: &str,
+        payload: impl Serialize,
+    ) -> Result<(), Error> {
+        let run = self.existing(run_id).await?;
+        if run.status.is_terminal() {
+            return Err(Error::RunFinished {
+                run_id: run_id.to_owned(),
+                status: run.status,
+            });
+        }
+        let payload = serde_json::value::to_raw_value(&payload).map_err(|e| Error::Encode {
+            what: format!("the payload of event `{name}`"),
+            detail: e.to_string(),
+        })?;
+        let event = InboxEvent {
+            run_id: run_id.to_owned(),
+            arrival: self.next_arrival(),
+            name: name.to_owned(),
+            payload,
+            sent_at_us: journal::now_us(),
+        };
+        self.inner
+            .store
+            .commit(vec![Write::Event(event.clone())])
+            .await?;
+        let mut active = lock(&self.inner.active);
+        match active.get_mut(run_id) {
+            Some(run) => {
+                run.event_arrived = true;
+                if let Some(context) = &run.context {
+                    context.deliver(event);
+                }
+            }
+            None => {
+                if !lock(&self.inner.scheduler).wake(run_id, journal::now_us()) {
+                    // Neither executing nor queued (its workflow is not registered yet): wake
+                    // it when it is queued, or it would wait for an event it already has.
+                    lock(&self.inner.unclaimed_events).insert(run_id.to_owned());
+                }
+                // Not launched yet: its first execution must read its events, not skip them
+                // as a fresh run's.
+                lock(&self.inner.fresh).remove(run_id);
+            }
+        }
+        drop(active);
+        self.kick();
+        Ok(())
+    }
+
+    fn next_arrival(&self) -> u64 {
+        // Unique and increasing within the process, and after every earlier process's (which
+        // used the clock too).
+        let now = journal::now_us();
+        let mut last = self.inner.last_arrival.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(last + 1);
+            match self.inner.last_arrival.compare_exchange(
+                last,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
+    /// Runs a failed run again from its failed step: the step is taken out of the journal,
+    /// the run is journaled as pending and queued (it starts once its workflow is registered,
+    /// here or in the next engine), and it replays the steps before and executes that one anew.
+    /// Runs that did not fail (or were stopped by a budget) are left as they are; returns
+    /// whether the run was queued.
+    pub async fn retry(&self, run_id: &str) -> Result<bool, Error> {
+        let mut run = self.existing(run_id).await?;
+        if !matches!(run.status, RunStatus::Failed | RunStatus::BudgetExceeded) {
+            return Ok(false);
+        }
+        let mut writes = Vec::new();
+        if let Some(last) = self.journal(run_id).await?.last()
+            && last.status == StepStatus::Failed
+        {
+            writes.push(Write::DeleteStep {
+                run_id: run_id.to_owned(),
+                seq: last.seq,
+            });
+        }
+        run.status = RunStatus::Pending;
+        run.error = None;
+        run.output = None;
+        run.updated_at_us = journal::now_us();
+        writes.push(Write::Run(run.clone()));
+        self.inner.store.commit(writes).await?;
+        self.enqueue(&run);
+        self.kick();
+        Ok(true)
+    }
+}
