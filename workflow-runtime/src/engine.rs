@@ -26,7 +26,6 @@ use crate::context::{Abort, RunContext, RunSetup, Shared};
 use crate::error::{Error, StepError, StepErrorKind};
 use crate::event::Event;
 use crate::guard::catch_unwind_future;
-use crate::history::{HistoryPage, LedgerGroup, LedgerRow, history_of, ledger_of};
 use crate::journal::{
     self, ConcurrencyKey, InboxEvent, RunRecord, RunStatus, StepRecord, StepStatus,
 };
@@ -47,6 +46,7 @@ use self::dispatch::{dispatch, queued};
 use self::execute::{Ending, Mode, cancelled_step, execute_in};
 use self::handle::EndSubscription;
 pub use self::handle::RunHandle;
+pub use self::inspect::Inspector;
 
 /// Runs workflows durably over a [`Store`].
 ///

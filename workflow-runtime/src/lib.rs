@@ -119,7 +119,7 @@ mod workflow;
 
 pub use budget::{Budget, Pricing, Usage};
 pub use circuit::CircuitConfig;
-pub use engine::{Engine, EngineBuilder, RunHandle, RunOptions};
+pub use engine::{Engine, EngineBuilder, Inspector, RunHandle, RunOptions};
 pub use error::{
     Error, NonDeterminism, OpenError, StepError, StepErrorKind, StoreError, WorkflowFailure,
 };
