@@ -60,11 +60,8 @@ struct Inner {
     shared: Arc<Shared>,
     store: Arc<dyn Store>,
     workflows: Mutex<HashMap<String, Arc<dyn ErasedWorkflow>>>,
-    /// Lock order: `active`, then `scheduler`.
-    active: Mutex<HashMap<String, ActiveRun>>,
-    scheduler: Mutex<Scheduler>,
-    /// Records of runs just started, so that their first execution need not read them back.
-    fresh: Mutex<HashMap<String, RunRecord>>,
+    /// Every run this engine has queued or executes.
+    table: Mutex<RunTable>,
     /// Wakes the dispatcher: a run was queued, or a slot was freed.
     dispatch: Arc<Notify>,
     dispatcher_started: AtomicBool,
@@ -73,8 +70,6 @@ struct Inner {
     live_tasks: Arc<LiveTasks>,
     closed: AtomicBool,
     max_concurrent_runs: AtomicUsize,
-    /// Runs sent an event while neither executing nor queued here.
-    unclaimed_events: Mutex<std::collections::HashSet<String>>,
     /// Senders that wake `RunHandle::result` callers when their run ends; an entry lives while
     /// someone waits.
     endings: Mutex<HashMap<String, watch::Sender<bool>>>,
@@ -107,13 +102,41 @@ impl Drop for LiveTask {
     }
 }
 
-/// A run taken from the queue and executing.
-struct ActiveRun {
+/// Every run an engine has queued or executes, under one lock: a sender of an event, a
+/// canceller and the dispatcher each see a run either queued or executing, never in between.
+#[derive(Default)]
+struct RunTable {
+    /// Runs waiting for their turn or their time.
+    queue: Scheduler,
+    /// Runs taken from the queue, by id.
+    executing: HashMap<String, Execution>,
+    /// Records of runs just started, so that their first execution need not read them back.
+    fresh: HashMap<String, RunRecord>,
+    /// Runs sent an event while neither executing nor queued here.
+    unclaimed_events: std::collections::HashSet<String>,
+}
+
+/// A run taken from the queue.
+struct Execution {
     task: JoinHandle<()>,
-    context: Option<Arc<RunContext>>,
-    cancel_requested: bool,
+    stage: Stage,
     /// An event arrived while the run was executing: if it goes on to wait, it is due at once.
     event_arrived: bool,
+}
+
+/// Where a run taken from the queue is.
+enum Stage {
+    /// Its task starts; a cancellation waits for its context.
+    Launching { cancel_requested: bool },
+    /// Its body runs with this context.
+    Running(Arc<RunContext>),
+}
+
+impl RunTable {
+    /// Whether the run executes or is queued.
+    fn knows(&self, run_id: &str) -> bool {
+        self.executing.contains_key(run_id) || self.queue.is_queued(run_id)
+    }
 }
 
 impl Drop for Inner {
@@ -126,9 +149,10 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (queued, active) = self.load();
         f.debug_struct("Engine")
-            .field("active_runs", &lock(&self.inner.active).len())
-            .field("queued_runs", &lock(&self.inner.scheduler).queued_len())
+            .field("active_runs", &active)
+            .field("queued_runs", &queued)
             .finish_non_exhaustive()
     }
 }
@@ -256,16 +280,13 @@ impl Engine {
                 shared: Arc::new(Shared::new(Arc::clone(&store))),
                 store,
                 workflows: Mutex::new(HashMap::new()),
-                active: Mutex::new(HashMap::new()),
-                scheduler: Mutex::new(Scheduler::default()),
-                fresh: Mutex::new(HashMap::new()),
+                table: Mutex::new(RunTable::default()),
                 dispatch: Arc::new(Notify::new()),
                 dispatcher_started: AtomicBool::new(false),
                 dispatcher: Mutex::new(None),
                 live_tasks: Arc::new(LiveTasks::default()),
                 closed: AtomicBool::new(false),
                 max_concurrent_runs: AtomicUsize::new(10_000),
-                unclaimed_events: Mutex::new(std::collections::HashSet::new()),
                 endings: Mutex::new(HashMap::new()),
                 left_execution: Notify::new(),
                 last_arrival: AtomicU64::new(0),
@@ -465,7 +486,10 @@ impl Engine {
         match self.inner.store.create_run(record.clone()).await? {
             CreateRun::Created => {
                 tracing::info!(workflow = name, run_id = %run_id, "run queued");
-                lock(&self.inner.fresh).insert(run_id.to_owned(), record.clone());
+                self.inner
+                    .table()
+                    .fresh
+                    .insert(run_id.to_owned(), record.clone());
                 self.enqueue(&record);
                 self.kick();
             }
@@ -514,8 +538,8 @@ impl Engine {
     /// How many runs wait in the queue (pending, or waiting for a timer or an event), and how
     /// many execute.
     pub fn load(&self) -> (usize, usize) {
-        let active = lock(&self.inner.active).len();
-        let queued = lock(&self.inner.scheduler).queued_len();
+        let table = self.inner.table();
+        let (active, queued) = (table.executing.len(), table.queue.queued_len());
         (queued, active)
     }
 
@@ -526,7 +550,10 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.dispatch.notify_one();
-        let tasks: Vec<JoinHandle<()>> = lock(&self.inner.active)
+        let tasks: Vec<JoinHandle<()>> = self
+            .inner
+            .table()
+            .executing
             .drain()
             .map(|(_, run)| run.task)
             .collect();
@@ -555,22 +582,21 @@ impl Engine {
 
     /// Whether this engine executes the run or has it queued.
     fn knows(&self, run_id: &str) -> bool {
-        let active = lock(&self.inner.active);
-        active.contains_key(run_id) || lock(&self.inner.scheduler).is_queued(run_id)
+        self.inner.table().knows(run_id)
     }
 
     /// Queues `run` unless it executes already. Returns whether it was queued.
     fn enqueue(&self, run: &RunRecord) -> bool {
-        let active = lock(&self.inner.active);
-        if active.contains_key(&run.run_id) {
+        let mut table = self.inner.table();
+        if table.executing.contains_key(&run.run_id) {
             return false;
         }
         let mut entry = queued(run);
-        if lock(&self.inner.unclaimed_events).remove(&run.run_id) {
+        if table.unclaimed_events.remove(&run.run_id) {
             // An event came for it before it was queued here: due now, to receive it.
             entry.due_us = 0;
         }
-        lock(&self.inner.scheduler).enqueue(entry);
+        table.queue.enqueue(entry);
         true
     }
 
@@ -587,6 +613,10 @@ impl Engine {
 }
 
 impl Inner {
+    fn table(&self) -> MutexGuard<'_, RunTable> {
+        lock(&self.table)
+    }
+
     /// Wakes the `result` callers of a run that ended (or is parked).
     fn signal_end(&self, run_id: &str) {
         if let Some(sender) = lock(&self.endings).remove(run_id) {
@@ -609,14 +639,17 @@ impl Inner {
     /// Makes `context` the executing run's, for events and cancellation; returns whether an
     /// event was sent to the run before.
     fn attach(&self, run_id: &str, context: &Arc<RunContext>) -> bool {
-        let mut active = lock(&self.active);
-        let Some(run) = active.get_mut(run_id) else {
+        let mut table = self.table();
+        let Some(run) = table.executing.get_mut(run_id) else {
             return false;
         };
-        run.context = Some(Arc::clone(context));
-        if run.cancel_requested {
+        if let Stage::Launching {
+            cancel_requested: true,
+        } = run.stage
+        {
             context.abort(Abort::Cancel);
         }
+        run.stage = Stage::Running(Arc::clone(context));
         run.event_arrived
     }
 }

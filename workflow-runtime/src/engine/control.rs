@@ -32,17 +32,17 @@ impl Engine {
     /// already finished.
     pub async fn cancel(&self, run_id: &str) -> Result<bool, Error> {
         let executing = {
-            let mut active = lock(&self.inner.active);
-            match active.get_mut(run_id) {
+            let mut table = self.inner.table();
+            match table.executing.get_mut(run_id) {
                 Some(run) => {
-                    match &run.context {
-                        Some(context) => context.abort(Abort::Cancel),
-                        None => run.cancel_requested = true,
+                    match &mut run.stage {
+                        Stage::Running(context) => context.abort(Abort::Cancel),
+                        Stage::Launching { cancel_requested } => *cancel_requested = true,
                     }
                     true
                 }
                 None => {
-                    lock(&self.inner.scheduler).remove(run_id);
+                    table.queue.remove(run_id);
                     false
                 }
             }
@@ -55,12 +55,12 @@ impl Engine {
                 let left = self.inner.left_execution.notified();
                 tokio::pin!(left);
                 left.as_mut().enable();
-                if !lock(&self.inner.active).contains_key(run_id) {
+                if !self.inner.table().executing.contains_key(run_id) {
                     break;
                 }
                 left.await;
             }
-            lock(&self.inner.scheduler).remove(run_id);
+            self.inner.table().queue.remove(run_id);
         }
         let mut run = self.existing(run_id).await?;
         if run.status.is_terminal() {
@@ -112,26 +112,26 @@ impl Engine {
             .store
             .commit(vec![Write::Event(event.clone())])
             .await?;
-        let mut active = lock(&self.inner.active);
-        match active.get_mut(run_id) {
+        let mut table = self.inner.table();
+        match table.executing.get_mut(run_id) {
             Some(run) => {
                 run.event_arrived = true;
-                if let Some(context) = &run.context {
+                if let Stage::Running(context) = &run.stage {
                     context.deliver(event);
                 }
             }
             None => {
-                if !lock(&self.inner.scheduler).wake(run_id, journal::now_us()) {
+                if !table.queue.wake(run_id, journal::now_us()) {
                     // Neither executing nor queued (its workflow is not registered yet): wake
                     // it when it is queued, or it would wait for an event it already has.
-                    lock(&self.inner.unclaimed_events).insert(run_id.to_owned());
+                    table.unclaimed_events.insert(run_id.to_owned());
                 }
                 // Not launched yet: its first execution must read its events, not skip them
                 // as a fresh run's.
-                lock(&self.inner.fresh).remove(run_id);
+                table.fresh.remove(run_id);
             }
         }
-        drop(active);
+        drop(table);
         self.kick();
         Ok(())
     }

@@ -56,11 +56,10 @@ impl Engine {
     fn launch_ready(&self) -> Option<u64> {
         let limit = self.inner.max_concurrent_runs.load(Ordering::SeqCst);
         let workflows = lock(&self.inner.workflows).clone();
-        let mut active = lock(&self.inner.active);
-        let (ready, next_due) =
-            lock(&self.inner.scheduler).take_ready(journal::now_us(), limit, |name| {
-                workflows.get(name).map(|w| w.concurrency())
-            });
+        let mut table = self.inner.table();
+        let (ready, next_due) = table.queue.take_ready(journal::now_us(), limit, |name| {
+            workflows.get(name).map(|w| w.concurrency())
+        });
         for (queued, slot) in ready {
             let Some(workflow) = workflows.get(&queued.workflow).cloned() else {
                 continue;
@@ -78,12 +77,13 @@ impl Engine {
                 }
                 .instrument(span),
             );
-            active.insert(
+            table.executing.insert(
                 run_id,
-                ActiveRun {
+                Execution {
                     task,
-                    context: None,
-                    cancel_requested: false,
+                    stage: Stage::Launching {
+                        cancel_requested: false,
+                    },
                     event_arrived: false,
                 },
             );
@@ -93,7 +93,7 @@ impl Engine {
 
     /// Executes (or replays) one run until it ends or waits, and journals how.
     async fn drive(self, run_id: String, workflow: Arc<dyn ErasedWorkflow>, slot: Slot) {
-        let fresh = lock(&self.inner.fresh).remove(&run_id);
+        let fresh = self.inner.table().fresh.remove(&run_id);
         let is_fresh = fresh.is_some();
         let record = match fresh {
             Some(record) => Ok(Some(record)),
@@ -184,19 +184,18 @@ impl Engine {
 
     /// Frees the run's slots; a waiting run goes back in the queue.
     fn release(&self, run_id: &str, slot: &Slot, waiting: Option<RunRecord>) {
-        // Both locks at once: a sender of an event sees the run either executing or queued.
+        // In one critical section: a sender of an event sees the run either executing or queued.
         let ended = {
-            let mut active = lock(&self.inner.active);
-            let entry = active.remove(run_id);
-            let mut scheduler = lock(&self.inner.scheduler);
-            scheduler.release(slot);
+            let mut table = self.inner.table();
+            let entry = table.executing.remove(run_id);
+            table.queue.release(slot);
             match waiting {
                 Some(mut waiting) => {
                     if entry.is_some_and(|e| e.event_arrived) {
                         // An event arrived while the run executed: replay at once.
                         waiting.not_before_us = Some(journal::now_us());
                     }
-                    scheduler.enqueue(queued(&waiting));
+                    table.queue.enqueue(queued(&waiting));
                     false
                 }
                 None => true,
