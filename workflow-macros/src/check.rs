@@ -5,7 +5,8 @@ use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::visit_mut::VisitMut;
 use syn::{
-    FnArg, GenericArgument, GenericParam, PathArguments, ReturnType, Signature, Type, TypeReference,
+    FnArg, GenericArgument, GenericParam, PathArguments, ReturnType, Safety, Signature, Type,
+    TypeReference,
 };
 
 use crate::ctxt::Ctxt;
@@ -88,7 +89,7 @@ fn common(sig: &Signature, what: &str, ctxt: &Ctxt) {
             format!("{what} cannot be `const`: it runs at run time, driven by the engine; remove `const`"),
         );
     }
-    if let Some(unsafety) = sig.unsafety {
+    if let Safety::Unsafe(unsafety) = sig.safety {
         ctxt.error_spanned_by(
             unsafety,
             format!("{what} cannot be `unsafe`: the engine calls it with no way to uphold a safety contract; remove `unsafe` and keep `unsafe` blocks inside the body"),
@@ -148,7 +149,7 @@ fn certainly_not_a_result(ty: &Type) -> bool {
         | Type::Reference(_)
         | Type::Never(_)
         | Type::Ptr(_)
-        | Type::BareFn(_)
+        | Type::FnPtr(_)
         | Type::TraitObject(_) => true,
         Type::Paren(paren) => certainly_not_a_result(&paren.elem),
         Type::Path(path) if path.qself.is_none() => path

@@ -172,9 +172,12 @@ pub(crate) struct StepFn {
 impl StepFn {
     pub(crate) fn new(func: ItemFn, options: Options) -> Self {
         let krate = options.krate();
+        // `modifiers` holds only `default`, which syn parses on associated fns, never on an
+        // `Item::Fn`.
         let ItemFn {
             attrs,
             vis,
+            modifiers: _,
             sig,
             block,
         } = func;
