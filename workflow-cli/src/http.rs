@@ -1,20 +1,32 @@
 //! A client of the admin endpoint an engine serves on loopback (see
-//! `workflow_runtime::admin`): HTTP/1.1, one request per connection, JSON bodies, no TLS.
+//! `workflow_runtime::admin`): HTTP/1.1 through hyper, one request per connection, JSON bodies,
+//! no TLS.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::header::{ACCEPT, AUTHORIZATION, HOST};
+use hyper_util::rt::TokioIo;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The longest a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a whole exchange may take. A cancel waits for the run's task to journal the
-/// cancellation, and the endpoint gives each connection 10 s.
+/// cancellation, and the endpoint gives each connection 10 s to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest answer read: a journal of many thousand steps fits.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// What a path segment or query value keeps as it is: the unreserved characters of RFC 3986.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Why an exchange with the endpoint failed.
 #[derive(Debug)]
@@ -45,16 +57,7 @@ impl std::fmt::Display for HttpError {
 /// Percent-encodes `text` for one path segment or query value: everything but the unreserved
 /// characters of RFC 3986 (so `/`, `+`, `%`, spaces and non-ASCII are all escaped).
 pub(crate) fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 /// Sends `method target` to `addr` (with `Authorization: Bearer token` when given) and decodes
@@ -65,88 +68,73 @@ pub(crate) async fn request<T: DeserializeOwned>(
     target: &str,
     token: Option<&str>,
 ) -> Result<T, HttpError> {
-    let body = tokio::time::timeout(REQUEST_TIMEOUT, exchange(addr, method, target, token))
-        .await
-        .map_err(|_| {
-            HttpError::Transport(format!(
-                "{method} {target}: no answer from {addr} within {REQUEST_TIMEOUT:?}"
-            ))
-        })??;
+    let (status, body) =
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange(addr, method, target, token))
+            .await
+            .map_err(|_| {
+                HttpError::Transport(format!(
+                    "{method} {target}: no answer from {addr} within {REQUEST_TIMEOUT:?}"
+                ))
+            })??;
+    let body = interpret(status, body)?;
     serde_json::from_slice(&body)
         .map_err(|e| HttpError::Malformed(format!("{method} {target}: {e}")))
 }
 
+/// One request on a connection of its own: the answer's status and body.
 async fn exchange(
     addr: SocketAddr,
     method: &str,
     target: &str,
     token: Option<&str>,
-) -> Result<Vec<u8>, HttpError> {
-    let transport = |e: std::io::Error| HttpError::Transport(format!("{addr}: {e}"));
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+) -> Result<(u16, Bytes), HttpError> {
+    let transport = |e: &dyn std::fmt::Display| HttpError::Transport(format!("{addr}: {e}"));
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| HttpError::Transport(format!("{addr}: connection timed out")))?
-        .map_err(transport)?;
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\naccept: application/json\r\ncontent-length: 0\r\nconnection: close\r\n"
-    );
+        .map_err(|e| transport(&e))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| transport(&e))?;
+    // The connection is driven beside the request; it ends with the answer.
+    let driver = tokio::spawn(connection);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .header(HOST, addr.to_string())
+        .header(ACCEPT, "application/json");
     if let Some(token) = token {
-        head.push_str(&format!("authorization: Bearer {token}\r\n"));
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.map_err(transport)?;
-    let mut answer = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = stream.read(&mut chunk).await.map_err(transport)?;
-        if n == 0 {
-            break;
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| HttpError::Malformed(format!("{method} {target}: {e}")))?;
+    let answer = sender.send_request(request).await.map_err(|e| {
+        if e.is_incomplete_message() {
+            HttpError::Transport("the endpoint closed the connection without answering".into())
+        } else {
+            transport(&e)
         }
-        if answer.len() + n > MAX_RESPONSE_BYTES {
-            return Err(HttpError::Malformed(format!(
-                "the answer exceeds {MAX_RESPONSE_BYTES} bytes"
-            )));
-        }
-        answer.extend_from_slice(&chunk[..n]);
-    }
-    parse_response(&answer)
+    })?;
+    let status = answer.status().as_u16();
+    let body = Limited::new(answer.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                HttpError::Malformed(format!("the answer exceeds {MAX_RESPONSE_BYTES} bytes"))
+            } else {
+                HttpError::Transport(format!("{addr}: the answer was cut: {e}"))
+            }
+        })?
+        .to_bytes();
+    driver.abort();
+    Ok((status, body))
 }
 
-/// Splits an HTTP/1.1 answer into its status and body; the body of a non-200 answer becomes
-/// the error's message.
-fn parse_response(answer: &[u8]) -> Result<Vec<u8>, HttpError> {
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| {
-            if answer.is_empty() {
-                HttpError::Transport("the endpoint closed the connection without answering".into())
-            } else {
-                HttpError::Malformed("no end of headers".into())
-            }
-        })?;
-    let head = String::from_utf8_lossy(&answer[..split]);
-    let mut body = answer[split + 4..].to_vec();
-    let status_line = head.lines().next().unwrap_or_default();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| HttpError::Malformed(format!("status line {status_line:?}")))?;
-    let length = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse::<usize>().ok());
-    if let Some(length) = length {
-        if body.len() < length {
-            return Err(HttpError::Transport(format!(
-                "the answer was cut after {} of {length} bytes",
-                body.len()
-            )));
-        }
-        body.truncate(length);
-    }
+/// The body of a 200 answer; any other status becomes an error carrying the body's `error`
+/// message (or the body as received).
+fn interpret(status: u16, body: Bytes) -> Result<Bytes, HttpError> {
     if status == 200 {
         return Ok(body);
     }
@@ -170,22 +158,21 @@ mod tests {
     }
 
     #[test]
-    fn answers_split_into_status_and_body() {
-        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ntrue";
-        assert_eq!(parse_response(ok).unwrap(), b"true");
-        let refused =
-            b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\r\n{\"error\":\"needs a token\"}";
-        match parse_response(refused) {
+    fn answers_other_than_200_carry_the_endpoints_message() {
+        let ok = interpret(200, Bytes::from_static(b"true")).unwrap();
+        assert_eq!(&ok[..], b"true");
+        match interpret(401, Bytes::from_static(br#"{"error":"needs a token"}"#)) {
             Err(HttpError::Status { status, message }) => {
                 assert_eq!(status, 401);
                 assert_eq!(message, "needs a token");
             }
             other => panic!("expected a 401, got {other:?}"),
         }
-        assert!(matches!(parse_response(b""), Err(HttpError::Transport(_))));
-        assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"),
-            Err(HttpError::Transport(_))
-        ));
+        match interpret(502, Bytes::from_static(b"bad gateway")) {
+            Err(HttpError::Status { status, message }) => {
+                assert_eq!((status, message.as_str()), (502, "bad gateway"));
+            }
+            other => panic!("expected a 502, got {other:?}"),
+        }
     }
 }

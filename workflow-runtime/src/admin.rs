@@ -1,9 +1,9 @@
 //! The admin endpoint: lets an inspector (the `wf` command) read and steer the runs of an
 //! engine that holds the journal file, which redb lets only one process open.
 //!
-//! It speaks plain HTTP/1.1 with JSON bodies, one request per connection. Every request, reads
-//! included (they show every run's inputs and outputs), needs `Authorization: Bearer <token>`;
-//! anything else is answered 401. The token is 32 bytes from the operating system's random
+//! It speaks plain HTTP/1.1 (hyper) with JSON bodies, one request per connection. Every
+//! request, reads included (they show every run's inputs and outputs), needs
+//! `Authorization: Bearer <token>`; anything else is answered 401. The token is 32 bytes from the operating system's random
 //! source, generated when the endpoint starts and written, with the address, to an info file
 //! only the owner can read; it is compared in constant time.
 //!
@@ -26,10 +26,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -202,10 +208,15 @@ impl Engine {
         let engine = self.clone();
         let token = info.token.clone();
         let task = tokio::spawn(async move {
+            // The connections belong to the accepting task: aborting it (dropping the
+            // AdminServer) drops the set, which aborts them too.
+            let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
+                // Reap the finished ones, so the set holds only open connections.
+                while connections.try_join_next().is_some() {}
                 let engine = engine.clone();
                 let token = token.clone();
-                tokio::spawn(async move { serve_connection(stream, &engine, &token).await });
+                connections.spawn(serve_connection(stream, engine, token));
             }
         });
         Ok(AdminServer {
@@ -216,137 +227,108 @@ impl Engine {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    query: Vec<(String, String)>,
-    bearer: Option<String>,
-}
+/// The largest request head accepted (hyper's smallest buffer is 8 KiB): requests carry no
+/// body, and a head is a request line and a few headers.
+const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 
-const MAX_REQUEST_BYTES: usize = 16 * 1024;
-
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 2048];
-    while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 || buffer.len() + n > MAX_REQUEST_BYTES {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&buffer);
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_owned();
-    let target = first.next()?;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k, true), percent_decode(v, true))
-        })
-        .collect();
-    let bearer = lines
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, value)| value.trim().strip_prefix("Bearer ").map(str::to_owned));
-    Some(Request {
-        method,
-        path: path.to_owned(),
-        query,
-        bearer,
-    })
-}
-
-/// Decodes `%XX` escapes, and `+` as a space in query strings (in paths it is a plus).
-pub(crate) fn percent_decode(text: &str, query: bool) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' if query => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn serve_connection(mut stream: TcpStream, engine: &Engine, token: &str) {
-    // A slow or silent client cannot hold a connection for long; answering may take longer
-    // (a cancel waits until the cancellation is durable).
-    let request = tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream)).await;
-    let Ok(Some(request)) = request else {
-        let _ = respond(
-            &mut stream,
-            400,
-            &serde_json::json!({"error": "bad request"}),
-        )
+async fn serve_connection(stream: tokio::net::TcpStream, engine: Engine, token: String) {
+    let service = service_fn(move |request| {
+        let engine = engine.clone();
+        let token = token.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(&engine, &token, request).await) }
+    });
+    // A slow or silent client cannot hold a connection for long: its request head must arrive
+    // within 10 s. Answering may take longer (a cancel waits until the cancellation is durable).
+    // One request per connection, as clients that read to the end of the stream expect.
+    let _ = http1::Builder::new()
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
         .await;
-        return;
-    };
+}
+
+/// A request, decoded: the path's segments and the query's pairs percent-decoded.
+struct Request {
+    method: Method,
+    path: String,
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+}
+
+impl Request {
+    fn new(request: &hyper::Request<Incoming>) -> Request {
+        let uri = request.uri();
+        Request {
+            method: request.method().clone(),
+            path: uri.path().to_owned(),
+            segments: path_segments(uri.path()),
+            query: query_pairs(uri.query().unwrap_or("")),
+        }
+    }
+
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The segments of a path, each percent-decoded (`%2F` is a `/` inside a run id; `+` is a
+/// plus).
+fn path_segments(path: &str) -> Vec<String> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// The pairs of a query string, as forms encode them (`+` is a space).
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The bearer token of an `Authorization` header, if there is one.
+fn bearer(request: &hyper::Request<Incoming>) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("Bearer ")
+}
+
+async fn answer(
+    engine: &Engine,
+    token: &str,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
     // Every route, reads included: they show every run's inputs and outputs.
-    let authorized = request
-        .bearer
-        .as_deref()
-        .is_some_and(|given| token_matches(given, token));
+    let authorized = bearer(&request).is_some_and(|given| token_matches(given, token));
     let (status, body) = if authorized {
-        route(engine, &request).await
+        route(engine, &Request::new(&request)).await
     } else {
         let message = "every request needs `Authorization: Bearer <token>`; the token is in the engine's admin info file (`<journal>.admin`)";
         (401, serde_json::json!({"error": message}))
     };
-    let _ = respond(&mut stream, status, &body).await;
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: u16,
-    body: &serde_json::Value,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Internal Server Error",
-    };
-    let body = body.to_string();
-    let challenge = if status == 401 {
-        "www-authenticate: Bearer\r\n"
-    } else {
-        ""
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{challenge}connection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if status == 401 {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 fn error_body(error: &Error) -> (u16, serde_json::Value) {
@@ -367,20 +349,8 @@ fn json<T: Serialize>(value: Result<T, Error>) -> (u16, serde_json::Value) {
 
 /// Answers an authorized request.
 async fn route(engine: &Engine, request: &Request) -> (u16, serde_json::Value) {
-    let segments: Vec<String> = request
-        .path
-        .trim_start_matches('/')
-        .split('/')
-        .map(|segment| percent_decode(segment, false))
-        .collect();
-    let query = |name: &str| {
-        request
-            .query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let query = |name: &str| request.query(name);
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["runs"]) => json(engine.runs().await),
         ("GET", ["runs", id]) => match engine.run(id).await {
@@ -445,18 +415,26 @@ mod tests {
     #[test]
     fn percent_decoding_keeps_a_plus_in_paths_and_reads_it_as_a_space_in_queries() {
         assert_eq!(
-            percent_decode("family%2F0%2Fchild", false),
-            "family/0/child"
+            path_segments("/runs/family%2F0%2Fchild/journal"),
+            ["runs", "family/0/child", "journal"]
         );
-        assert_eq!(percent_decode("a+b", false), "a+b");
-        assert_eq!(percent_decode("a+b", true), "a b");
-        assert_eq!(percent_decode("100%", false), "100%");
-        assert_eq!(percent_decode("%zz", false), "%zz");
+        assert_eq!(path_segments("/runs/a+b"), ["runs", "a+b"]);
+        assert_eq!(path_segments("/runs/100%"), ["runs", "100%"]);
+        assert_eq!(path_segments("/runs/%zz"), ["runs", "%zz"]);
+        assert_eq!(
+            query_pairs("by=tag%3Auser&note=a+b&empty"),
+            [
+                ("by".to_owned(), "tag:user".to_owned()),
+                ("note".to_owned(), "a b".to_owned()),
+                ("empty".to_owned(), String::new()),
+            ]
+        );
     }
 
     /// Sends `request` (a request line and headers) to `addr`; the status and the body.
     async fn exchange(addr: SocketAddr, request: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stream
             .write_all(format!("{request}\r\n").as_bytes())
             .await
