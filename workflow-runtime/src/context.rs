@@ -131,6 +131,8 @@ pub(crate) struct RunContext {
     inbox: Mutex<Inbox>,
     inbox_signal: Notify,
     running_steps: Mutex<BTreeMap<u64, (String, u64)>>,
+    /// Durable timers and event waits long enough to leave memory for: (due time, what).
+    long_waits: Mutex<BTreeMap<u64, (Option<u64>, String)>>,
     pub(crate) body_changed: bool,
     in_flight: Option<Semaphore>,
     state: Mutex<RunState>,
@@ -171,6 +173,7 @@ impl RunContext {
             inbox: Mutex::new(Inbox::default()),
             inbox_signal: Notify::new(),
             running_steps: Mutex::new(BTreeMap::new()),
+            long_waits: Mutex::new(BTreeMap::new()),
             budget: setup.budget,
             created_at_us: setup.created_at_us,
             body_changed: setup.body_changed,
@@ -283,12 +286,40 @@ impl RunContext {
     }
 
     /// Notes that step `seq` started executing (not replaying), for cancellation.
-    pub(crate) fn step_running(&self, seq: u64, name: &str, started_at_us: u64) {
+    /// Notes that step `seq` is executing (not replaying) until the guard is dropped: for
+    /// cancellation, and so that the run does not leave memory under it.
+    pub(crate) fn step_running(&self, seq: u64, name: &str, started_at_us: u64) -> RunningStep<'_> {
         lock(&self.running_steps).insert(seq, (name.to_owned(), started_at_us));
+        RunningStep { run: self, seq }
     }
 
-    pub(crate) fn step_done(&self, seq: u64) {
-        lock(&self.running_steps).remove(&seq);
+    /// Notes that call `seq` waits durably until `due_us` (`None`: an event with no deadline),
+    /// long enough for the run to leave memory, until the guard is dropped.
+    pub(crate) fn long_wait(&self, seq: u64, due_us: Option<u64>, what: String) -> LongWait<'_> {
+        lock(&self.long_waits).insert(seq, (due_us, what));
+        LongWait { run: self, seq }
+    }
+
+    /// Whether the run should leave memory now, and until when: when its body is idle with
+    /// only long durable waits left (no step executing, no outcome about to be delivered).
+    /// The driver asks when the body is idle.
+    pub(crate) fn leave_memory(&self) -> Option<Abort> {
+        if self.verify_only || !lock(&self.running_steps).is_empty() {
+            return None;
+        }
+        let waits = lock(&self.long_waits);
+        let (due_us, what) = waits
+            .values()
+            .min_by_key(|(due, _)| due.unwrap_or(u64::MAX))?
+            .clone();
+        let in_memory = self.shared.park_after().as_micros() as u64;
+        if due_us.is_some_and(|due| due <= journal::now_us().saturating_add(in_memory)) {
+            return None;
+        }
+        Some(Abort::Wait {
+            due_us,
+            waiting_for: what,
+        })
     }
 
     /// The steps executing now: (seq, name, started at).
@@ -337,6 +368,34 @@ impl RunContext {
     /// Runs `body` with this context as the current run.
     pub(crate) async fn scope<F: Future>(self: Arc<Self>, body: F) -> F::Output {
         CURRENT_RUN.scope(self, body).await
+    }
+}
+
+/// See [`RunContext::step_running`].
+pub(crate) struct RunningStep<'a> {
+    run: &'a RunContext,
+    seq: u64,
+}
+
+impl Drop for RunningStep<'_> {
+    fn drop(&mut self) {
+        // A step dropped because the run stopped (cancelled, say) stays listed: the engine
+        // journals it as cancelled. One dropped by the body (a race's loser) is gone.
+        if lock(&self.run.abort_reason).is_none() {
+            lock(&self.run.running_steps).remove(&self.seq);
+        }
+    }
+}
+
+/// See [`RunContext::long_wait`].
+pub(crate) struct LongWait<'a> {
+    run: &'a RunContext,
+    seq: u64,
+}
+
+impl Drop for LongWait<'_> {
+    fn drop(&mut self) {
+        lock(&self.run.long_waits).remove(&self.seq);
     }
 }
 

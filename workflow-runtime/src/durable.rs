@@ -169,14 +169,14 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
             return;
         }
         Deadline::Legacy(due) => {
-            return wait_until(run, due, format!("timer until {}", format_time(due))).await;
+            return wait_until(run, seq, due, format!("timer until {}", format_time(due))).await;
         }
         Deadline::Due(due) => due,
     };
     if run.verify_only {
         return replay::not_journaled(run, seq, name).await;
     }
-    wait_until(run, due, format!("timer until {}", format_time(due))).await;
+    wait_until(run, seq, due, format!("timer until {}", format_time(due))).await;
     let mut fired = completed_now(seq, name, &due);
     if let Err(error) = replay::record_outcome::<u64>(run, &mut fired, Vec::new()).await {
         park::<()>(run, Abort::Park(error.to_string())).await;
@@ -185,30 +185,17 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
 
 /// Waits until `due_us` in memory, or leaves memory when that is further away than the
 /// engine's threshold.
-async fn wait_until(run: &Arc<RunContext>, due_us: u64, waiting_for: String) {
-    loop {
-        let now = journal::now_us();
-        if due_us <= now {
-            return;
-        }
-        let remaining = Duration::from_micros(due_us - now);
-        let in_memory = run.shared.park_after();
-        if remaining <= in_memory {
-            return tokio::time::sleep(remaining).await;
-        }
-        if run.running_steps().is_empty() {
-            return park(
-                run,
-                Abort::Wait {
-                    due_us: Some(due_us),
-                    waiting_for,
-                },
-            )
-            .await;
-        }
-        // Another branch is executing a step: leaving memory would drop it. Look again later.
-        tokio::time::sleep(in_memory).await;
+async fn wait_until(run: &Arc<RunContext>, seq: u64, due_us: u64, waiting_for: String) {
+    let now = journal::now_us();
+    if due_us <= now {
+        return;
     }
+    let remaining = Duration::from_micros(due_us - now);
+    // A long wait lets the run leave memory, which the driver decides once the whole body is
+    // idle: not while another branch executes a step or is about to receive an outcome.
+    let _long = (remaining > run.shared.park_after())
+        .then(|| run.long_wait(seq, Some(due_us), waiting_for));
+    tokio::time::sleep(remaining).await;
 }
 
 /// Sleeps for `duration`, durably: the wake-up time is journaled, so a resumed run sleeps only
@@ -314,6 +301,7 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
         return replay::not_journaled(&run, seq, &step_name).await;
     }
     let started_at_us = journal::now_us();
+    let mut long = None;
     loop {
         let changed = run.inbox_changed();
         tokio::pin!(changed);
@@ -333,11 +321,10 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
                 tokio::select! {
                     _ = &mut changed => {}
                     _ = tokio::time::sleep(wait) => {
-                        // Not while another branch executes a step: leaving memory would
-                        // drop it.
-                        if remaining.is_none_or(|r| r > in_memory) && run.running_steps().is_empty() {
-                            let waiting_for = format!("event `{name}`");
-                            return park(&run, Abort::Wait { due_us: deadline, waiting_for }).await;
+                        // Waited in memory long enough: the run may leave memory, which the
+                        // driver decides once the whole body is idle.
+                        if remaining.is_none_or(|r| r > in_memory) && long.is_none() {
+                            long = Some(run.long_wait(seq, deadline, format!("event `{name}`")));
                         }
                     }
                 }

@@ -238,7 +238,7 @@ impl Step {
             return park(run, Abort::Park(reason)).await;
         }
 
-        run.step_running(seq, name, started_at_us);
+        let running = run.step_running(seq, name, started_at_us);
         let target = Target {
             run: Some(Arc::clone(run)),
             seq,
@@ -305,7 +305,7 @@ impl Step {
                 record.error = Some(error);
             }
         }
-        run.step_done(seq);
+        drop(running);
         run.charge(&spent_here);
         // Some failures end the run even if the body would carry on.
         if let Some(error) = &record.error {

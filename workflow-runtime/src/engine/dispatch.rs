@@ -107,7 +107,7 @@ impl Engine {
                 return self.release(&run_id, &slot, None);
             }
         };
-        let (ending, context) = execute_in(
+        let (ending, _context) = execute_in(
             &self,
             &mut run,
             workflow.as_ref(),
@@ -115,9 +115,9 @@ impl Engine {
         )
         .await;
         let mut writes = Vec::new();
-        if let (Ending::Cancelled, Some(context)) = (&ending, &context) {
+        if let Ending::Cancelled(running) = &ending {
             // The steps that were executing were dropped: journal them as cancelled.
-            for (seq, name, started_at_us) in context.running_steps() {
+            for (seq, name, started_at_us) in running.iter().cloned() {
                 writes.push(Write::Step {
                     run_id: run_id.clone(),
                     step: cancelled_step(seq, name, started_at_us),
@@ -129,7 +129,7 @@ impl Engine {
             Ending::Failed(message) => (RunStatus::Failed, None, Some(message)),
             Ending::Parked(reason) => (RunStatus::Parked, None, Some(reason)),
             Ending::BudgetExceeded(message) => (RunStatus::BudgetExceeded, None, Some(message)),
-            Ending::Cancelled => (RunStatus::Cancelled, None, Some("cancelled".to_owned())),
+            Ending::Cancelled(_) => (RunStatus::Cancelled, None, Some("cancelled".to_owned())),
             Ending::Wait {
                 due_us,
                 waiting_for,

@@ -56,7 +56,7 @@ impl Engine {
                 ..
             } => Err(Error::RunParked { run_id, reason }),
             Ending::BudgetExceeded(message) => Err(Error::BudgetExceeded { run_id, message }),
-            Ending::Cancelled => Err(Error::RunFinished {
+            Ending::Cancelled(_) => Err(Error::RunFinished {
                 run_id,
                 status: RunStatus::Cancelled,
             }),
@@ -101,7 +101,8 @@ pub(super) enum Ending {
     Failed(String),
     Parked(String),
     BudgetExceeded(String),
-    Cancelled,
+    /// Cancelled while executing these steps: (seq, name, started at).
+    Cancelled(Vec<(u64, String, u64)>),
     Wait {
         due_us: Option<u64>,
         waiting_for: String,
@@ -234,7 +235,7 @@ pub(super) async fn execute_in(
             Abort::Park(reason) => Ending::Parked(reason),
             Abort::Fail(message) => Ending::Failed(message),
             Abort::Budget(message) => Ending::BudgetExceeded(message),
-            Abort::Cancel => Ending::Cancelled,
+            Abort::Cancel => Ending::Cancelled(context.running_steps()),
             Abort::Wait { due_us, waiting_for } => Ending::Wait { due_us, waiting_for },
         },
         outcome = body => match context.first_unclaimed().filter(|_| !verify_only) {

@@ -144,6 +144,12 @@ impl<F: Future> Future for Driver<F> {
                     yielding = false;
                     if let Some(reason) = this.run.stalled_replay() {
                         this.run.abort(Abort::Park(reason));
+                    } else if this.run.nothing_to_deliver()
+                        && let Some(wait) = this.run.leave_memory()
+                    {
+                        // Only long durable waits are left: the run leaves memory and replay
+                        // brings it back when one is due (or an event arrives).
+                        this.run.abort(wait);
                     }
                     break;
                 }

@@ -200,6 +200,11 @@ impl RunContext {
         })
     }
 
+    /// Whether no outcome is being committed or waits for its turn.
+    pub(crate) fn nothing_to_deliver(&self) -> bool {
+        self.replay_state().journal.deliveries.pending.is_empty()
+    }
+
     /// In a replay that only checks the journal: whether the body waits for a call the journal
     /// does not hold.
     fn stalled_on_missing(&self) -> bool {
