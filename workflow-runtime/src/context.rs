@@ -12,8 +12,9 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::budget::{Budget, Pricing, Spent, Usage};
 use crate::circuit::Circuits;
-use crate::event::{AlertKind, Event, Listeners};
+use crate::event::{AlertKind, Event};
 use crate::journal::{self, InboxEvent, RunRecord};
+use crate::listeners::Listeners;
 use crate::ratelimit::RateLimits;
 use crate::replay::order::ReplayJournal;
 use crate::store::Store;

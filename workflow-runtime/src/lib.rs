@@ -105,6 +105,7 @@ mod event;
 mod guard;
 mod history;
 mod journal;
+mod listeners;
 mod monitor;
 #[cfg(feature = "otel")]
 pub mod otel;
@@ -148,7 +149,11 @@ pub mod misuse {
 /// What macro-generated code uses. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    use std::error::Error;
     use std::fmt::Display;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
 
     use crate::error::WorkflowFailure;
     pub use crate::step::step;
@@ -189,10 +194,89 @@ pub mod __private {
         type Ok = T;
     }
 
+    /// A step's value, which is journaled when the step completes and decoded from the journal
+    /// on replay. The macros run steps through [`StepValue::run`] rather than
+    /// [`Step::run`](crate::Step::run): the only bound a step's value meets at the call site is
+    /// then this trait, and an unserializable value is reported in these words instead of as
+    /// two unmet serde bounds.
+    #[diagnostic::on_unimplemented(
+        message = "the value of a step must be serializable, and `{Self}` is not",
+        label = "this step's value is journaled: it must implement `Serialize` and `Deserialize`",
+        note = "a step's value is written to the journal when the step completes and read back when the run is replayed; derive both with `#[derive(serde::Serialize, serde::Deserialize)]`"
+    )]
+    pub trait StepValue: Serialize + DeserializeOwned {
+        /// [`Step::run`](crate::Step::run), with `Self` as the step's value.
+        fn run<F, Fut, E>(
+            step: crate::Step,
+            attempt: F,
+        ) -> impl Future<Output = Result<Self, crate::StepError>>
+        where
+            F: FnMut() -> Fut,
+            Fut: Future<Output = Result<Self, E>>,
+            E: Into<Box<dyn Error + Send + Sync>>,
+        {
+            step.run(attempt)
+        }
+    }
+
+    // Not recommended: an unmet bound is reported as `StepValue`, with its message, rather than
+    // as the serde trait this impl needs.
+    #[diagnostic::do_not_recommend]
+    impl<T: Serialize + DeserializeOwned> StepValue for T {}
+
+    /// An argument of a workflow: the arguments are journaled together as the run's input.
+    /// `#[workflow]` implements `Workflow` where every argument is a `WorkflowArgument` (so that
+    /// the bounds of `Workflow::Input` hold) and checks each argument with
+    /// [`WorkflowArgument::journaled`] at its type, which reports one error in these words.
+    #[diagnostic::on_unimplemented(
+        message = "the arguments of a workflow must be serializable, and `{Self}` is not",
+        label = "a workflow's arguments are journaled as its input: they must implement `Serialize` and `Deserialize`",
+        note = "the input is written to the journal when the run starts and read back when it resumes; derive both with `#[derive(serde::Serialize, serde::Deserialize)]`"
+    )]
+    pub trait WorkflowArgument: Serialize + DeserializeOwned {
+        /// Nothing: calling it requires the bound.
+        fn journaled() {}
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Serialize + DeserializeOwned> WorkflowArgument for T {}
+
+    /// The `Ok` value of a workflow, journaled as the run's output; checked like
+    /// [`WorkflowArgument`].
+    #[diagnostic::on_unimplemented(
+        message = "the value a workflow returns must be serializable, and `{Self}` is not",
+        label = "a workflow's `Ok` value is journaled as its output: it must implement `Serialize` and `Deserialize`",
+        note = "the output is written to the journal when the run completes and read back by whoever asks for it; derive both with `#[derive(serde::Serialize, serde::Deserialize)]`"
+    )]
+    pub trait WorkflowOutput: Serialize + DeserializeOwned {
+        /// Nothing: calling it requires the bound.
+        fn journaled() {}
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Serialize + DeserializeOwned> WorkflowOutput for T {}
+
+    /// The error of a step's attempt, which becomes a [`StepFailure`](crate::StepFailure)
+    /// through `Box<dyn Error + Send + Sync>`.
+    #[diagnostic::on_unimplemented(
+        message = "the error of a step must be an error type, and `{Self}` is not",
+        label = "a step's error must convert into `Box<dyn std::error::Error + Send + Sync>`",
+        note = "return `anyhow::Error`, a `StepFailure`, a `String`, or a type that implements `std::error::Error + Send + Sync + 'static`; `.map_err(...)` converts another error inside the step"
+    )]
+    pub trait StepErrorValue: Into<Box<dyn Error + Send + Sync>> + Sized {
+        /// The error with its class, by `kind` (see [`ClassifyKind`]).
+        fn into_failure<K: ErrorKind<Self>>(kind: K, error: Self) -> crate::StepFailure {
+            kind.failure(error)
+        }
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<E: Into<Box<dyn Error + Send + Sync>>> StepErrorValue for E {}
+
     /// Picks how the `#[step]` macro classifies a step's error, by autoref specialization at
     /// the call site, where the error type is concrete: `(&error).__workflow_error_kind()`
     /// resolves to [`ViaClassify`] when the type implements [`Classify`](crate::Classify), and
-    /// to [`ViaChain`] otherwise.
+    /// to [`ViaChain`] otherwise. The macro then calls [`StepErrorValue::into_failure`].
     pub trait ClassifyKind {
         /// The classifier for errors that implement `Classify`.
         fn __workflow_error_kind(&self) -> ViaClassify {
@@ -212,14 +296,23 @@ pub mod __private {
 
     impl<E> ChainKind for &E {}
 
+    /// How an error of type `E` gets its class. `ViaChain` applies to every `E`, so that an
+    /// error type that does not convert into `Box<dyn Error>` is reported once, as an unmet
+    /// [`StepErrorValue`].
+    pub trait ErrorKind<E> {
+        /// The error with its class.
+        fn failure(self, error: E) -> crate::StepFailure
+        where
+            E: StepErrorValue;
+    }
+
     /// Classifies with the error's own `Classify` implementation.
     pub struct ViaClassify;
 
-    impl ViaClassify {
-        /// The error with its class.
-        pub fn into_failure<E>(self, error: E) -> crate::StepFailure
+    impl<E: crate::Classify> ErrorKind<E> for ViaClassify {
+        fn failure(self, error: E) -> crate::StepFailure
         where
-            E: crate::Classify + Into<Box<dyn std::error::Error + Send + Sync>>,
+            E: StepErrorValue,
         {
             crate::StepFailure::classified(error)
         }
@@ -228,11 +321,10 @@ pub mod __private {
     /// Classifies by the error's chain of causes.
     pub struct ViaChain;
 
-    impl ViaChain {
-        /// The error with its class.
-        pub fn into_failure<E>(self, error: E) -> crate::StepFailure
+    impl<E> ErrorKind<E> for ViaChain {
+        fn failure(self, error: E) -> crate::StepFailure
         where
-            E: Into<Box<dyn std::error::Error + Send + Sync>>,
+            E: StepErrorValue,
         {
             crate::StepFailure::from_error(error)
         }
@@ -245,7 +337,7 @@ pub mod __private {
         classify: C,
     ) -> Result<T, crate::StepFailure>
     where
-        Fut: std::future::Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>>,
         C: FnOnce(E) -> crate::StepFailure,
     {
         attempt.await.map_err(classify)

@@ -12,7 +12,7 @@ use crate::monitor::AlertThresholds;
 use crate::ratelimit::RateLimit;
 use crate::store::{MemoryStore, Store};
 
-type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
+use crate::listeners::Listener;
 
 /// Builds an [`Engine`]: its limits, circuits, prices, rate limits and listeners, set before it
 /// opens its journal (and so before it resumes any run).
