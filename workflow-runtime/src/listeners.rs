@@ -104,9 +104,12 @@ impl Listeners {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::journal::RunStatus;
 
     fn finished(run_id: &str) -> Event {
         Event::RunFinished {

@@ -38,6 +38,7 @@ use crate::error::{StepError, StepErrorKind};
 use crate::event::{AlertKind, Event};
 use crate::guard::{AttemptError, CatchUnwind, panic_message};
 use crate::journal::{self, AttemptRecord, StepRecord, StepStatus};
+use crate::ratelimit::Admission;
 use crate::replay::{self, Claim, park};
 use crate::retry::{Backoff, Decision, ErrorClass, RetryPolicy, StepFailure};
 
@@ -362,8 +363,10 @@ impl Step {
                 None => None,
             };
             let rate_limits = shared.map(|shared| &shared.rate_limits);
-            if let (Some(bucket), Some(limits)) = (&self.rate, rate_limits) {
-                limits.acquire(bucket).await;
+            if let (Some(bucket), Some(limits)) = (&self.rate, rate_limits)
+                && let Admission::Refused(refused) = limits.acquire(bucket).await
+            {
+                break Err(self.error(StepErrorKind::Terminal, refused.to_string(), number));
             }
             if let (Some(run), Some(shared)) = (&target.run, shared) {
                 let wait = shared.before_attempt(&AttemptStart {
@@ -377,10 +380,10 @@ impl Step {
                 }
             }
             attempt_started_us = journal::now_us();
-            let tokens_before = {
-                let usage = usage.lock().unwrap_or_else(|p| p.into_inner());
-                usage.input_tokens + usage.output_tokens
-            };
+            let tokens_before = usage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .total_tokens();
             let context = StepContext {
                 inner: Arc::new(StepInner {
                     run_id: target.run.as_ref().map(|run| run.run_id.clone()),
@@ -419,7 +422,7 @@ impl Step {
             };
             if let (Some(bucket), Some(limits)) = (&self.rate, rate_limits) {
                 let usage = usage.lock().unwrap_or_else(|p| p.into_inner());
-                let used = usage.input_tokens + usage.output_tokens - tokens_before;
+                let used = usage.total_tokens().saturating_sub(tokens_before);
                 limits.charge_tokens(bucket, used);
             }
             let (class, message) = match result {
@@ -758,5 +761,52 @@ impl StepContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .add(&usage);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::BoxFuture;
+    use crate::{Engine, RateLimit, StepErrorKind, Workflow, WorkflowFailure, step};
+
+    struct Limited;
+
+    impl Workflow for Limited {
+        type Input = ();
+        type Output = String;
+        const NAME: &'static str = "limited";
+
+        fn run(_: ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+            Box::pin(async {
+                let outcome = step("call")
+                    .rate("closed")
+                    .run(|| async { Ok::<_, std::io::Error>("called".to_owned()) })
+                    .await;
+                Ok(match outcome {
+                    Ok(value) => value,
+                    Err(e) if e.kind == StepErrorKind::Terminal => {
+                        format!("refused: {}", e.message)
+                    }
+                    Err(e) => format!("other: {e}"),
+                })
+            })
+        }
+    }
+
+    /// Regression: a bucket of 0 requests per minute made the step sleep forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_step_on_a_bucket_of_zero_fails_at_once_naming_the_bucket() {
+        let engine = Engine::builder()
+            .rate_limit("closed", RateLimit::requests_per_minute(0))
+            .in_memory();
+        let run = engine.start::<Limited>("l", ()).await.unwrap();
+        let output = tokio::time::timeout(std::time::Duration::from_secs(3600), run.result())
+            .await
+            .expect("the step is refused, not put to sleep")
+            .unwrap();
+        assert!(
+            output.starts_with("refused: ") && output.contains("closed"),
+            "{output}"
+        );
     }
 }
