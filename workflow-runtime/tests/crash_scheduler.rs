@@ -22,8 +22,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::{
-    ChildProcess, Files, Lcg, Protocol, SideEffects, block_on, fail, inspect_journal, log_end,
-    log_start, print_flushed, required_env, seed, string_output,
+    ChildProcess, Files, Lcg, Protocol, SideEffects, block_on, block_until_killed, fail,
+    inspect_journal, log_end, log_start, print_flushed, required_env, seed, string_output,
+    until_killed,
 };
 use workflow_runtime::{
     BoxFuture, Budget, Engine, Error, RunStatus, StepContext, StepErrorKind, StepRecord,
@@ -384,8 +385,8 @@ fn child_cancel(db: &Path, mode: &str) {
             "at-return" => {
                 print_flushed(CANCELLED);
                 // Nothing of this process runs after `cancel` returned: the engine's tasks
-                // share this thread. A SIGKILL can always land exactly here.
-                std::thread::sleep(CHILD_TIMEOUT);
+                // share this thread, which this blocks. A SIGKILL can always land exactly here.
+                block_until_killed();
             }
             "settle" => {
                 let error = run
@@ -393,12 +394,10 @@ fn child_cancel(db: &Path, mode: &str) {
                     .await
                     .expect_err("a cancelled run has no value");
                 print_flushed(&format!("{CANCELLED} {error}"));
-                tokio::time::sleep(CHILD_TIMEOUT).await;
+                until_killed().await;
             }
             other => panic!("unknown cancel mode {other:?}"),
         }
-        // Not killed in time: the parent has failed; exit instead of lingering.
-        std::process::exit(3);
     });
 }
 
@@ -475,9 +474,8 @@ fn child_spend(db: &Path, mode: &str) {
             .await
             .expect("start or resume the run");
         if mode == "block" {
-            // Not killed in time: the parent has failed; exit instead of lingering.
-            tokio::time::sleep(CHILD_TIMEOUT).await;
-            std::process::exit(3);
+            // The run goes on until its step blocks; this process until the parent kills it.
+            until_killed().await;
         }
         match run.result().await {
             Err(Error::BudgetExceeded { message, .. }) => message,

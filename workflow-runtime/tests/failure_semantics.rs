@@ -453,9 +453,10 @@ impl Workflow for Slow {
             loop {
                 step("tick")
                     .run(|| async {
-                        // Real time: the duration budget is wall-clock, so that it survives a
-                        // crash.
-                        std::thread::sleep(Duration::from_millis(50));
+                        // The duration budget is measured on the journal's clock (wall-clock
+                        // time, so that it survives a crash), which follows tokio's: paused
+                        // here, so each step takes exactly 50 ms.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         Ok::<_, io::Error>(())
                     })
                     .await
@@ -465,7 +466,7 @@ impl Workflow for Slow {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_duration_stops_a_run_that_takes_too_long() {
     let engine = Engine::in_memory();
     let error = engine
@@ -479,15 +480,12 @@ async fn max_duration_stops_a_run_that_takes_too_long() {
         matches!(&error, Error::BudgetExceeded { message, .. } if message.contains("max_duration = 300ms")),
         "{error}"
     );
-    // Checked against the journal's clock rather than a step count, which a loaded machine
-    // would change: every step started within the 300 ms, and the run ended after them.
+    // Checked against the journal's clock: every step started within the 300 ms, and the run
+    // ended after them. Under the paused clock the count is exact too: steps start at 0, 50,
+    // ..., 250 ms, and the check before a 7th, at 300 ms, refuses it.
     let run = engine.run("slow").await.unwrap().unwrap();
     let steps = engine.journal("slow").await.unwrap();
-    assert!(
-        steps.len() >= 2,
-        "the run worked a while: {} steps",
-        steps.len()
-    );
+    assert_eq!(steps.len(), 6, "the run worked until its budget ran out");
     let limit_us = 300_000;
     for step in &steps {
         let started = step.started_at_us - run.created_at_us;

@@ -10,7 +10,8 @@ use std::time::Duration;
 mod support;
 
 use redb::ReadableTable;
-use support::{eventually, fail, gate};
+use support::{Events, fail, gate, within};
+use tokio::sync::Notify;
 use workflow_runtime::{
     Backoff, BoxFuture, Budget, Engine, Error, MemoryStore, OpenError, RunStatus, StepContext,
     StepError, StepErrorKind, Usage, Workflow, WorkflowFailure, step,
@@ -34,6 +35,8 @@ impl Executions {
 static REPLAY_EXECUTIONS: std::sync::LazyLock<Executions> =
     std::sync::LazyLock::new(Default::default);
 static REPLAY_BLOCK_LAST: AtomicBool = AtomicBool::new(true);
+/// Notified when the blocked last step's body has started.
+static REPLAY_LAST_STARTED: Notify = Notify::const_new();
 
 struct ThreeSteps;
 
@@ -54,6 +57,7 @@ impl Workflow for ThreeSteps {
                         async move {
                             REPLAY_EXECUTIONS.record(&name);
                             if i == 2 && REPLAY_BLOCK_LAST.load(Ordering::SeqCst) {
+                                REPLAY_LAST_STARTED.notify_one();
                                 std::future::pending::<()>().await;
                             }
                             Ok::<_, io::Error>(format!("{tag}-{i}"))
@@ -76,7 +80,8 @@ async fn replay_returns_journaled_values_without_running_the_steps_again() {
         .start::<ThreeSteps>("r1", ("x".into(),))
         .await
         .unwrap();
-    eventually("s2 is running", async || REPLAY_EXECUTIONS.count("s2") == 1).await;
+    within("s2 is running", REPLAY_LAST_STARTED.notified()).await;
+    assert_eq!(REPLAY_EXECUTIONS.count("s2"), 1);
     assert_eq!(first.journal("r1").await.unwrap().len(), 2);
     first.shutdown().await;
 
@@ -164,6 +169,8 @@ async fn every_attempt_sees_the_same_key_its_number_and_the_previous_error() {
 
 static FAILED_BLOCK: AtomicBool = AtomicBool::new(true);
 static FAILED_SEEN: Mutex<Vec<StepError>> = Mutex::new(Vec::new());
+/// Notified when the body has received the step's failure.
+static FAILED_RECEIVED: Notify = Notify::const_new();
 
 struct FailsThenWaits;
 
@@ -184,6 +191,7 @@ impl Workflow for FailsThenWaits {
                 .await;
             let error = failed.expect_err("every attempt times out");
             FAILED_SEEN.lock().unwrap().push(error.clone());
+            FAILED_RECEIVED.notify_one();
             gate("after", &FAILED_BLOCK).await.map_err(fail)?;
             Ok(error.message)
         })
@@ -195,10 +203,8 @@ async fn a_step_failure_is_the_same_step_error_fresh_and_replayed() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
     first.start::<FailsThenWaits>("f1", ()).await.unwrap();
-    eventually("the failure is journaled", async || {
-        FAILED_SEEN.lock().unwrap().len() == 1
-    })
-    .await;
+    within("the body received the failure", FAILED_RECEIVED.notified()).await;
+    assert_eq!(FAILED_SEEN.lock().unwrap().len(), 1);
     first.shutdown().await;
     FAILED_BLOCK.store(false, Ordering::SeqCst);
     let second = Engine::with_store(Arc::clone(&store));
@@ -327,11 +333,10 @@ async fn a_budget_survives_a_restart_and_stops_the_run_at_the_same_total() {
     // Interrupt the run at its 4th step (3 journaled, 0.033 USD spent).
     LOOP_BLOCK_AT.store(3, Ordering::SeqCst);
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.start::<Spender>("spend-1", ()).await.unwrap();
-    eventually("three steps are journaled", async || {
-        first.journal("spend-1").await.unwrap().len() == 3
-    })
-    .await;
+    events.steps_finished("spend-1", 3).await;
+    assert_eq!(first.journal("spend-1").await.unwrap().len(), 3);
     first.shutdown().await;
 
     LOOP_BLOCK_AT.store(usize::MAX, Ordering::SeqCst);
@@ -547,11 +552,10 @@ impl Workflow for DeployedV3Retyped {
 async fn changed_code_parks_the_run_with_a_precise_error_and_the_old_code_finishes_it() {
     let store = Arc::new(MemoryStore::new());
     let v1 = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&v1);
     v1.start::<DeployedV1>("deploy-1", ()).await.unwrap();
-    eventually("fetch is journaled", async || {
-        v1.journal("deploy-1").await.unwrap().len() == 1
-    })
-    .await;
+    events.step_finished("deploy-1", "fetch").await;
+    assert_eq!(v1.journal("deploy-1").await.unwrap().len(), 1);
     v1.shutdown().await;
 
     let v2 = Engine::with_store(Arc::clone(&store));
@@ -642,11 +646,10 @@ impl Workflow for FanOut {
 async fn join_all_over_steps_replays_to_the_same_result() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.start::<FanOut>("fan", (5,)).await.unwrap();
-    eventually("four branches are journaled", async || {
-        first.journal("fan").await.unwrap().len() == 4
-    })
-    .await;
+    events.steps_finished("fan", 4).await;
+    assert_eq!(first.journal("fan").await.unwrap().len(), 4);
     first.shutdown().await;
     FAN_BLOCK.store(false, Ordering::SeqCst);
 

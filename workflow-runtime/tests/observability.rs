@@ -312,8 +312,6 @@ async fn a_step_much_slower_than_its_recent_p95_raises_an_alert() {
 
 // --- The admin endpoint -------------------------------------------------------------------------
 
-static HOLD: AtomicBool = AtomicBool::new(true);
-
 struct Held;
 
 impl Workflow for Held {
@@ -323,11 +321,10 @@ impl Workflow for Held {
 
     fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
         Box::pin(async move {
+            // Runs until the test cancels the run.
             step("hold")
                 .run(|| async {
-                    while HOLD.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
+                    std::future::pending::<()>().await;
                     Ok::<_, io::Error>(())
                 })
                 .await
@@ -354,7 +351,7 @@ async fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_endpoint_serves_reads_and_refuses_commands_without_the_token() {
+async fn the_admin_endpoint_refuses_reads_and_commands_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("admin.redb");
     let engine = Engine::open(&db).await.unwrap();
@@ -380,21 +377,37 @@ async fn the_admin_endpoint_serves_reads_and_refuses_commands_without_the_token(
     }
     engine.start::<Held>("held/1", ()).await.unwrap();
 
-    let (status, body) = http(info.addr, "GET /runs HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    // Reads show every run's inputs and outputs: they need the token too.
+    let auth = format!("authorization: Bearer {}", info.token);
+    let (status, body) = http(
+        info.addr,
+        &format!("GET /runs HTTP/1.1\r\nhost: x\r\n{auth}\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("\"held/1\""), "{body}");
-    let (status, _) = http(info.addr, "GET /runs/held%2F1 HTTP/1.1\r\n\r\n").await;
+    let (status, _) = http(
+        info.addr,
+        &format!("GET /runs/held%2F1 HTTP/1.1\r\n{auth}\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = http(info.addr, "GET /runs/nope HTTP/1.1\r\n\r\n").await;
+    let (status, _) = http(
+        info.addr,
+        &format!("GET /runs/nope HTTP/1.1\r\n{auth}\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status, 404);
 
     let refused = [
+        "GET /runs HTTP/1.1\r\n\r\n".to_owned(),
+        "GET /runs/held%2F1 HTTP/1.1\r\nauthorization: Bearer wrong\r\n\r\n".to_owned(),
         "POST /runs/held%2F1/cancel HTTP/1.1\r\n\r\n".to_owned(),
         "POST /runs/held%2F1/cancel HTTP/1.1\r\nauthorization: Bearer wrong\r\n\r\n".to_owned(),
     ];
     for request in &refused {
         let (status, body) = http(info.addr, request).await;
-        assert_eq!(status, 401, "{body}");
+        assert_eq!(status, 401, "{request:?}: {body}");
     }
     let status_now = engine.run("held/1").await.unwrap().unwrap().status;
     assert!(
@@ -412,7 +425,6 @@ async fn the_admin_endpoint_serves_reads_and_refuses_commands_without_the_token(
         engine.run("held/1").await.unwrap().unwrap().status,
         RunStatus::Cancelled
     );
-    HOLD.store(false, Ordering::SeqCst);
 
     let info_file = AdminInfo::path_for(&db);
     drop(admin);

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 mod support;
 
-use support::{eventually, fail, gate};
+use support::{Events, fail, gate, within};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use workflow_runtime::{
     BoxFuture, Engine, Error, MemoryStore, RunOptions, RunStatus, StepErrorKind, StepStatus,
@@ -45,12 +46,14 @@ impl Workflow for Napper {
 #[tokio::test(start_paused = true)]
 async fn a_long_sleep_leaves_memory_and_wakes_when_due() {
     let engine = Engine::in_memory();
+    let mut events = Events::of(&engine);
     let started = Instant::now();
     let run = engine.start::<Napper>("nap", (3600,)).await.unwrap();
-    eventually("the run waits out of memory", async || {
-        engine.run("nap").await.unwrap().unwrap().status == RunStatus::Waiting
-    })
-    .await;
+    events.run_waiting("nap").await;
+    assert_eq!(
+        engine.run("nap").await.unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
     assert_eq!(
         engine.load(),
         (1, 0),
@@ -70,11 +73,11 @@ async fn a_long_sleep_leaves_memory_and_wakes_when_due() {
 async fn a_resumed_run_sleeps_only_what_remains() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.start::<Napper>("nap-crash", (3600,)).await.unwrap();
-    eventually("the timer is journaled", async || {
-        first.journal("nap-crash").await.unwrap().len() == 2
-    })
-    .await;
+    // An hour is past the engine's threshold: the run journals its timer and leaves memory.
+    events.run_waiting("nap-crash").await;
+    assert_eq!(first.journal("nap-crash").await.unwrap().len(), 2);
     tokio::time::advance(Duration::from_secs(3000)).await;
     first.shutdown().await;
 
@@ -146,15 +149,17 @@ async fn an_event_wait_times_out_durably() {
 async fn an_event_wakes_a_run_waiting_out_of_memory_in_another_engine() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.set_park_after(Duration::from_secs(1));
     first
         .start::<Approval>("ev-restart", (86_400,))
         .await
         .unwrap();
-    eventually("the run waits out of memory", async || {
-        first.run("ev-restart").await.unwrap().unwrap().status == RunStatus::Waiting
-    })
-    .await;
+    events.run_waiting("ev-restart").await;
+    assert_eq!(
+        first.run("ev-restart").await.unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
     first.shutdown().await;
 
     let second = Engine::with_store(Arc::clone(&store));
@@ -186,15 +191,17 @@ async fn an_event_wakes_a_run_waiting_out_of_memory_in_another_engine() {
 async fn an_event_sent_before_the_workflow_is_registered_still_wakes_the_run() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.set_park_after(Duration::from_secs(1));
     first
         .start::<Approval>("ev-early", (86_400,))
         .await
         .unwrap();
-    eventually("the run waits out of memory", async || {
-        first.run("ev-early").await.unwrap().unwrap().status == RunStatus::Waiting
-    })
-    .await;
+    events.run_waiting("ev-early").await;
+    assert_eq!(
+        first.run("ev-early").await.unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
     first.shutdown().await;
 
     let second = Engine::with_store(Arc::clone(&store));
@@ -219,6 +226,8 @@ async fn an_event_sent_before_the_workflow_is_registered_still_wakes_the_run() {
 // --- Cancellation -------------------------------------------------------------------------------
 
 static SLOW_STEPS: AtomicU32 = AtomicU32::new(0);
+/// Notified when the slow step's body has started.
+static SLOW_STARTED: Notify = Notify::const_new();
 
 struct Stuck;
 
@@ -236,6 +245,7 @@ impl Workflow for Stuck {
             step("forever")
                 .run(|| async {
                     SLOW_STEPS.fetch_add(1, Ordering::SeqCst);
+                    SLOW_STARTED.notify_one();
                     tokio::time::sleep(Duration::from_secs(1_000_000)).await;
                     Ok::<_, io::Error>(())
                 })
@@ -250,10 +260,8 @@ async fn cancel_ends_the_run_journals_the_running_step_and_it_never_resumes() {
     let store = Arc::new(MemoryStore::new());
     let engine = Engine::with_store(Arc::clone(&store));
     let run = engine.start::<Stuck>("stuck", ()).await.unwrap();
-    eventually("the slow step runs", async || {
-        SLOW_STEPS.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    within("the slow step runs", SLOW_STARTED.notified()).await;
+    assert_eq!(SLOW_STEPS.load(Ordering::SeqCst), 1);
     assert!(engine.cancel("stuck").await.unwrap());
     let error = run.result().await.unwrap_err();
     assert!(
@@ -342,12 +350,11 @@ impl Workflow for Parent {
 async fn a_child_workflow_is_started_once_and_replayed_after_a_restart() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.register::<Child>().await.unwrap();
     first.start::<Parent>("family", ()).await.unwrap();
-    eventually("the first child finished", async || {
-        first.journal("family").await.unwrap().len() == 1
-    })
-    .await;
+    events.step_finished("family", "child:child").await;
+    assert_eq!(first.journal("family").await.unwrap().len(), 1);
     first.shutdown().await;
     PARENT_BLOCK.store(false, Ordering::SeqCst);
 
@@ -498,12 +505,11 @@ impl Workflow for Dice {
 async fn time_and_randomness_are_journaled_and_replayed() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.start::<Dice>("dice", ()).await.unwrap();
-    eventually("the values are journaled", async || {
-        first.journal("dice").await.unwrap().len() == 3
-    })
-    .await;
+    events.steps_finished("dice", 3).await;
     let journal = first.journal("dice").await.unwrap();
+    assert_eq!(journal.len(), 3);
     first.shutdown().await;
     DICE_BLOCK.store(false, Ordering::SeqCst);
     let second = Engine::with_store(Arc::clone(&store));

@@ -1,6 +1,11 @@
-//! Helpers shared by the integration tests of this package: small ones for in-process tests,
+//! Helpers shared by the integration tests of the runtime: small ones for in-process tests,
 //! and the harness of the crash tests, which re-execute their own test binary as a child
 //! process, kill it with SIGKILL and read what it left behind.
+//!
+//! No helper polls the clock. In-process tests wait for the engine's events ([`Events`]) or for
+//! a signal from a step body ([`within`] over a `tokio::sync::Notify`), each wait bounded by
+//! [`WAIT`] on tokio's clock (virtual under a paused clock); the crash harness waits for lines
+//! on the child's stdout and for its stdout to close, each wait bounded by a deadline.
 //!
 //! Every file under `tests/` is a crate of its own that declares `mod support;` and compiles
 //! this module again, using only part of it.
@@ -31,17 +36,82 @@ pub fn fail(e: impl std::fmt::Display) -> WorkflowFailure {
     WorkflowFailure::new(e.to_string())
 }
 
-/// Waits until `f` holds, for at most 10 s of real time (under a paused clock the 5 ms sleeps
-/// are virtual and cost nothing); polls because runs execute on their own tasks.
-pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// How long an in-process test waits for an event or a signal before it fails, on tokio's
+/// clock: real time in a test on the real clock (generous, for a loaded machine), virtual time
+/// under a paused clock, where it must exceed the timers the awaited thing waits behind.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Awaits `future`, or fails the test saying it timed out waiting until `what`.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {WAIT:?} waiting until {what}"),
     }
-    panic!("timed out waiting until {what}");
+}
+
+/// The events of an engine, in the order it emitted them, for a test to wait on: listening
+/// starts when this is made, so make it before the run that emits what the test waits for.
+pub struct Events {
+    receiver: tokio::sync::mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    pub fn of(engine: &Engine) -> Events {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        engine.on_event(move |event| {
+            // A closed receiver means the test is over.
+            let _ = sender.send(event.clone());
+        });
+        Events { receiver }
+    }
+
+    /// Waits for the next event that `wanted` accepts, skipping the others, and returns it.
+    /// Fails the test if none comes within [`WAIT`].
+    pub async fn wait_for(&mut self, what: &str, mut wanted: impl FnMut(&Event) -> bool) -> Event {
+        within(what, async {
+            loop {
+                match self.receiver.recv().await {
+                    Some(event) if wanted(&event) => return event,
+                    Some(_) => {}
+                    None => panic!("the engine is gone, waiting until {what}"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits until `count` steps of `run_id` have finished executing (their outcomes are
+    /// journaled: the engine emits [`Event::StepFinished`] after the commit).
+    pub async fn steps_finished(&mut self, run_id: &str, count: usize) {
+        for n in 1..=count {
+            let what = format!("{n} of {count} steps of run {run_id:?} are journaled");
+            self.wait_for(
+                &what,
+                |event| matches!(event, Event::StepFinished { run_id: id, .. } if id == run_id),
+            )
+            .await;
+        }
+    }
+
+    /// Waits until step `name` of `run_id` has finished executing, and returns its event.
+    pub async fn step_finished(&mut self, run_id: &str, name: &str) -> Event {
+        let what = format!("step `{name}` of run {run_id:?} is journaled");
+        self.wait_for(&what, |event| {
+            matches!(event, Event::StepFinished { run_id: id, name: n, .. } if id == run_id && n == name)
+        })
+        .await
+    }
+
+    /// Waits until `run_id` has left memory to wait for a timer or an event (its status is
+    /// journaled as waiting before the engine emits [`Event::RunWaiting`]).
+    pub async fn run_waiting(&mut self, run_id: &str) -> Event {
+        let what = format!("run {run_id:?} waits out of memory");
+        self.wait_for(
+            &what,
+            |event| matches!(event, Event::RunWaiting { run_id: id, .. } if id == run_id),
+        )
+        .await
+    }
 }
 
 /// Collects the alerts `engine` raises, as (kind, message), in order.
@@ -102,6 +172,28 @@ pub fn print_flushed(line: &str) {
     out.write_all(format!("{line}\n").as_bytes())
         .expect("stdout");
     out.flush().expect("stdout");
+}
+
+/// Blocks this thread until the parent closes the child's stdin, which it does only when it
+/// is gone (a parent that failed and left this child behind): a child that waits for its
+/// SIGKILL calls this, then exits. Blocking the thread also freezes a current-thread runtime
+/// that runs on it, so nothing else of the process moves on until the kill.
+pub fn block_until_killed() -> ! {
+    let mut sink = Vec::new();
+    // EOF or an error: either way the parent is gone.
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut sink);
+    std::process::exit(3)
+}
+
+/// Like [`block_until_killed`], for a child whose runtime must go on running meanwhile (its
+/// engine's tasks): the blocking read runs on tokio's blocking pool.
+pub async fn until_killed() -> ! {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut sink)
+    })
+    .await;
+    std::process::exit(3)
 }
 
 /// An environment variable the parent must have set for the child.
@@ -427,20 +519,19 @@ impl ChildProcess {
     }
 
     /// Reaps a child that is expected to exit by itself (its stdout is closed, or it printed
-    /// its output).
+    /// its output). Waits for its stdout to close, which only its exit does (the child starts no
+    /// process that could inherit the pipe), reading what it still prints; then `wait` returns
+    /// at once. Panics if the pipe is still open at the protocol's deadline.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + self.protocol.timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("poll the child") {
-                break status;
+        loop {
+            match self.line_by(deadline) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => panic!("the child did not exit\n{}", self.diagnostics()),
             }
-            assert!(
-                Instant::now() < deadline,
-                "the child did not exit\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        }
+        let status = self.child.wait().expect("reap the child");
         self.status = Some(status);
         status
     }
