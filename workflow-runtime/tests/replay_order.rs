@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::Events;
 use workflow_runtime::{
-    Engine, Error, MemoryStore, RunStatus, StepContext, StepError, StepStatus, Usage, durable,
-    workflow,
+    Engine, Error, Event, MemoryStore, RunStatus, StepContext, StepError, StepStatus, Usage,
+    durable, workflow,
 };
 
 static POST_BLOCKED: AtomicBool = AtomicBool::new(false);
@@ -61,15 +62,14 @@ async fn a_fan_out_resumed_during_its_last_step_keeps_each_branch_its_own_values
     let store = Arc::new(MemoryStore::new());
     POST_BLOCKED.store(true, Ordering::SeqCst);
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first
         .start::<pipeline>("tickets", (vec![1, 2],))
         .await
         .unwrap();
     // Wait until the four branch steps are journaled: the run is inside post_replies.
-    support::eventually("the branch steps are journaled", async || {
-        first.journal("tickets").await.unwrap().len() == 4
-    })
-    .await;
+    events.steps_finished("tickets", 4).await;
+    assert_eq!(first.journal("tickets").await.unwrap().len(), 4);
     first.shutdown().await;
     drop(first);
 
@@ -242,17 +242,26 @@ async fn expensive() -> Result<String, StepError> {
 async fn the_spend_of_failed_attempts_survives_a_crash_during_the_retries() {
     let store = Arc::new(MemoryStore::new());
     let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
     first.start::<expensive>("e", ()).await.unwrap();
-    support::eventually("the first attempt failed", async || {
-        ATTEMPTS.load(Ordering::SeqCst) == 1
-            && first
-                .journal("e")
-                .await
-                .unwrap()
-                .iter()
-                .any(|s| s.status == StepStatus::Pending)
-    })
-    .await;
+    events
+        .wait_for("the first attempt failed", |event| {
+            matches!(event, Event::StepRetrying { run_id, attempt: 1, .. } if run_id == "e")
+        })
+        .await;
+    // The attempt's spend is journaled after that event, before the 10 s backoff: a second of
+    // virtual time passes only once the run is idle in its backoff.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ATTEMPTS.load(Ordering::SeqCst), 1);
+    assert!(
+        first
+            .journal("e")
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.status == StepStatus::Pending),
+        "the failed attempt's spend is journaled before the backoff"
+    );
     first.shutdown().await;
     drop(first);
     let journal = Engine::with_store(Arc::clone(&store))
