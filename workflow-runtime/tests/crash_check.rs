@@ -275,7 +275,7 @@ async fn crash_check_failures_name_the_seed_the_commit_and_the_variant() {
     assert_eq!(point.wrote(), "step #0 fresh");
     let text = failure.to_string();
     assert!(
-        text.starts_with("seed 11, during commit 2: step #0 fresh"),
+        text.starts_with("seed 11, during commit 2 (lost, side effect done): step #0 fresh"),
         "{text}"
     );
     assert!(text.contains("the output differs"), "{text}");

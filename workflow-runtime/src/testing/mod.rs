@@ -41,25 +41,29 @@
 //! # How a crash is simulated
 //!
 //! [`CrashCheck::run`] runs the workflow once, uninterrupted, on an in-memory store, and numbers
-//! the store's writes (creating a run, committing a step, a timer, an event, a run's status):
-//! these are the commit points. Then, for every commit point `n`, two simulations:
+//! the store's writes (the run's creation, each step's outcome, a timer, an event sent, a change
+//! of the run's status): these are the commit points. Then, for every commit point `n`, two
+//! simulations:
 //!
 //! - [`Variant::AfterCommit`]: commit `n` lands and the process dies at once.
 //! - [`Variant::CommitLost`]: the process dies during commit `n`, which is lost; when `n` is a
 //!   step's outcome, the step's side effect has happened but its outcome is not journaled.
 //!
-//! The process is a tokio runtime of its own, on a thread of its own, under virtual time (sleeps,
+//! A process is a tokio runtime of its own, on a thread of its own, under virtual time (sleeps,
 //! backoffs and durable timers take no real time). It dies when its runtime is dropped: every
 //! task is gone, as after a SIGKILL, and nothing it writes afterwards lands. A new runtime with
-//! a new [`Engine`] then resumes the run from what the store holds, at the virtual moment of the
-//! crash, and runs it to its end.
+//! a new [`Engine`] then starts the same run id again, which resumes it from what the store
+//! holds, at the virtual moment of the crash, and runs it to its end (and the child runs left
+//! unfinished to theirs). Simulations run on as many threads as the machine has cores: a
+//! workflow of 20 steps, its 22 commit points and 45 simulations take some 15 ms in a release
+//! build.
 //!
 //! # What is checked
 //!
 //! After each resumed run:
 //!
 //! 1. it ends with the same output (or error) as the uninterrupted run;
-//! 2. every step record committed before the crash is unchanged at the end: sequence number,
+//! 2. every step outcome committed before the crash is unchanged at the end: sequence number,
 //!    name, status and value;
 //! 3. the journal holds the same steps as the uninterrupted run's, compared by name, status
 //!    and value as a multiset: after the crash the steps may finish in another order, so their
@@ -67,11 +71,12 @@
 //!    `now`, `random`, `uuid`) are compared by name only. Child runs are compared the same way;
 //! 4. no step whose outcome was committed before the crash executed again after the resume;
 //! 5. [`Engine::replay`] of the finished run returns the same output;
-//! 6. before the crash the run made the same commits as the uninterrupted run did (otherwise it
-//!    is not deterministic even without a crash).
+//! 6. before the crash, the run made the same commits as the uninterrupted run (otherwise it is
+//!    not deterministic even without a crash).
 //!
-//! A failure names the latency seed, the crash point (the commit's number and what it wrote,
-//! "after commit 7: step #4 summarize"), the variant, and the first difference found.
+//! The uninterrupted run must itself replay to its output. A failure names the latency seed, the
+//! crash point (the commit's number and what it wrote: "after commit 7: step #4 summarize"), the
+//! variant, and the first difference found.
 //!
 //! # What the checker needs of a workflow
 //!
@@ -80,7 +85,7 @@
 //! [`durable::now`](crate::durable::now), [`random`](crate::durable::random) or
 //! [`uuid`](crate::durable::uuid) differs from one simulation to the next, so keep them out of
 //! what the workflow returns. A race between a step and a timer whose winner depends on how long
-//! a crash delays the step is reported: it is a real dependence on crash timing. Each simulation
+//! a crash delays the step is reported: it is a real dependence on crash timing. Each process
 //! is bounded by a year of virtual time.
 //!
 //! Events sent with [`CrashCheck::with_event`] go to the checked run (not to its children), at
@@ -176,9 +181,10 @@ impl CrashCheck {
         self
     }
 
-    /// Makes workflow `C` known to every engine of the check: for child workflows that the
-    /// checked workflow starts through something else than [`durable::child`](crate::durable::child)
-    /// (which registers its child itself).
+    /// Makes workflow `C` known to every engine of the check, as an application registers its
+    /// workflows when it starts: a resumed process then resumes the unfinished runs of `C` too,
+    /// even one that no parent asks for again (a child whose branch a race dropped).
+    /// [`durable::child`](crate::durable::child) registers its child only when its step runs.
     pub fn register<C: Workflow>(mut self) -> Self {
         self.registrations.push(register::<C>);
         self
@@ -413,8 +419,8 @@ pub enum Variant {
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Variant::AfterCommit => "crash after the commit",
-            Variant::CommitLost => "crash during the commit, which is lost (side effect done)",
+            Variant::AfterCommit => "the commit lands, then the process dies",
+            Variant::CommitLost => "the process dies during the commit, which is lost",
         })
     }
 }
@@ -445,17 +451,18 @@ impl CrashPoint {
     }
 }
 
+/// "after commit 7: step #4 summarize", or "during commit 7 (lost, side effect done): step #4
+/// summarize".
 impl fmt::Display for CrashPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let at = match self.variant {
-            Variant::AfterCommit => "after",
-            Variant::CommitLost => "during",
-        };
-        write!(
-            f,
-            "{at} commit {}: {} ({})",
-            self.commit, self.wrote, self.variant
-        )
+        match self.variant {
+            Variant::AfterCommit => write!(f, "after commit {}: {}", self.commit, self.wrote),
+            Variant::CommitLost => write!(
+                f,
+                "during commit {} (lost, side effect done): {}",
+                self.commit, self.wrote
+            ),
+        }
     }
 }
 
