@@ -12,6 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::budget::{Budget, Pricing, Spent, Usage};
 use crate::circuit::Circuits;
+use crate::error::ParkReason;
 use crate::event::{AlertKind, Event};
 use crate::journal::{self, InboxEvent, RunRecord};
 use crate::listeners::Listeners;
@@ -90,7 +91,7 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub(crate) enum Abort {
     /// Parked: resumable once the cause is fixed (non-determinism, undecodable value, storage).
-    Park(String),
+    Park(ParkReason),
     /// Failed for good (a step panicked, or was refused for authentication).
     Fail(String),
     /// A budget was exhausted.

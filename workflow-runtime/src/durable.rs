@@ -39,7 +39,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::{Abort, RunContext, current_run};
-use crate::error::{StepError, StepErrorKind};
+use crate::error::{ParkReason, StepError, StepErrorKind};
 use crate::journal::{self, StepRecord, StepStatus};
 use crate::replay::{self, Claim, Journaled, park};
 use crate::retry::StepFailure;
@@ -66,7 +66,7 @@ async fn recorded<T: Serialize + DeserializeOwned>(
 ) -> T {
     let seq = run.allocate_seq();
     let outcome = match run.claim(seq, name) {
-        Err(mismatch) => return park(run, Abort::Park(mismatch.to_string())).await,
+        Err(mismatch) => return park(run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await,
         Ok(Claim::Outcome(journaled)) => replay::replay_outcome::<T>(run, journaled).await,
         // Only an outcome is ever journaled under these names.
         Ok(Claim::Unfinished(_) | Claim::Execute) => {
@@ -79,7 +79,15 @@ async fn recorded<T: Serialize + DeserializeOwned>(
     };
     match outcome {
         Ok(value) => value,
-        Err(error) => park(run, Abort::Park(error.to_string())).await,
+        Err(error) => {
+            park(
+                run,
+                Abort::Park(ParkReason::Undecodable {
+                    message: error.to_string(),
+                }),
+            )
+            .await
+        }
     }
 }
 
@@ -116,14 +124,22 @@ enum Deadline {
 /// an outcome, so that a resumed run keeps it; or what the journal holds of it.
 async fn deadline(run: &Arc<RunContext>, seq: u64, name: &str, after: Duration) -> Deadline {
     let record = match run.claim(seq, name) {
-        Err(mismatch) => return park(run, Abort::Park(mismatch.to_string())).await,
+        Err(mismatch) => return park(run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await,
         Ok(Claim::Outcome(journaled)) if journaled.record.delivery.is_some() => {
             return Deadline::Fired(Box::new(journaled));
         }
         Ok(Claim::Outcome(journaled)) => {
             return match replay::replay_outcome::<u64>(run, journaled).await {
                 Ok(due) => Deadline::Legacy(due),
-                Err(error) => park(run, Abort::Park(error.to_string())).await,
+                Err(error) => {
+                    park(
+                        run,
+                        Abort::Park(ParkReason::Undecodable {
+                            message: error.to_string(),
+                        }),
+                    )
+                    .await
+                }
             };
         }
         Ok(Claim::Unfinished(record)) => record,
@@ -146,13 +162,21 @@ async fn deadline(run: &Arc<RunContext>, seq: u64, name: &str, after: Duration) 
         .map(|raw| replay::decode_value::<u64>(run, &record, raw));
     match due {
         Some(Ok(due)) => Deadline::Due(due),
-        Some(Err(error)) => park(run, Abort::Park(error.to_string())).await,
+        Some(Err(error)) => {
+            park(
+                run,
+                Abort::Park(ParkReason::Undecodable {
+                    message: error.to_string(),
+                }),
+            )
+            .await
+        }
         None => {
-            let reason = format!(
+            let message = format!(
                 "the journal's record of `{name}` (#{seq}) in run {:?} holds no due time",
                 run.run_id
             );
-            park(run, Abort::Park(reason)).await
+            park(run, Abort::Park(ParkReason::Undecodable { message })).await
         }
     }
 }
@@ -164,7 +188,13 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
     let due = match deadline(run, seq, name, after).await {
         Deadline::Fired(journaled) => {
             if let Err(error) = replay::replay_outcome::<u64>(run, *journaled).await {
-                park::<()>(run, Abort::Park(error.to_string())).await;
+                park::<()>(
+                    run,
+                    Abort::Park(ParkReason::Undecodable {
+                        message: error.to_string(),
+                    }),
+                )
+                .await;
             }
             return;
         }
@@ -179,7 +209,13 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
     wait_until(run, seq, due, format!("timer until {}", format_time(due))).await;
     let mut fired = completed_now(seq, name, &due);
     if let Err(error) = replay::record_outcome::<u64>(run, &mut fired, Vec::new()).await {
-        park::<()>(run, Abort::Park(error.to_string())).await;
+        park::<()>(
+            run,
+            Abort::Park(ParkReason::Undecodable {
+                message: error.to_string(),
+            }),
+        )
+        .await;
     }
 }
 
@@ -278,11 +314,11 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
             match self::deadline(&run, seq, &format!("deadline:{name}"), timeout).await {
                 Deadline::Due(due) | Deadline::Legacy(due) => Some(due),
                 Deadline::Fired(_) => {
-                    let reason = format!(
+                    let message = format!(
                         "the journal of run {:?} holds a fired timer where the deadline of event `{name}` (#{seq}) was expected",
                         run.run_id
                     );
-                    return park(&run, Abort::Park(reason)).await;
+                    return park(&run, Abort::Park(ParkReason::Undecodable { message })).await;
                 }
             }
         }
@@ -291,7 +327,9 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
     let step_name = format!("event:{name}");
     let seq = run.allocate_seq();
     match run.claim(seq, &step_name) {
-        Err(mismatch) => return park(&run, Abort::Park(mismatch.to_string())).await,
+        Err(mismatch) => {
+            return park(&run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await;
+        }
         Ok(Claim::Outcome(journaled)) => {
             return replay::replay_outcome::<Option<T>>(&run, journaled).await;
         }

@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::budget::{Budget, Spent};
 use crate::circuit::CircuitConfig;
 use crate::context::{Abort, RunContext, RunSetup, Shared};
-use crate::error::{Error, StepError, StepErrorKind};
+use crate::error::{Error, ParkReason, StepError, StepErrorKind};
 use crate::event::Event;
 use crate::guard::catch_unwind_future;
 use crate::journal::{
@@ -474,6 +474,7 @@ impl Engine {
             error: None,
             budget: options.budget.unwrap_or_else(|| workflow.budget()),
             parked_by_fingerprint: None,
+            park_reason: None,
             priority: options.priority,
             not_before_us: options.not_before.map(micros),
             concurrency_key: options.concurrency_key,
@@ -674,6 +675,97 @@ mod tests {
                 Ok(value)
             })
         }
+    }
+
+    static BLOCK_FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+    /// Calls step `a`, or (`Renamed`) step `b`, under one workflow name.
+    struct Original;
+    struct Renamed;
+
+    fn one_step(name: &'static str) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+        Box::pin(async move {
+            let value = step(name)
+                .run(|| async {
+                    if BLOCK_FIRST.load(Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, std::io::Error>(1u32)
+                })
+                .await?;
+            Ok(value)
+        })
+    }
+
+    impl Workflow for Original {
+        type Input = ();
+        type Output = u32;
+        const NAME: &'static str = "typed";
+        fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+            Box::pin(async {
+                let first = step("a")
+                    .run(|| async { Ok::<_, std::io::Error>(1u32) })
+                    .await?;
+                Ok(first + one_step("c").await?)
+            })
+        }
+    }
+
+    impl Workflow for Renamed {
+        type Input = ();
+        type Output = u32;
+        const NAME: &'static str = "typed";
+        fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+            one_step("b")
+        }
+    }
+
+    /// A parked run's reason reaches the caller as a type, in this engine and in the next one
+    /// (it is journaled with the run), with the mismatch as the error's source.
+    #[tokio::test]
+    async fn a_parked_run_says_why_as_a_type_in_every_engine() {
+        let store = Arc::new(MemoryStore::new());
+        let first = Engine::with_store(Arc::clone(&store));
+        first.start::<Original>("t", ()).await.unwrap();
+        let mut journaled = false;
+        for _ in 0..1000 {
+            if first.journal("t").await.unwrap().len() == 1 {
+                journaled = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(journaled, "step a is journaled");
+        first.shutdown().await;
+        BLOCK_FIRST.store(false, Ordering::SeqCst);
+
+        let second = Engine::with_store(Arc::clone(&store));
+        second.register::<Renamed>().await.unwrap();
+        let error = second.handle::<Renamed>("t").result().await.unwrap_err();
+        let Error::RunParked {
+            cause: ParkReason::NonDeterminism(mismatch),
+            ..
+        } = &error
+        else {
+            panic!("a typed reason, got {error:?}");
+        };
+        assert_eq!((mismatch.seq, mismatch.journaled.as_str()), (0, "a"));
+        assert_eq!(mismatch.current, "b");
+        assert!(std::error::Error::source(&error).is_some());
+        second.shutdown().await;
+
+        let third = Engine::with_store(Arc::clone(&store));
+        let error = third.handle::<Renamed>("t").result().await.unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::RunParked {
+                    cause: ParkReason::NonDeterminism(m),
+                    ..
+                } if m.current == "b"
+            ),
+            "read back from the journal: {error:?}"
+        );
     }
 
     /// Regression: every `result()` left an entry in the table of endings, even for runs that

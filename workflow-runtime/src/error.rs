@@ -141,6 +141,110 @@ impl fmt::Display for NonDeterminism {
 
 impl std::error::Error for NonDeterminism {}
 
+/// Why a run is parked: resumable once the cause is fixed, its journal intact. Journaled
+/// with the run, so that [`Error::RunParked`] carries it in every process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParkReason {
+    /// The resumed body called another step than the journal holds at a sequence number.
+    NonDeterminism(NonDeterminism),
+    /// The resumed body went on (or returned) without asking for an outcome the journal holds.
+    SkippedStep {
+        /// The run.
+        run_id: String,
+        /// The sequence number of the journaled step.
+        seq: u64,
+        /// Its name.
+        step: String,
+        /// Whether the body's fingerprint changed since the run started.
+        body_changed: bool,
+        /// What happened, in words.
+        message: String,
+    },
+    /// A journaled value (an input, a step's value) no longer decodes into the current type.
+    Undecodable {
+        /// What, which type, and the decoder's message.
+        message: String,
+    },
+    /// The journal could not be read or written.
+    Storage {
+        /// The store's message.
+        message: String,
+    },
+    /// A replay that only checks the journal ([`Engine::replay`](crate::Engine::replay)) met
+    /// a call the journal does not hold.
+    NotJournaled {
+        /// Which call.
+        message: String,
+    },
+    /// The run is unfinished, but this engine neither executes nor queues it: the engine was
+    /// shut down, or the run's workflow is not registered here.
+    NotExecuting {
+        /// What the engine knows.
+        message: String,
+    },
+    /// Anything else (a record journaled before reasons had types), in words.
+    Other {
+        /// The reason.
+        message: String,
+    },
+}
+
+impl ParkReason {
+    /// A reason from a decoding error (or any other error of the engine).
+    pub(crate) fn from_error(error: &Error) -> ParkReason {
+        if let Error::RunParked { cause, .. } = error {
+            return cause.clone();
+        }
+        match error {
+            Error::Decode { .. } => ParkReason::Undecodable {
+                message: error.to_string(),
+            },
+            Error::Store(_) => ParkReason::Storage {
+                message: error.to_string(),
+            },
+            _ => ParkReason::Other {
+                message: error.to_string(),
+            },
+        }
+    }
+}
+
+impl Error {
+    /// A parked run's error, its words taken from its typed reason.
+    pub(crate) fn parked(run_id: impl Into<String>, cause: ParkReason) -> Error {
+        Error::RunParked {
+            run_id: run_id.into(),
+            reason: cause.to_string(),
+            cause,
+        }
+    }
+}
+
+impl fmt::Display for ParkReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParkReason::NonDeterminism(e) => e.fmt(f),
+            ParkReason::SkippedStep { message, .. }
+            | ParkReason::Undecodable { message }
+            | ParkReason::Storage { message }
+            | ParkReason::NotJournaled { message }
+            | ParkReason::NotExecuting { message }
+            | ParkReason::Other { message } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ParkReason {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ParkReason::NonDeterminism(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// The umbrella error of the engine's operations.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -206,8 +310,10 @@ pub enum Error {
     RunParked {
         /// The run.
         run_id: String,
-        /// Why it is parked.
+        /// Why it is parked, in words.
         reason: String,
+        /// Why it is parked, as a type to match on (also the error's `source()`).
+        cause: ParkReason,
     },
     /// The run has finished (or was cancelled), so it cannot take this.
     RunFinished {
@@ -268,7 +374,7 @@ impl fmt::Display for Error {
                 write!(f, "cannot encode {what} for the journal: {detail}")
             }
             Error::RunFailed { run_id, message } => write!(f, "run {run_id:?} failed: {message}"),
-            Error::RunParked { run_id, reason } => {
+            Error::RunParked { run_id, reason, .. } => {
                 write!(f, "run {run_id:?} is parked: {reason}")
             }
             Error::BudgetExceeded { run_id, message } => {
@@ -292,6 +398,7 @@ impl std::error::Error for Error {
         match self {
             Error::Open(e) => Some(e),
             Error::Store(e) => Some(e),
+            Error::RunParked { cause, .. } => Some(cause),
             _ => None,
         }
     }

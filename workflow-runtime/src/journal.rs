@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::budget::{Budget, Usage};
-use crate::error::StepError;
+use crate::error::{ParkReason, StepError};
 
 /// The lifecycle of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,6 +100,9 @@ pub struct RunRecord {
     /// until the code changes.
     #[serde(default)]
     pub parked_by_fingerprint: Option<u64>,
+    /// Why the run is parked, as a type (`error` holds it in words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub park_reason: Option<ParkReason>,
     /// Runs with a higher priority are taken from the queue first.
     #[serde(default)]
     pub priority: i32,
@@ -169,6 +172,7 @@ impl RunRecord {
             error: None,
             budget: Budget::UNLIMITED,
             parked_by_fingerprint: None,
+            park_reason: None,
             priority: 0,
             not_before_us: None,
             concurrency_key: None,

@@ -122,7 +122,8 @@ pub use budget::{Budget, Pricing, Usage};
 pub use circuit::CircuitConfig;
 pub use engine::{Engine, EngineBuilder, Inspector, RunHandle, RunOptions};
 pub use error::{
-    Error, NonDeterminism, OpenError, StepError, StepErrorKind, StoreError, WorkflowFailure,
+    Error, NonDeterminism, OpenError, ParkReason, StepError, StepErrorKind, StoreError,
+    WorkflowFailure,
 };
 pub use event::{AlertKind, Event};
 pub use history::{HistoryEvent, HistoryKind, HistoryPage, LedgerGroup, LedgerRow};

@@ -34,7 +34,7 @@ use tracing::Instrument;
 use crate::budget::Usage;
 use crate::circuit::Circuits;
 use crate::context::{Abort, AttemptStart, RunContext, Shared, current_run};
-use crate::error::{StepError, StepErrorKind};
+use crate::error::{ParkReason, StepError, StepErrorKind};
 use crate::event::{AlertKind, Event};
 use crate::guard::{AttemptError, CatchUnwind, panic_message};
 use crate::journal::{self, AttemptRecord, StepRecord, StepStatus};
@@ -201,7 +201,7 @@ impl Step {
         match run.claim(seq, name) {
             Err(mismatch) => {
                 tracing::error!(run_id = %run.run_id, seq, journaled = %mismatch.journaled, current = %mismatch.current, "non-determinism: run parked");
-                return park(run, Abort::Park(mismatch.to_string())).await;
+                return park(run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await;
             }
             Ok(Claim::Outcome(journaled)) => return replay::replay_outcome(run, journaled).await,
             Ok(Claim::Unfinished(record)) if record.status == StepStatus::Started => {

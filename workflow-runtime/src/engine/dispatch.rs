@@ -127,7 +127,10 @@ impl Engine {
         let (status, output, error) = match ending {
             Ending::Completed(output) => (RunStatus::Completed, Some(output), None),
             Ending::Failed(message) => (RunStatus::Failed, None, Some(message)),
-            Ending::Parked(reason) => (RunStatus::Parked, None, Some(reason)),
+            Ending::Parked(reason) => {
+                run.park_reason = Some(reason.clone());
+                (RunStatus::Parked, None, Some(reason.to_string()))
+            }
             Ending::BudgetExceeded(message) => (RunStatus::BudgetExceeded, None, Some(message)),
             Ending::Cancelled(_) => (RunStatus::Cancelled, None, Some("cancelled".to_owned())),
             Ending::Wait {
@@ -157,6 +160,9 @@ impl Engine {
             run.not_before_us = None;
         }
         run.parked_by_fingerprint = (status == RunStatus::Parked).then(|| workflow.fingerprint());
+        if status != RunStatus::Parked {
+            run.park_reason = None;
+        }
         run.status = status;
         run.output = output;
         run.error = error.clone();

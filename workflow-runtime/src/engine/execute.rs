@@ -50,11 +50,11 @@ impl Engine {
                 })
             }
             Ending::Failed(message) => Err(Error::RunFailed { run_id, message }),
-            Ending::Parked(reason)
-            | Ending::Wait {
-                waiting_for: reason,
+            Ending::Parked(reason) => Err(Error::parked(run_id, reason)),
+            Ending::Wait {
+                waiting_for: message,
                 ..
-            } => Err(Error::RunParked { run_id, reason }),
+            } => Err(Error::parked(run_id, ParkReason::NotJournaled { message })),
             Ending::BudgetExceeded(message) => Err(Error::BudgetExceeded { run_id, message }),
             Ending::Cancelled(_) => Err(Error::RunFinished {
                 run_id,
@@ -99,7 +99,7 @@ pub(super) fn cancelled_step(seq: u64, name: String, started_at_us: u64) -> Step
 pub(super) enum Ending {
     Completed(Box<serde_json::value::RawValue>),
     Failed(String),
-    Parked(String),
+    Parked(ParkReason),
     BudgetExceeded(String),
     /// Cancelled while executing these steps: (seq, name, started at).
     Cancelled(Vec<(u64, String, u64)>),
@@ -138,7 +138,9 @@ pub(super) async fn execute_in(
             Ok(steps) => steps,
             Err(e) => {
                 return (
-                    Ending::Parked(format!("its journal cannot be read: {e}")),
+                    Ending::Parked(ParkReason::Storage {
+                        message: format!("its journal cannot be read: {e}"),
+                    }),
                     None,
                 );
             }
@@ -215,15 +217,18 @@ pub(super) async fn execute_in(
             match store.load_events(run.run_id.clone()).await {
                 Ok(events) => events.into_iter().for_each(|e| context.deliver(e)),
                 Err(e) => {
-                    let reason = format!("its events cannot be read: {e}");
-                    return (Ending::Parked(reason), Some(context));
+                    let message = format!("its events cannot be read: {e}");
+                    return (
+                        Ending::Parked(ParkReason::Storage { message }),
+                        Some(context),
+                    );
                 }
             }
         }
     }
     let body = match workflow.start(&run.run_id, &run.input) {
         Ok(body) => body,
-        Err(e) => return (Ending::Parked(e.to_string()), Some(context)),
+        Err(e) => return (Ending::Parked(ParkReason::from_error(&e)), Some(context)),
     };
     let body = catch_unwind_future(replay::drive(
         Arc::clone(&context),
@@ -241,11 +246,17 @@ pub(super) async fn execute_in(
         outcome = body => match context.first_unclaimed().filter(|_| !verify_only) {
             // The body returned without asking for an outcome the journal holds: it took
             // another path than the run did, and its ending is not the run's.
-            Some((seq, name)) => Ending::Parked(format!(
-                "non-determinism in run {:?}: the workflow body returned without calling step #{seq} (`{name}`), which the journal holds{}; the run is parked until code that takes the journaled path resumes it",
-                run.run_id,
-                if body_changed { " (the workflow body changed since this run started)" } else { "" }
-            )),
+            Some((seq, name)) => Ending::Parked(ParkReason::SkippedStep {
+                message: format!(
+                    "non-determinism in run {:?}: the workflow body returned without calling step #{seq} (`{name}`), which the journal holds{}; the run is parked until code that takes the journaled path resumes it",
+                    run.run_id,
+                    if body_changed { " (the workflow body changed since this run started)" } else { "" }
+                ),
+                run_id: run.run_id.clone(),
+                seq,
+                step: name,
+                body_changed,
+            }),
             None => match outcome {
                 Ok(Ok(output)) => Ending::Completed(output),
                 Ok(Err(failure)) => Ending::Failed(failure.message),

@@ -118,10 +118,10 @@ impl Engine {
                     });
                 }
                 RunStatus::Parked if !known => {
-                    return Err(Error::RunParked {
-                        run_id,
-                        reason: record.error.unwrap_or_default(),
+                    let cause = record.park_reason.unwrap_or_else(|| ParkReason::Other {
+                        message: record.error.unwrap_or_default(),
                     });
+                    return Err(Error::parked(run_id, cause));
                 }
                 RunStatus::Cancelled => {
                     return Err(Error::RunFinished {
@@ -130,19 +130,15 @@ impl Engine {
                     });
                 }
                 _ if !known => {
-                    return Err(Error::RunParked {
-                        run_id,
-                        reason: "it is unfinished and neither executing nor queued in this engine (the engine was shut down, or its workflow is not registered)".into(),
-                    });
+                    let message = "it is unfinished and neither executing nor queued in this engine (the engine was shut down, or its workflow is not registered)".to_owned();
+                    return Err(Error::parked(run_id, ParkReason::NotExecuting { message }));
                 }
                 _ => {}
             }
             // Subscribed before reading the record, so an end in between is not missed.
             if ended.ended().await.is_err() {
-                return Err(Error::RunParked {
-                    run_id,
-                    reason: "the engine stopped".into(),
-                });
+                let message = "the engine stopped".to_owned();
+                return Err(Error::parked(run_id, ParkReason::NotExecuting { message }));
             }
             ended = self.inner.subscribe_end(&run_id);
         }

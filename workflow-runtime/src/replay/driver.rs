@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use super::order::Turn;
 use crate::context::{Abort, RunContext};
+use crate::error::ParkReason;
 
 /// Polls a run's body under the rule: the next outcome is handed over only when the body is
 /// idle, that is when a poll of it returned `Pending` and a round trip through the runtime
@@ -158,7 +159,7 @@ impl<F: Future> Future for Driver<F> {
                     break;
                 }
                 Turn::Diverged { seq, name } | Turn::Waiting { seq, name } => {
-                    let reason = format!(
+                    let message = format!(
                         "non-determinism in run {:?}: the journal's next outcome is step #{seq} (`{name}`), but the workflow body went on without calling it{}; the run is parked until code that takes the journaled path resumes it",
                         this.run.run_id,
                         if this.run.body_changed {
@@ -168,7 +169,13 @@ impl<F: Future> Future for Driver<F> {
                         }
                     );
                     tracing::error!(run_id = %this.run.run_id, seq, step = %name, "non-determinism: run parked");
-                    this.run.abort(Abort::Park(reason));
+                    this.run.abort(Abort::Park(ParkReason::SkippedStep {
+                        run_id: this.run.run_id.clone(),
+                        seq,
+                        step: name,
+                        body_changed: this.run.body_changed,
+                        message,
+                    }));
                     yielding = false;
                     break;
                 }

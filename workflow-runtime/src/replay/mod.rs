@@ -48,7 +48,7 @@ use serde_json::value::RawValue;
 pub(crate) use self::driver::drive;
 use self::order::{Position, Slot, Turn, is_outcome, position_of};
 use crate::context::{Abort, RunContext};
-use crate::error::{Error, NonDeterminism, StepError};
+use crate::error::{Error, NonDeterminism, ParkReason, StepError};
 use crate::event::Event;
 use crate::journal::{StepRecord, StepStatus};
 use crate::store::Write;
@@ -180,7 +180,7 @@ impl RunContext {
 
     /// In a replay that only checks the journal: why the body can go no further, if it is idle
     /// with every journaled outcome handed over.
-    fn stalled_replay(&self) -> Option<String> {
+    fn stalled_replay(&self) -> Option<ParkReason> {
         if !self.verify_only {
             return None;
         }
@@ -188,7 +188,7 @@ impl RunContext {
         if !state.journal.deliveries.pending.is_empty() {
             return None;
         }
-        Some(match state.missing.iter().next() {
+        let message = match state.missing.iter().next() {
             Some((seq, name)) => format!(
                 "replaying run {:?}: the workflow waits for step #{seq} ({name}), which its journal does not hold",
                 self.run_id
@@ -197,7 +197,8 @@ impl RunContext {
                 "replaying run {:?}: the workflow waits for more than its journal holds",
                 self.run_id
             ),
-        })
+        };
+        Some(ParkReason::NotJournaled { message })
     }
 
     /// Whether no outcome is being committed or waits for its turn.
@@ -249,7 +250,7 @@ pub(crate) async fn replay_outcome<T: DeserializeOwned>(
     });
     match hand_back(run, &record) {
         Ok(outcome) => outcome,
-        Err(error) => park(run, Abort::Park(error.to_string())).await,
+        Err(error) => park(run, Abort::Park(ParkReason::from_error(&error))).await,
     }
 }
 
@@ -270,7 +271,7 @@ pub(crate) async fn record_outcome<T: DeserializeOwned>(
     ticket.turn().await;
     match hand_back(run, record) {
         Ok(outcome) => outcome,
-        Err(error) => park(run, Abort::Park(error.to_string())).await,
+        Err(error) => park(run, Abort::Park(ParkReason::from_error(&error))).await,
     }
 }
 
@@ -286,7 +287,7 @@ pub(crate) async fn record_final(run: &Arc<RunContext>, record: &mut StepRecord)
 }
 
 /// Commits `record`; on failure returns why the run must be parked.
-pub(crate) async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), String> {
+pub(crate) async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), ParkReason> {
     commit_with(run, record, Vec::new()).await
 }
 
@@ -296,7 +297,7 @@ pub(crate) async fn commit_with(
     run: &RunContext,
     record: &StepRecord,
     extra: Vec<Write>,
-) -> Result<(), String> {
+) -> Result<(), ParkReason> {
     let mut writes = vec![Write::Step {
         run_id: run.run_id.clone(),
         step: record.clone(),
@@ -312,10 +313,12 @@ pub(crate) async fn commit_with(
     }
     committed.map_err(|e| {
         tracing::error!(run_id = %run.run_id, seq = record.seq, step = %record.name, error = %e, "journal write failed: run parked");
-        format!(
-            "the outcome of step #{} ({}) could not be journaled: {e}",
-            record.seq, record.name
-        )
+        ParkReason::Storage {
+            message: format!(
+                "the outcome of step #{} ({}) could not be journaled: {e}",
+                record.seq, record.name
+            ),
+        }
     })
 }
 
