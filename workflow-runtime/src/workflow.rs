@@ -17,7 +17,7 @@ use crate::store::BoxFuture;
 /// A durable workflow.
 ///
 /// ```
-/// use workflow_runtime::{Budget, Workflow, WorkflowFailure, __private::BoxFuture, step};
+/// use workflow_runtime::{BoxFuture, Budget, Workflow, WorkflowFailure, step};
 ///
 /// /// Counts the characters of a page, by hand instead of with `#[workflow]`.
 /// struct PageLength;
