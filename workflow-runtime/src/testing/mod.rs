@@ -81,7 +81,8 @@
 //! # What the checker needs of a workflow
 //!
 //! Steps must be deterministic under the check, given their inputs and attempt number (stub the
-//! model and the network): values are compared across simulations. An output built from
+//! model and the network): values are compared across simulations. The simulated processes have
+//! tokio's timer, not its IO driver: a step that opens a socket fails. An output built from
 //! [`durable::now`](crate::durable::now), [`random`](crate::durable::random) or
 //! [`uuid`](crate::durable::uuid) differs from one simulation to the next, so keep them out of
 //! what the workflow returns. A race between a step and a timer whose winner depends on how long
