@@ -102,12 +102,14 @@ async fn crash_check_corpus_of_generated_shapes() {
             failures.push((seed, shape, report));
         }
     }
-    println!(
-        "crash_check corpus: {} shapes ({leaves} leaves), {crash_points} crash points, {simulations} simulations, {} shapes failed, in {:.1?}",
+    // Straight to stderr, past the test harness's capture: CI's log shows the corpus checked.
+    let summary = format!(
+        "crash_check corpus: {} shapes ({leaves} leaves), {crash_points} crash points, {simulations} simulations, {} shapes failed, in {:.1?}\n",
         seeds.end - seeds.start,
         failures.len(),
         started.elapsed()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
     let listed = failures.len().min(3);
     for (seed, shape, report) in failures
         .iter()
