@@ -21,14 +21,41 @@ use crate::parse::{BackoffValue, Value};
 // becomes
 // pub async fn research_agent(goal: String) -> anyhow::Result<String> { rewritten body }
 // pub struct research_agent {}
-// impl ::workflow_runtime::Workflow for research_agent {
-//     type Input = (String,);
-//     type Output = <anyhow::Result<String> as ::workflow_runtime::__private::WorkflowResult>::Ok;
+// impl ::workflow_runtime::Workflow for research_agent
+// where
+//     for<'__w> String: WorkflowArgument,
+//     for<'__w> <anyhow::Result<String> as WorkflowResult>::Ok: WorkflowOutput,
+// {
+//     type Input = (<String as WorkflowArgument>::Journaled,);
+//     type Output = <<anyhow::Result<String> as WorkflowResult>::Ok as WorkflowOutput>::Journaled;
 //     const NAME: &'static str = "research_agent";
 //     const FINGERPRINT: u64 = 0x...;
 //     fn budget() -> ::workflow_runtime::Budget { Budget::UNLIMITED.with_max_steps(50u64) }
-//     fn run(input) -> BoxFuture<..> { Box::pin(async move { let (goal,) = input; into_outcome(research_agent(goal).await) }) }
+//     fn run(input) -> BoxFuture<..> {
+//         Box::pin(async move {
+//             let (goal,) = input;
+//             Result::map(
+//                 into_outcome(research_agent(<String as WorkflowArgument>::from_journaled(goal)).await),
+//                 WorkflowOutput::into_journaled,
+//             )
+//         })
+//     }
 // }
+// const _: () = {
+//     fn journaled() {
+//         <String as WorkflowArgument>::journaled();
+//         <<anyhow::Result<String> as WorkflowResult>::Ok as WorkflowOutput>::journaled();
+//     }
+// };
+// (`WorkflowArgument` and the others are in `::workflow_runtime::__private`.) The
+// `Journaled` projections are the types themselves, but inside the impl, under its `where`
+// clause, rustc proves the serde bounds of `Workflow::Input` and `Workflow::Output` from the
+// projections' own bounds rather than from the types: an argument or output that is not
+// serializable does not fail them in serde's words (and with paths into serde_core). The impl
+// then holds only for serializable types, and the calls in `journaled`, at the user's types,
+// report each one that is not, in the runtime's words. `for<'__w>` keeps rustc from rejecting a
+// bound on concrete types as trivially false; as a `where` clause on the types themselves
+// (`String: Serialize`) rustc would find it ambiguous with serde's impls.
 pub(crate) fn workflow(model: &Workflow) -> TokenStream {
     let Workflow {
         func,
@@ -48,19 +75,45 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
     let output_span = output.span();
 
     let input = Ident::new("input", Span::mixed_site());
-    let tys = args.iter().map(|arg| &arg.ty);
-    let input_ty = quote_spanned!(*input_span=> (#(#tys,)*));
     let krate_at_output = respan(krate, output_span);
+    // Each argument's type as `<Goal as WorkflowArgument>::Journaled`, at the user's `Goal`.
+    let journaled_tys = args.iter().map(|arg| {
+        let ty = &arg.ty;
+        let krate = respan(krate, ty.span());
+        quote_spanned!(ty.span()=> <#ty as #krate::__private::WorkflowArgument>::Journaled)
+    });
+    let input_ty = quote_spanned!(*input_span=> (#(#journaled_tys,)*));
     // `<` and `Ok` at `T` of `Result<T, E>`: the span of the whole type runs from one to the
     // other, so an unserializable `T` is underlined alone.
-    let output_ty = quote_spanned!(*ok_span=>
+    let ok_ty = quote_spanned!(*ok_span=>
         <#output as #krate_at_output::__private::WorkflowResult>::Ok
     );
-    // Whole items at the user's spans: "private type in public interface" reports the item, and
-    // "the trait bound `Goal: Serialize` is not satisfied" (a bound of `Workflow::Input` and
-    // `Workflow::Output`) lands on the argument's type and on `T` of `Result<T, E>`.
+    let output_ty = quote_spanned!(*ok_span=>
+        <#ok_ty as #krate_at_output::__private::WorkflowOutput>::Journaled
+    );
+    // Whole items at the user's spans: "private type in public interface" reports the item.
     let input_item = quote_spanned!(*input_span=> type Input = #input_ty;);
     let output_item = quote_spanned!(*ok_span=> type Output = #output_ty;);
+    let lifetime = syn::Lifetime::new("'__w", Span::mixed_site());
+    let argument_bounds = args.iter().map(|arg| {
+        let ty = &arg.ty;
+        let krate = respan(krate, ty.span());
+        quote_spanned!(ty.span()=> for<#lifetime> #ty: #krate::__private::WorkflowArgument,)
+    });
+    let output_bound = quote_spanned!(*ok_span=>
+        for<#lifetime> #ok_ty: #krate_at_output::__private::WorkflowOutput,
+    );
+    // Each call at the user's type, so that the error underlines `Goal` in `goal: Goal`, or
+    // `T` in `Result<T, E>`.
+    let argument_checks = args.iter().map(|arg| {
+        let ty = &arg.ty;
+        let krate = respan(krate, ty.span());
+        quote_spanned!(ty.span()=> <#ty as #krate::__private::WorkflowArgument>::journaled();)
+    });
+    let output_check = quote_spanned!(*ok_span=>
+        <#ok_ty as #krate_at_output::__private::WorkflowOutput>::journaled();
+    );
+    let journaled = Ident::new("journaled", Span::mixed_site());
     let budget_calls = budget.iter().map(|call| builder_call(call, krate));
     // Only when set: the trait's default (`None`, no limit of its own) stays the runtime's.
     let concurrency = concurrency.map(|(n, span)| {
@@ -83,6 +136,14 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
     // value that is not serializable (checked again where the body's future is boxed), then
     // points at the workflow rather than at the attribute.
     let krate_at_ident = respan(krate, ident.span());
+    // Each argument back from its journaled form (the identity), which only
+    // `T: WorkflowArgument`, the impl's `where` clause, makes known to be `T`.
+    let passes = args.iter().map(|arg| {
+        let (ty, binding) = (&arg.ty, &arg.binding);
+        quote_spanned! {ident.span()=>
+            <#ty as #krate_at_ident::__private::WorkflowArgument>::from_journaled(#binding)
+        }
+    });
     let run = quote_spanned! {ident.span()=>
         fn run(#input: Self::Input) -> #krate_at_ident::__private::BoxFuture<
             'static,
@@ -90,7 +151,10 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
         > {
             ::std::boxed::Box::pin(async move {
                 #unpack
-                #krate_at_ident::__private::WorkflowResult::into_outcome(#ident(#(#bindings),*).await)
+                ::core::result::Result::map(
+                    #krate_at_ident::__private::WorkflowResult::into_outcome(#ident(#(#passes),*).await),
+                    #krate_at_ident::__private::WorkflowOutput::into_journaled,
+                )
             })
         }
     };
@@ -110,7 +174,11 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
         #vis struct #ident {}
 
         #(#cfgs)*
-        impl #krate::Workflow for #ident {
+        impl #krate::Workflow for #ident
+        where
+            #(#argument_bounds)*
+            #output_bound
+        {
             #input_item
             #output_item
             const NAME: &'static str = #name;
@@ -124,14 +192,27 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
 
             #run
         }
+
+        #(#cfgs)*
+        const _: () = {
+            #[allow(dead_code)]
+            fn #journaled() {
+                #(#argument_checks)*
+                #output_check
+            }
+        };
     }
 }
 
 // #[step(retries = 3)] fetch(&url).await?
 // becomes
-// ::workflow_runtime::__private::step("fetch").retries(3u32)
-//     .run(|| ::workflow_runtime::__private::classified(fetch(&url), <classify>))
-//     .await?
+// ::workflow_runtime::__private::StepValue::run(
+//     ::workflow_runtime::__private::step("fetch").retries(3u32),
+//     || ::workflow_runtime::__private::classified(fetch(&url), <classify>),
+// )
+// .await?
+// `StepValue::run` is `Step::run` bound by `StepValue` instead of serde's traits: a value that
+// is not serializable is reported once, as an unmet `StepValue`, in the runtime's words.
 pub(crate) fn step_site(site: &StepSite) -> TokenStream {
     let StepSite {
         krate,
@@ -144,9 +225,9 @@ pub(crate) fn step_site(site: &StepSite) -> TokenStream {
         moved,
     } = site;
     let calls = calls.iter().map(|call| builder_call(call, krate));
-    // `run` carries the call's span, so "`Report` cannot be journaled" (a bound of `run`)
-    // points at the user's call. The closure's pipes keep the macro's span: they are ours, and
-    // lints like `redundant_closure` must not fire on `|| plan()`.
+    // `run` carries the call's span, so "the value of a step must be serializable" (the bound
+    // of `StepValue::run`) points at the user's call. The closure's pipes keep the macro's span:
+    // they are ours, and lints like `redundant_closure` must not fire on `|| plan()`.
     let closure = quote!(||);
     let krate = respan(krate, call.span());
     let classify = classify(&krate, call.span());
@@ -158,11 +239,13 @@ pub(crate) fn step_site(site: &StepSite) -> TokenStream {
         quote!({ #(#checks)* #attempt })
     };
     let run = quote_spanned! {call.span()=>
-        #krate::__private::step(#name) #(#calls)*
-            .run(#closure #attempt)
+        #krate::__private::StepValue::run(
+            #krate::__private::step(#name) #(#calls)*,
+            #closure #attempt,
+        )
     };
-    // `.await` at the call too: the unsatisfied bounds of `run` are reported again where its
-    // future is awaited, and at the same span rustc reports them once.
+    // `.await` at the call too: the unsatisfied bound of `run` is reported again where its
+    // future is awaited, and at the same span rustc reports it once.
     let await_ = quote_spanned!(call.span()=> . await);
     let _ = (dot, await_token);
     quote!(#run #await_ #question)
@@ -206,16 +289,21 @@ fn moved_check(ident: &Ident) -> TokenStream {
 }
 
 // The closure that turns an attempt's error into a `StepFailure` with its retry class:
-// |error| { (&error).__workflow_error_kind().into_failure(error) }
+// |error| { StepErrorValue::into_failure((&error).__workflow_error_kind(), error) }
 // Autoref specialization, resolved here where the error type is concrete: the method of
 // `ClassifyKind` (for `E: Classify`) takes `&E` and wins; otherwise the one of `ChainKind` (for
-// `&E`) applies, which classifies by the error's chain of causes.
+// `&E`) applies, which classifies by the error's chain of causes. `into_failure` is a method of
+// `StepErrorValue` with the error as `Self`, so an error type that does not convert into
+// `Box<dyn Error>` is reported once, as an unmet `StepErrorValue`, without a note naming the
+// runtime's private items.
 fn classify(krate: &TokenStream, span: Span) -> TokenStream {
-    // At the user's call, like the rest of the expression: "`E: Into<Box<dyn Error>>` is not
-    // satisfied" belongs there, and rustc moves an argument of another syntax context (a
+    // At the user's call, like the rest of the expression: "the error of a step must be an
+    // error type" belongs there, and rustc moves an argument of another syntax context (a
     // mixed-site local) to the attribute. No user code is inside this closure to capture it.
     let error = Ident::new("__error", span);
-    let classified = quote_spanned!(span=> (&#error).__workflow_error_kind().into_failure(#error));
+    let classified = quote_spanned!(span=>
+        #krate::__private::StepErrorValue::into_failure((&#error).__workflow_error_kind(), #error)
+    );
     quote! {
         |#error| {
             #[allow(unused_imports)]
@@ -232,12 +320,14 @@ fn classify(krate: &TokenStream, span: Span) -> TokenStream {
 //     -> ::core::result::Result<<anyhow::Result<Page> as StepResult>::Ok, ::workflow_runtime::StepError>
 // {
 //     async fn __workflow_step_body(url: String, client: &Client) -> anyhow::Result<Page> { body }
-//     ::workflow_runtime::__private::step("fetch").retries(2u32)
-//         .run(|| ::workflow_runtime::__private::classified(
+//     ::workflow_runtime::__private::StepValue::run(
+//         ::workflow_runtime::__private::step("fetch").retries(2u32),
+//         || ::workflow_runtime::__private::classified(
 //             __workflow_step_body(::core::clone::Clone::clone(&url), client),
 //             <classify>,
-//         ))
-//         .await
+//         ),
+//     )
+//     .await
 // }
 pub(crate) fn step_fn(model: &StepFn) -> TokenStream {
     let StepFn {
@@ -283,14 +373,17 @@ pub(crate) fn step_fn(model: &StepFn) -> TokenStream {
         >
     };
     let calls = calls.iter().map(|call| builder_call(call, krate));
-    // At the return type: "`Page` cannot be journaled" (a bound of `run`) belongs there. The
-    // closure's pipes keep the macro's span, as in `step_site`.
+    // At the return type: "the value of a step must be serializable" (the bound of
+    // `StepValue::run`) belongs there. The closure's pipes keep the macro's span, as in
+    // `step_site`.
     let closure = quote!(||);
     let classify = classify(&krate_at_output, output_span);
     let run = quote_spanned! {output_span=>
-        #krate_at_output::__private::step(#name) #(#calls)*
-            .run(#closure #krate_at_output::__private::classified(#body_fn(#(#passes),*), #classify))
-            .await
+        #krate_at_output::__private::StepValue::run(
+            #krate_at_output::__private::step(#name) #(#calls)*,
+            #closure #krate_at_output::__private::classified(#body_fn(#(#passes),*), #classify),
+        )
+        .await
     };
     quote! {
         #(#attrs)*

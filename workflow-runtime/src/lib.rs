@@ -226,45 +226,73 @@ pub mod __private {
     impl<T: Serialize + DeserializeOwned> StepValue for T {}
 
     /// An argument of a workflow: the arguments are journaled together as the run's input.
-    /// `#[workflow]` implements `Workflow` where every argument is a `WorkflowArgument` (so that
-    /// the bounds of `Workflow::Input` hold) and checks each argument with
-    /// [`WorkflowArgument::journaled`] at its type, which reports one error in these words.
+    ///
+    /// `#[workflow]` writes each argument's type in `Workflow::Input` as
+    /// `<T as WorkflowArgument>::Journaled` (which is `T`) and implements `Workflow` only where
+    /// `T: WorkflowArgument`. Inside that impl the projection's own bounds prove the bounds of
+    /// `Workflow::Input`, so an argument that is not serializable does not fail them in serde's
+    /// words; a call of [`WorkflowArgument::journaled`] at the argument's type reports it once,
+    /// in these.
     #[diagnostic::on_unimplemented(
         message = "the arguments of a workflow must be serializable, and `{Self}` is not",
-        label = "a workflow's arguments are journaled as its input: they must implement `Serialize` and `Deserialize`",
-        note = "the input is written to the journal when the run starts and read back when it resumes; derive both with `#[derive(serde::Serialize, serde::Deserialize)]`"
+        label = "a workflow's arguments are journaled as its input: they must implement `Serialize`, `Deserialize` and `Send`, and own their data",
+        note = "the input is written to the journal when the run starts and read back when it resumes; derive the serde traits with `#[derive(serde::Serialize, serde::Deserialize)]`"
     )]
-    pub trait WorkflowArgument: Serialize + DeserializeOwned {
+    pub trait WorkflowArgument: Sized {
+        /// `Self`.
+        type Journaled: Serialize + DeserializeOwned + Send + 'static;
+        /// The argument from its journaled form: the identity.
+        fn from_journaled(value: Self::Journaled) -> Self;
         /// Nothing: calling it requires the bound.
         fn journaled() {}
     }
 
     #[diagnostic::do_not_recommend]
-    impl<T: Serialize + DeserializeOwned> WorkflowArgument for T {}
+    impl<T: Serialize + DeserializeOwned + Send + 'static> WorkflowArgument for T {
+        type Journaled = T;
+        fn from_journaled(value: T) -> T {
+            value
+        }
+    }
 
-    /// The `Ok` value of a workflow, journaled as the run's output; checked like
-    /// [`WorkflowArgument`].
+    /// The `Ok` value of a workflow, journaled as the run's output. `#[workflow]` writes
+    /// `Workflow::Output` as `<T as WorkflowOutput>::Journaled`, as it does the arguments (see
+    /// [`WorkflowArgument`]).
     #[diagnostic::on_unimplemented(
         message = "the value a workflow returns must be serializable, and `{Self}` is not",
-        label = "a workflow's `Ok` value is journaled as its output: it must implement `Serialize` and `Deserialize`",
-        note = "the output is written to the journal when the run completes and read back by whoever asks for it; derive both with `#[derive(serde::Serialize, serde::Deserialize)]`"
+        label = "a workflow's `Ok` value is journaled as its output: it must implement `Serialize`, `Deserialize` and `Send`, and own its data",
+        note = "the output is written to the journal when the run completes and read back by whoever asks for it; derive the serde traits with `#[derive(serde::Serialize, serde::Deserialize)]`"
     )]
-    pub trait WorkflowOutput: Serialize + DeserializeOwned {
+    pub trait WorkflowOutput: Sized {
+        /// `Self`.
+        type Journaled: Serialize + DeserializeOwned + Send + 'static;
+        /// The value in its journaled form: the identity.
+        fn into_journaled(self) -> Self::Journaled;
         /// Nothing: calling it requires the bound.
         fn journaled() {}
     }
 
     #[diagnostic::do_not_recommend]
-    impl<T: Serialize + DeserializeOwned> WorkflowOutput for T {}
+    impl<T: Serialize + DeserializeOwned + Send + 'static> WorkflowOutput for T {
+        type Journaled = T;
+        fn into_journaled(self) -> T {
+            self
+        }
+    }
 
     /// The error of a step's attempt, which becomes a [`StepFailure`](crate::StepFailure)
     /// through `Box<dyn Error + Send + Sync>`.
     #[diagnostic::on_unimplemented(
         message = "the error of a step must be an error type, and `{Self}` is not",
         label = "a step's error must convert into `Box<dyn std::error::Error + Send + Sync>`",
-        note = "return `anyhow::Error`, a `StepFailure`, a `String`, or a type that implements `std::error::Error + Send + Sync + 'static`; `.map_err(...)` converts another error inside the step"
+        note = "a step's error becomes its failure, boxed: the called function can return `anyhow::Error`, a `String`, a `StepFailure`, or a type that implements `std::error::Error + Send + Sync + 'static`"
     )]
-    pub trait StepErrorValue: Into<Box<dyn Error + Send + Sync>> + Sized {
+    // No supertrait: rustc would report an unmet `Into` (with a note naming this trait) rather
+    // than this trait's message.
+    pub trait StepErrorValue: Sized {
+        /// The error, boxed.
+        fn into_boxed(self) -> Box<dyn Error + Send + Sync>;
+
         /// The error with its class, by `kind` (see [`ClassifyKind`]).
         fn into_failure<K: ErrorKind<Self>>(kind: K, error: Self) -> crate::StepFailure {
             kind.failure(error)
@@ -272,7 +300,11 @@ pub mod __private {
     }
 
     #[diagnostic::do_not_recommend]
-    impl<E: Into<Box<dyn Error + Send + Sync>>> StepErrorValue for E {}
+    impl<E: Into<Box<dyn Error + Send + Sync>>> StepErrorValue for E {
+        fn into_boxed(self) -> Box<dyn Error + Send + Sync> {
+            self.into()
+        }
+    }
 
     /// Picks how the `#[step]` macro classifies a step's error, by autoref specialization at
     /// the call site, where the error type is concrete: `(&error).__workflow_error_kind()`
@@ -315,7 +347,7 @@ pub mod __private {
         where
             E: StepErrorValue,
         {
-            crate::StepFailure::classified(error)
+            crate::StepFailure::new(error.class(), error.into_boxed())
         }
     }
 
@@ -327,7 +359,7 @@ pub mod __private {
         where
             E: StepErrorValue,
         {
-            crate::StepFailure::from_error(error)
+            crate::StepFailure::from_error(error.into_boxed())
         }
     }
 

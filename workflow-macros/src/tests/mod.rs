@@ -77,17 +77,29 @@ pub(super) fn canonical(tokens: TokenStream) -> String {
     out
 }
 
-/// Expands the shorthand `.run(|| CALL)` of expected output into what the macros generate:
-/// `.run(|| KRATE::__private::classified(CALL, |__error| { ... }))`, the classification of the
-/// attempt's error being the same for every step (and shown in full in the snapshot).
-/// `.run(|| [a, b] CALL)` also has the checks that the locals `a` and `b`, which `CALL` moves,
-/// are `Copy` (see [`moved_check`]).
+/// Expands the shorthand `KRATE::__private::step(NAME).OPTIONS.run(|| CALL)` of expected output
+/// (the call of `Step::run` it reads as) into what the macros generate:
+/// `KRATE::__private::StepValue::run(KRATE::__private::step(NAME).OPTIONS, || KRATE::__private::classified(CALL, |__error| { ... }),)`,
+/// the classification of the attempt's error being the same for every step (and shown in full
+/// in the snapshot). `.run(|| [a, b] CALL)` also has the checks that the locals `a` and `b`,
+/// which `CALL` moves, are `Copy` (see [`moved_check`]).
 pub(super) fn with_classify(expected: &str, krate: &str) -> String {
     const MARKER: &str = ".run(|| ";
+    let private = format!("{krate}::__private::");
     let mut out = String::new();
     let mut rest = expected;
     while let Some(start) = rest.find(MARKER) {
-        out.push_str(&rest[..start]);
+        // `KRATE::__private::step(NAME).OPTIONS`, the builder `StepValue::run` takes first.
+        let before = &rest[..start];
+        let step_at = before
+            .rfind("step(")
+            .expect("`step(NAME)` before `.run(|| ...)` in the expected output");
+        let step_at = before[..step_at]
+            .strip_suffix(&private)
+            .map_or(step_at, str::len);
+        let builder = before[step_at..].trim_start_matches(&private);
+        out.push_str(&before[..step_at]);
+        out.push_str(&format!("{private}StepValue::run({private}{builder}, "));
         let after = &rest[start + MARKER.len()..];
         // The call ends at the `)` that closes `.run(`.
         let mut depth = 1;
@@ -115,12 +127,12 @@ pub(super) fn with_classify(expected: &str, krate: &str) -> String {
             "{krate}::__private::classified({call}, |__error| {{ \
              #[allow(unused_imports)] \
              use {krate}::__private::{{ChainKind as _, ClassifyKind as _}}; \
-             (&__error).__workflow_error_kind().into_failure(__error) }})"
+             {krate}::__private::StepErrorValue::into_failure((&__error).__workflow_error_kind(), __error) }})"
         );
         match moved {
             // The `)` closing `.run(` is the first character of `rest`.
-            Some(checks) => out.push_str(&format!(".run(|| {{ {checks} {attempt} }}")),
-            None => out.push_str(&format!(".run(|| {attempt}")),
+            Some(checks) => out.push_str(&format!("|| {{ {checks} {attempt} }},")),
+            None => out.push_str(&format!("|| {attempt},")),
         }
         rest = &after[end..];
     }
