@@ -146,10 +146,10 @@ impl fmt::Debug for CrashCheck {
 }
 
 impl CrashCheck {
-    /// A check of workflow `W` started with `input` (its arguments, as a tuple), without step
-    /// latencies: concurrent steps finish in the order they were called until
-    /// [`with_step_latencies`](Self::with_step_latencies) or [`with_seeds`](Self::with_seeds)
-    /// says otherwise.
+    /// A check of workflow `W` started with `input` (its arguments, as a tuple) under the run id
+    /// `crash-check`, without step latencies: concurrent steps finish in the order they were
+    /// called until [`with_step_latencies`](Self::with_step_latencies) or
+    /// [`with_seeds`](Self::with_seeds) says otherwise.
     pub fn new<W: Workflow>(input: W::Input) -> CrashCheck {
         CrashCheck {
             subject: Subject::of::<W>(),
