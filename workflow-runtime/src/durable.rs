@@ -66,7 +66,13 @@ async fn recorded<T: Serialize + DeserializeOwned>(
 ) -> T {
     let seq = run.allocate_seq();
     let outcome = match run.claim(seq, name) {
-        Err(mismatch) => return park(run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await,
+        Err(mismatch) => {
+            return park(
+                run,
+                Abort::Park(ParkReason::NonDeterminism(Box::new(mismatch))),
+            )
+            .await;
+        }
         Ok(Claim::Outcome(journaled)) => replay::replay_outcome::<T>(run, journaled).await,
         // Only an outcome is ever journaled under these names.
         Ok(Claim::Unfinished(_) | Claim::Execute) => {
@@ -124,7 +130,13 @@ enum Deadline {
 /// an outcome, so that a resumed run keeps it; or what the journal holds of it.
 async fn deadline(run: &Arc<RunContext>, seq: u64, name: &str, after: Duration) -> Deadline {
     let record = match run.claim(seq, name) {
-        Err(mismatch) => return park(run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await,
+        Err(mismatch) => {
+            return park(
+                run,
+                Abort::Park(ParkReason::NonDeterminism(Box::new(mismatch))),
+            )
+            .await;
+        }
         Ok(Claim::Outcome(journaled)) if journaled.record.delivery.is_some() => {
             return Deadline::Fired(Box::new(journaled));
         }
@@ -328,7 +340,11 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
     let seq = run.allocate_seq();
     match run.claim(seq, &step_name) {
         Err(mismatch) => {
-            return park(&run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await;
+            return park(
+                &run,
+                Abort::Park(ParkReason::NonDeterminism(Box::new(mismatch))),
+            )
+            .await;
         }
         Ok(Claim::Outcome(journaled)) => {
             return replay::replay_outcome::<Option<T>>(&run, journaled).await;

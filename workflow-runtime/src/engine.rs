@@ -44,8 +44,8 @@ mod inspect;
 pub use self::builder::EngineBuilder;
 use self::dispatch::{dispatch, queued};
 use self::execute::{Ending, Mode, cancelled_step, execute_in};
-use self::handle::EndSubscription;
 pub use self::handle::RunHandle;
+use self::handle::{EndSubscription, WeakEngine};
 pub use self::inspect::Inspector;
 
 /// Runs workflows durably over a [`Store`].
@@ -743,7 +743,7 @@ mod tests {
         second.register::<Renamed>().await.unwrap();
         let error = second.handle::<Renamed>("t").result().await.unwrap_err();
         let Error::RunParked {
-            cause: ParkReason::NonDeterminism(mismatch),
+            reason: ParkReason::NonDeterminism(mismatch),
             ..
         } = &error
         else {
@@ -760,7 +760,7 @@ mod tests {
             matches!(
                 &error,
                 Error::RunParked {
-                    cause: ParkReason::NonDeterminism(m),
+                    reason: ParkReason::NonDeterminism(m),
                     ..
                 } if m.current == "b"
             ),

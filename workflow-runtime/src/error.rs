@@ -148,7 +148,7 @@ impl std::error::Error for NonDeterminism {}
 #[non_exhaustive]
 pub enum ParkReason {
     /// The resumed body called another step than the journal holds at a sequence number.
-    NonDeterminism(NonDeterminism),
+    NonDeterminism(Box<NonDeterminism>),
     /// The resumed body went on (or returned) without asking for an outcome the journal holds.
     SkippedStep {
         /// The run.
@@ -194,8 +194,8 @@ pub enum ParkReason {
 impl ParkReason {
     /// A reason from a decoding error (or any other error of the engine).
     pub(crate) fn from_error(error: &Error) -> ParkReason {
-        if let Error::RunParked { cause, .. } = error {
-            return cause.clone();
+        if let Error::RunParked { reason, .. } = error {
+            return reason.clone();
         }
         match error {
             Error::Decode { .. } => ParkReason::Undecodable {
@@ -213,11 +213,10 @@ impl ParkReason {
 
 impl Error {
     /// A parked run's error, its words taken from its typed reason.
-    pub(crate) fn parked(run_id: impl Into<String>, cause: ParkReason) -> Error {
+    pub(crate) fn parked(run_id: impl Into<String>, reason: ParkReason) -> Error {
         Error::RunParked {
             run_id: run_id.into(),
-            reason: cause.to_string(),
-            cause,
+            reason,
         }
     }
 }
@@ -310,10 +309,8 @@ pub enum Error {
     RunParked {
         /// The run.
         run_id: String,
-        /// Why it is parked, in words.
-        reason: String,
-        /// Why it is parked, as a type to match on (also the error's `source()`).
-        cause: ParkReason,
+        /// Why it is parked (also the error's `source()`).
+        reason: ParkReason,
     },
     /// The run has finished (or was cancelled), so it cannot take this.
     RunFinished {
@@ -398,7 +395,7 @@ impl std::error::Error for Error {
         match self {
             Error::Open(e) => Some(e),
             Error::Store(e) => Some(e),
-            Error::RunParked { cause, .. } => Some(cause),
+            Error::RunParked { reason, .. } => Some(reason),
             _ => None,
         }
     }

@@ -65,6 +65,8 @@
 //! - [`durable`]: timers, event waits, journaled time and randomness, child workflows.
 //! - [`retry`]: error classes and the retry policy; [`CircuitConfig`], [`RateLimit`] and
 //!   [`Budget`] for the rest of the failure semantics.
+//! - `testing` (cargo feature `testing`): `testing::CrashCheck`, which crashes a workflow after
+//!   every commit point and checks that it resumes to the same end.
 //! - [`admin`]: the endpoint through which the `wf` inspector reaches a running engine.
 //! - [`misuse`]: every misuse of the macros and what the compiler says.
 //! - `otel` (cargo feature `otel`): OpenTelemetry spans for runs and step attempts.
@@ -146,6 +148,9 @@ pub use workflow_macros::{step, workflow};
 pub mod misuse {
     #![doc = include_str!("misuse.md")]
 }
+
+#[doc(hidden)]
+pub use __private::{StepErrorValue, StepValue, WorkflowArgument, WorkflowOutput};
 
 /// What macro-generated code uses. Not public API: it may change in any release.
 #[doc(hidden)]

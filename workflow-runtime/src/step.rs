@@ -201,7 +201,11 @@ impl Step {
         match run.claim(seq, name) {
             Err(mismatch) => {
                 tracing::error!(run_id = %run.run_id, seq, journaled = %mismatch.journaled, current = %mismatch.current, "non-determinism: run parked");
-                return park(run, Abort::Park(ParkReason::NonDeterminism(mismatch))).await;
+                return park(
+                    run,
+                    Abort::Park(ParkReason::NonDeterminism(Box::new(mismatch))),
+                )
+                .await;
             }
             Ok(Claim::Outcome(journaled)) => return replay::replay_outcome(run, journaled).await,
             Ok(Claim::Unfinished(record)) if record.status == StepStatus::Started => {

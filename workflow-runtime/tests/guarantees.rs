@@ -568,6 +568,7 @@ async fn changed_code_parks_the_run_with_a_precise_error_and_the_old_code_finish
     let Error::RunParked { reason, .. } = &error else {
         panic!("expected a parked run, got {error:?}");
     };
+    let reason = reason.to_string();
     for part in ["deploy-1", "#0", "`fetch`", "`download`", "body changed"] {
         assert!(reason.contains(part), "{part:?} missing from: {reason}");
     }
@@ -587,6 +588,7 @@ async fn changed_code_parks_the_run_with_a_precise_error_and_the_old_code_finish
     let Error::RunParked { reason, .. } = &error else {
         panic!("expected a parked run, got {error:?}");
     };
+    let reason = reason.to_string();
     for part in ["deploy-1", "step #0 (fetch)", "u64"] {
         assert!(reason.contains(part), "{part:?} missing from: {reason}");
     }
@@ -818,6 +820,7 @@ async fn a_corrupted_step_record_parks_the_run_and_is_kept() {
         let Error::RunParked { reason, .. } = &error else {
             panic!("expected a parked run, got {error:?}");
         };
+        let reason = reason.to_string();
         assert!(
             reason.contains("corrupted journal record") && reason.contains("step #0"),
             "{reason}"

@@ -202,7 +202,7 @@ pub(super) async fn execute_in(
         body_changed,
         verify_only,
         status_change,
-        children: Some(Arc::new(engine.clone())),
+        children: Some(Arc::new(WeakEngine(Arc::downgrade(&engine.inner)))),
     };
     let context = Arc::new(RunContext::new(
         setup,

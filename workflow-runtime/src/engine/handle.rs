@@ -145,6 +145,28 @@ impl Engine {
     }
 }
 
+/// The engine as a run's context holds it, for child workflows: weakly, since the engine's run
+/// table holds the context (a strong engine would keep both alive when a runtime is dropped
+/// with runs executing).
+pub(super) struct WeakEngine(pub(super) std::sync::Weak<Inner>);
+
+impl Children for WeakEngine {
+    fn run_child(
+        &self,
+        workflow: Arc<dyn ErasedWorkflow>,
+        run_id: String,
+        input: Box<RawValue>,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, Error>> {
+        match self.0.upgrade() {
+            Some(inner) => Engine { inner }.run_child(workflow, run_id, input),
+            None => Box::pin(async move {
+                let message = "the engine that runs the parent has stopped".to_owned();
+                Err(Error::parked(run_id, ParkReason::NotExecuting { message }))
+            }),
+        }
+    }
+}
+
 impl Children for Engine {
     fn run_child(
         &self,
