@@ -28,7 +28,7 @@ use support::{
     ChildProcess, Files, Lcg, LogLine, Protocol, SideEffects, block_on, fail, inspect_journal,
     log_end, log_start, print_flushed, required_env, seed, string_output,
 };
-use workflow_runtime::__private::BoxFuture;
+use workflow_runtime::BoxFuture;
 use workflow_runtime::{
     Engine, Error, OpenError, RunRecord, RunStatus, StepContext, StepErrorKind, StepRecord,
     StepStatus, Workflow, WorkflowFailure, idempotency_key, step,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shapes::{Generator, Interpreter, join_all};
-use workflow_runtime::__private::BoxFuture;
+use workflow_runtime::BoxFuture;
 use workflow_runtime::testing::{CrashCheck, Latencies, Variant};
 use workflow_runtime::{StepError, Workflow, WorkflowFailure, durable, step, workflow};
 

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use workflow_runtime::__private::BoxFuture;
+use workflow_runtime::BoxFuture;
 use workflow_runtime::durable::{self, Either};
 use workflow_runtime::{
     Backoff, StepContext, StepError, StepFailure, Workflow, WorkflowFailure, step,
