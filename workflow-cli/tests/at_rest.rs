@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Order, Refund, order_journal, table_row, wf};
-use workflow_runtime::__private::BoxFuture;
+use workflow_runtime::BoxFuture;
 use workflow_runtime::{Engine, RunStatus, StepStatus, Workflow, WorkflowFailure, step};
 
 fn arg(path: &Path) -> &str {

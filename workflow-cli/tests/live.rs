@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Order, Outcome, table_row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use workflow_runtime::__private::BoxFuture;
+use workflow_runtime::BoxFuture;
 use workflow_runtime::admin::AdminInfo;
 use workflow_runtime::{
     Engine, RunOptions, RunStatus, StepErrorKind, StepStatus, Workflow, WorkflowFailure, step,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use workflow_runtime::__private::BoxFuture;
+use workflow_runtime::BoxFuture;
 use workflow_runtime::{
     Backoff, Engine, RunOptions, StepContext, StepFailure, Usage, Workflow, WorkflowFailure, step,
 };
