@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::engine::Engine;
+use crate::error::AdminError;
 use crate::error::Error;
 use crate::history::LedgerGroup;
 
@@ -181,30 +182,33 @@ impl Engine {
         info_file: impl AsRef<Path>,
         options: AdminOptions,
     ) -> Result<AdminServer, Error> {
-        let fail = |message: String| {
-            Error::Store(crate::StoreError::Backend(format!(
-                "admin endpoint: {message}"
-            )))
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source: std::io::Error| Error::Admin(AdminError::Io { what, source })
         };
-        let io = |e: std::io::Error| fail(e.to_string());
         // `::ffff:127.0.0.1` is loopback too.
         if !addr.ip().to_canonical().is_loopback() && !options.allow_non_loopback {
-            return Err(fail(format!(
-                "refusing to listen on {addr}, which is not a loopback address: the endpoint \
-                 serves every run's inputs and outputs over plain HTTP. Listen on 127.0.0.1, or \
-                 opt in with `serve_admin_with(addr, info_file, \
-                 AdminOptions::new().allow_non_loopback(true))` behind TLS or a tunnel"
-            )));
+            return Err(Error::Admin(AdminError::NotLoopback { addr }));
         }
-        let token = new_token()
-            .map_err(|e| fail(format!("the operating system's random source failed: {e}")))?;
-        let listener = TcpListener::bind(addr).await.map_err(io)?;
+        let token = new_token().map_err(|e| {
+            Error::Admin(AdminError::Random {
+                detail: e.to_string(),
+            })
+        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(io(&format!("binding {addr}")))?;
         let info = AdminInfo {
-            addr: listener.local_addr().map_err(io)?,
+            addr: listener
+                .local_addr()
+                .map_err(io("reading the bound address"))?,
             token,
         };
         let info_file = info_file.as_ref().to_path_buf();
-        write_info_file(&info_file, &info).map_err(io)?;
+        write_info_file(&info_file, &info).map_err(io(&format!(
+            "writing the info file {}",
+            info_file.display()
+        )))?;
         let engine = self.clone();
         let token = info.token.clone();
         let task = tokio::spawn(async move {
@@ -515,6 +519,10 @@ mod tests {
                 .serve_admin(addr.parse().unwrap(), &file)
                 .await
                 .expect_err("a non-loopback address is refused");
+            assert!(
+                matches!(error, Error::Admin(AdminError::NotLoopback { .. })),
+                "a typed error of the endpoint, not of the journal: {error:?}"
+            );
             let message = error.to_string();
             assert!(message.contains("allow_non_loopback"), "{message}");
             assert!(message.contains(addr), "{message}");

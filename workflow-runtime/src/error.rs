@@ -141,6 +141,57 @@ impl fmt::Display for NonDeterminism {
 
 impl std::error::Error for NonDeterminism {}
 
+/// Why the admin endpoint could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The address is not a loopback one, and the endpoint was not told it may listen there.
+    NotLoopback {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+    },
+    /// Binding the address, or writing the info file, failed.
+    Io {
+        /// What was being done.
+        what: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The operating system's random source gave no token.
+    Random {
+        /// Its message.
+        detail: String,
+    },
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::NotLoopback { addr } => write!(
+                f,
+                "admin endpoint: refusing to listen on {addr}, which is not a loopback address: \
+                 the endpoint serves every run's inputs and outputs over plain HTTP. Listen on \
+                 127.0.0.1, or opt in with `serve_admin_with(addr, info_file, \
+                 AdminOptions::new().allow_non_loopback(true))` behind TLS or a tunnel"
+            ),
+            AdminError::Io { what, source } => write!(f, "admin endpoint: {what}: {source}"),
+            AdminError::Random { detail } => write!(
+                f,
+                "admin endpoint: the operating system's random source failed: {detail}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AdminError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AdminError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 /// Why a run is parked: resumable once the cause is fixed, its journal intact. Journaled
 /// with the run, so that [`Error::RunParked`] carries it in every process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +378,8 @@ pub enum Error {
         /// Where the paths part (the first step), or how the outputs differ.
         detail: String,
     },
+    /// The admin endpoint could not start.
+    Admin(AdminError),
     /// The run was stopped by one of its budgets.
     BudgetExceeded {
         /// The run.
@@ -380,6 +433,7 @@ impl fmt::Display for Error {
             Error::RunFinished { run_id, status } => {
                 write!(f, "run {run_id:?} has finished ({status})")
             }
+            Error::Admin(e) => e.fmt(f),
             Error::ReplayDiverged { run_id, detail } => {
                 write!(
                     f,
@@ -396,6 +450,7 @@ impl std::error::Error for Error {
             Error::Open(e) => Some(e),
             Error::Store(e) => Some(e),
             Error::RunParked { reason, .. } => Some(reason),
+            Error::Admin(e) => Some(e),
             _ => None,
         }
     }

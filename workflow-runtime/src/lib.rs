@@ -124,7 +124,7 @@ pub use budget::{Budget, Pricing, Usage};
 pub use circuit::CircuitConfig;
 pub use engine::{Engine, EngineBuilder, Inspector, RunHandle, RunOptions};
 pub use error::{
-    Error, NonDeterminism, OpenError, ParkReason, StepError, StepErrorKind, StoreError,
+    AdminError, Error, NonDeterminism, OpenError, ParkReason, StepError, StepErrorKind, StoreError,
     WorkflowFailure,
 };
 pub use event::{AlertKind, Event};
