@@ -726,6 +726,15 @@ async fn a_file_that_is_not_a_journal_is_refused_and_left_untouched() {
     assert!(error.to_string().contains("notes.txt"), "{error}");
     assert_eq!(std::fs::read_to_string(&text).unwrap(), content);
 
+    // Too short even for redb's header: told apart by the I/O error's kind, not its words.
+    let short = dir.path().join("short.redb");
+    std::fs::write(&short, b"not a db").unwrap();
+    let error = Engine::open(&short).await.unwrap_err();
+    assert!(
+        matches!(error, Error::Open(OpenError::NotAJournal { .. })),
+        "{error:?}"
+    );
+
     let foreign = dir.path().join("app.redb");
     {
         let db = redb::Database::create(&foreign).unwrap();

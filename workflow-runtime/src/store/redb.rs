@@ -204,16 +204,23 @@ fn open_error(path: &Path, e: DatabaseError) -> OpenError {
             path,
             detail: format!("a redb file of old file format {version}"),
         },
-        other => {
-            let detail = other.to_string();
-            // redb reports a file that is not a database at all as an I/O or format problem;
-            // either way nothing was written.
-            if detail.contains("magic") || detail.contains("header") || detail.contains("invalid") {
-                OpenError::NotAJournal { path, detail }
-            } else {
-                OpenError::Storage { path, detail }
+        // A file too short for redb's header, or whose bytes make no sense to it: not a
+        // database at all (nothing was written to it).
+        DatabaseError::Storage(StorageError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            OpenError::NotAJournal {
+                path,
+                detail: format!("not a valid redb file: {e}"),
             }
         }
+        other => OpenError::Storage {
+            path,
+            detail: other.to_string(),
+        },
     }
 }
 
