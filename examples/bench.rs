@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, TableDefinition};
 use serde_json::{Value, json};
+use workflow_runtime::store::{Store, Write};
 use workflow_runtime::{
-    BoxFuture, Engine, RunRecord, RunStatus, StepRecord, Store, Workflow, WorkflowFailure, Write,
-    step,
+    BoxFuture, Engine, RunRecord, RunStatus, StepRecord, Workflow, WorkflowFailure, step,
 };
 
 const PAYLOAD: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop";

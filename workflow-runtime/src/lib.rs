@@ -116,7 +116,7 @@ mod replay;
 pub mod retry;
 mod scheduler;
 mod step;
-mod store;
+pub mod store;
 pub mod testing;
 mod workflow;
 
@@ -140,7 +140,7 @@ pub use retry::{
     parse_retry_after,
 };
 pub use step::{Step, StepContext, step};
-pub use store::{BoxFuture, CreateRun, MemoryStore, RedbStore, Store, Write};
+pub use store::{BoxFuture, MemoryStore, RedbStore};
 pub use workflow::Workflow;
 pub use workflow_macros::{step, workflow};
 

@@ -4,6 +4,11 @@
 //! The write path takes a batch ([`Store::commit`]) and resolves once the batch is durable.
 //! A store is free to merge the batches of many concurrent callers into one transaction (group
 //! commit, as [`RedbStore`] does): callers cannot tell, except by the throughput.
+//!
+//! Implementing [`Store`] outside this crate is supported, and stays so across releases: a
+//! method added to the trait comes with a default body, and [`Write`] is `#[non_exhaustive]`,
+//! so an implementation must answer a write it does not know with an error rather than a
+//! silent success.
 
 mod memory;
 mod redb;
