@@ -338,3 +338,124 @@ async fn a_race_replays_to_the_branch_that_won_live() {
         "timed out, then done"
     );
 }
+
+static NAP_BLOCKED: AtomicBool = AtomicBool::new(true);
+
+async fn first_thing() -> Result<u32, std::io::Error> {
+    if NAP_BLOCKED.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    Ok(1)
+}
+
+/// A step, then an hour's durable sleep (the run leaves memory), then the end.
+#[workflow]
+async fn napper() -> Result<u32, StepError> {
+    #[step]
+    let first = first_thing().await?;
+    durable::sleep(Duration::from_secs(3600)).await;
+    Ok(first)
+}
+
+/// A store whose `create_run` answers late, with the record as it was when asked: what a
+/// slower store (a file, a database) does while the run goes on executing.
+struct SlowCreate(Arc<MemoryStore>);
+
+impl workflow_runtime::store::Store for SlowCreate {
+    fn create_run(
+        &self,
+        run: workflow_runtime::RunRecord,
+    ) -> workflow_runtime::BoxFuture<
+        '_,
+        Result<workflow_runtime::store::CreateRun, workflow_runtime::StoreError>,
+    > {
+        let answer = self.0.create_run(run);
+        Box::pin(async move {
+            let answer = answer.await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer
+        })
+    }
+    fn load_run(
+        &self,
+        run_id: String,
+    ) -> workflow_runtime::BoxFuture<
+        '_,
+        Result<Option<workflow_runtime::RunRecord>, workflow_runtime::StoreError>,
+    > {
+        self.0.load_run(run_id)
+    }
+    fn list_runs(
+        &self,
+    ) -> workflow_runtime::BoxFuture<
+        '_,
+        Result<Vec<workflow_runtime::RunRecord>, workflow_runtime::StoreError>,
+    > {
+        self.0.list_runs()
+    }
+    fn load_steps(
+        &self,
+        run_id: String,
+    ) -> workflow_runtime::BoxFuture<
+        '_,
+        Result<Vec<workflow_runtime::StepRecord>, workflow_runtime::StoreError>,
+    > {
+        self.0.load_steps(run_id)
+    }
+    fn load_events(
+        &self,
+        run_id: String,
+    ) -> workflow_runtime::BoxFuture<
+        '_,
+        Result<Vec<workflow_runtime::InboxEvent>, workflow_runtime::StoreError>,
+    > {
+        self.0.load_events(run_id)
+    }
+    fn commit(
+        &self,
+        writes: Vec<workflow_runtime::store::Write>,
+    ) -> workflow_runtime::BoxFuture<'_, Result<(), workflow_runtime::StoreError>> {
+        self.0.commit(writes)
+    }
+}
+
+/// Regression: `start` of a run that `register` had just resumed read the run as running,
+/// after the run had left memory to sleep, and queued it due now: a second resume an hour early.
+#[tokio::test(start_paused = true)]
+async fn start_of_a_run_that_register_resumed_does_not_resume_it_again() {
+    let store = Arc::new(MemoryStore::new());
+    let first = Engine::with_store(Arc::clone(&store));
+    let mut events = Events::of(&first);
+    first.start::<napper>("nap", ()).await.unwrap();
+    events
+        .wait_for(
+            "the run starts",
+            |event| matches!(event, Event::RunStarted { run_id, .. } if run_id == "nap"),
+        )
+        .await;
+    first.shutdown().await;
+    drop(first);
+    NAP_BLOCKED.store(false, Ordering::SeqCst);
+
+    let second = Engine::with_store(SlowCreate(Arc::clone(&store)));
+    let executions = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&executions);
+    second.on_event(move |event| {
+        if let Event::RunStarted { run_id, .. } | Event::RunResumed { run_id, .. } = event
+            && run_id == "nap"
+        {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    assert_eq!(second.register::<napper>().await.unwrap(), 1);
+    // While `start` waits for the store, the resumed run executes its step and leaves memory.
+    second.start::<napper>("nap", ()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        executions.load(Ordering::SeqCst),
+        1,
+        "resumed once, and asleep until its hour is up"
+    );
+    let record = second.run("nap").await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Waiting);
+}
