@@ -302,11 +302,14 @@ fn resident_bytes() -> u64 {
 
 /// W3: resident memory per run parked in a durable sleep of one hour.
 async fn w3(path: &Path, runs: u64) -> f64 {
-    let engine = Engine::open(path).await.expect("open");
-    engine.register::<Sleeper>().await.expect("register");
     // Few runs execute at once, so that the peak of the runs being parked does not count as
     // the cost of the parked ones.
-    engine.set_max_concurrent_runs(200);
+    let engine = Engine::builder()
+        .max_concurrent_runs(200)
+        .open(path)
+        .await
+        .expect("open");
+    engine.register::<Sleeper>().await.expect("register");
     let before = resident_bytes();
     for r in 0..runs {
         engine

@@ -291,15 +291,18 @@ async fn run(options: Options) -> Result<ExitCode, String> {
         run_id = format!("{run_id}-{now}");
     }
 
-    let engine = Engine::open(&options.db).await.map_err(|e| e.to_string())?;
+    // The example prices every model alike: 3 and 15 USD per million input and output tokens.
+    let engine = Engine::builder()
+        .price(model_name.clone(), INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK)
+        .open(&options.db)
+        .await
+        .map_err(|e| e.to_string())?;
     // `wf` inspects and steers the run while it executes, through this loopback endpoint.
     let admin_file = workflow_runtime::admin::AdminInfo::path_for(&options.db);
     let _admin = engine
         .serve_admin(([127, 0, 0, 1], 0).into(), admin_file)
         .await
         .map_err(|e| e.to_string())?;
-    // The example prices every model alike: 3 and 15 USD per million input and output tokens.
-    engine.set_price(&model_name, INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK);
     // A per-run cap overrides the workflow's own (a per-user limit, say).
     let mut budget = research_agent::budget();
     if let Some(usd) = options.max_cost_usd {

@@ -489,8 +489,7 @@ async fn in_engine(
     provider: Provider,
     server: &Server,
 ) -> (Result<String, Error>, Vec<workflow_runtime::StepRecord>) {
-    let engine = Engine::in_memory();
-    engine.set_price(MODEL, 3.0, 15.0);
+    let engine = Engine::builder().price(MODEL, 3.0, 15.0).in_memory();
     let run = engine
         .start::<AskOnce>("run-1", (provider, server.url.clone()))
         .await

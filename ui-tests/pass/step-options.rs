@@ -57,8 +57,9 @@ async fn main() {
 
     // In an engine, `rate = "llm"` draws from the engine's bucket of that name.
     ATTEMPTS.store(0, Ordering::SeqCst);
-    let engine = Engine::in_memory();
-    engine.set_rate_limit("llm", RateLimit::requests_per_minute(600));
+    let engine = Engine::builder()
+        .rate_limit("llm", RateLimit::requests_per_minute(600))
+        .in_memory();
     let run = engine
         .start::<agent>("run-1", ("how".to_owned(),))
         .await

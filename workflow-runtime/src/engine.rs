@@ -302,20 +302,25 @@ impl Engine {
 
     /// Sets the engine's alert thresholds: cost per run and per window, error rate, slow steps.
     /// Crossing one calls the listeners with an [`Event::Alert`].
-    pub fn set_alert_thresholds(&self, thresholds: crate::AlertThresholds) {
+    pub(crate) fn set_alert_thresholds(&self, thresholds: crate::AlertThresholds) {
         self.inner.shared.listeners.set_thresholds(thresholds);
     }
 
     /// Sets the thresholds of the circuit breaker `name` (default
     /// [`CircuitConfig::DEFAULT`]), which steps use with `#[step(circuit = "name")]`.
-    pub fn configure_circuit(&self, name: &str, config: CircuitConfig) {
+    pub(crate) fn configure_circuit(&self, name: &str, config: CircuitConfig) {
         self.inner.shared.circuits.configure(name, config);
     }
 
     /// Sets a model's price in US dollars per million input and output tokens, so that steps
     /// reporting tokens ([`StepContext::report_usage`](crate::StepContext::report_usage)) are
     /// charged in US dollars too.
-    pub fn set_price(&self, model: &str, input_usd_per_million: f64, output_usd_per_million: f64) {
+    pub(crate) fn set_price(
+        &self,
+        model: &str,
+        input_usd_per_million: f64,
+        output_usd_per_million: f64,
+    ) {
         self.inner
             .shared
             .pricing
@@ -327,13 +332,13 @@ impl Engine {
     /// Sets the capacity of the rate-limit bucket `name`, which steps draw from with
     /// `#[step(rate = "name")]`: they wait for capacity instead of failing. Use one bucket per
     /// provider, model and tenant as your quotas require (`"anthropic/claude/acme"`).
-    pub fn set_rate_limit(&self, name: &str, limit: crate::RateLimit) {
+    pub(crate) fn set_rate_limit(&self, name: &str, limit: crate::RateLimit) {
         self.inner.shared.rate_limits.configure(name, limit);
     }
 
     /// The most runs that execute at once in this engine (default 10,000); the others wait in
     /// the queue.
-    pub fn set_max_concurrent_runs(&self, runs: usize) {
+    pub(crate) fn set_max_concurrent_runs(&self, runs: usize) {
         self.inner
             .max_concurrent_runs
             .store(runs.max(1), Ordering::SeqCst);
@@ -342,7 +347,7 @@ impl Engine {
 
     /// A run that will sleep or wait for an event longer than this leaves memory and is brought
     /// back by replay when it is due (default 10 s).
-    pub fn set_park_after(&self, threshold: Duration) {
+    pub(crate) fn set_park_after(&self, threshold: Duration) {
         *self
             .inner
             .shared

@@ -57,7 +57,7 @@ impl fmt::Display for Refused {
         write!(
             f,
             "rate limit `{}` allows no calls ({} = 0): the step was refused without waiting; \
-             give the bucket a positive limit with `Engine::set_rate_limit`",
+             give the bucket a positive limit with `EngineBuilder::rate_limit`",
             self.bucket, self.limit
         )
     }

@@ -100,14 +100,14 @@ impl Step {
     }
 
     /// Calls go through the circuit breaker named `name`, shared by every run of the engine
-    /// (configure it with [`Engine::configure_circuit`](crate::Engine::configure_circuit)).
+    /// (configure it with [`EngineBuilder::circuit`](crate::EngineBuilder::circuit)).
     pub fn circuit(mut self, name: impl Into<String>) -> Self {
         self.circuit = Some(name.into());
         self
     }
 
     /// Each attempt draws from the rate-limit bucket `name` of the engine
-    /// ([`Engine::set_rate_limit`](crate::Engine::set_rate_limit)): it waits for capacity
+    /// ([`EngineBuilder::rate_limit`](crate::EngineBuilder::rate_limit)): it waits for capacity
     /// before it starts, is charged the tokens it reported, and a 429 it gets closes the bucket
     /// for the Retry-After period.
     pub fn rate(mut self, name: impl Into<String>) -> Self {
@@ -753,7 +753,7 @@ impl StepContext {
 
     /// Adds to what the step spent. Every attempt's usage counts, and the total is journaled
     /// with the step and charged to the run's budget. Tokens of a model priced on the engine
-    /// ([`Engine::set_price`](crate::Engine::set_price)) are turned into US dollars when the
+    /// ([`EngineBuilder::price`](crate::EngineBuilder::price)) are turned into US dollars when the
     /// usage carries no cost of its own.
     pub fn report_usage(&self, usage: Usage) {
         let usage = match &self.inner.shared {

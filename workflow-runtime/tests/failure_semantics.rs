@@ -297,15 +297,16 @@ async fn an_auth_failure_is_not_retried_alerts_and_stops_the_run() {
 
 #[tokio::test(start_paused = true)]
 async fn a_circuit_shared_by_runs_opens_fails_fast_probes_and_closes() {
-    let engine = Engine::in_memory();
+    let engine = Engine::builder()
+        .circuit(
+            "llm",
+            CircuitConfig {
+                failure_threshold: 5,
+                cool_down: Duration::from_secs(60),
+            },
+        )
+        .in_memory();
     let seen = alerts(&engine);
-    engine.configure_circuit(
-        "llm",
-        CircuitConfig {
-            failure_threshold: 5,
-            cool_down: Duration::from_secs(60),
-        },
-    );
     // Two runs with 4 attempts each: the 5th consecutive failure opens the circuit, so the
     // second run fails fast on its 2nd attempt.
     let first = engine
@@ -355,8 +356,7 @@ async fn a_circuit_shared_by_runs_opens_fails_fast_probes_and_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn retries_are_charged_to_the_cost_budget_and_priced_from_the_engine_table() {
-    let engine = Engine::in_memory();
-    engine.set_price("big-model", 3.0, 15.0);
+    let engine = Engine::builder().price("big-model", 3.0, 15.0).in_memory();
     // Each attempt reports 10,000 input tokens: 0.03 USD. 0.07 USD allows 3 attempts.
     let options =
         workflow_runtime::RunOptions::default().budget(Budget::UNLIMITED.with_max_cost_usd(0.07));

@@ -204,18 +204,19 @@ impl Workflow for Pricey {
 
 #[tokio::test]
 async fn thresholds_on_cost_and_error_rate_raise_alerts_once() {
-    let engine = Engine::in_memory();
+    let engine = Engine::builder()
+        .alert_thresholds(AlertThresholds {
+            cost_per_run_usd: Some(1.0),
+            cost_per_window: Some((2.5, Duration::from_secs(3600))),
+            error_rate: Some(ErrorRateThreshold {
+                rate: 0.5,
+                window: Duration::from_secs(3600),
+                min_runs: 2,
+            }),
+            slow_step_factor: None,
+        })
+        .in_memory();
     let seen = alerts(&engine);
-    engine.set_alert_thresholds(AlertThresholds {
-        cost_per_run_usd: Some(1.0),
-        cost_per_window: Some((2.5, Duration::from_secs(3600))),
-        error_rate: Some(ErrorRateThreshold {
-            rate: 0.5,
-            window: Duration::from_secs(3600),
-            min_runs: 2,
-        }),
-        slow_step_factor: None,
-    });
     for (id, fails) in [("p1", false), ("p2", true)] {
         let _ = engine
             .start::<Pricey>(id, (fails,))
@@ -276,12 +277,13 @@ impl Workflow for Timed {
 
 #[tokio::test(start_paused = true)]
 async fn a_step_much_slower_than_its_recent_p95_raises_an_alert() {
-    let engine = Engine::in_memory();
+    let engine = Engine::builder()
+        .alert_thresholds(AlertThresholds {
+            slow_step_factor: Some(3.0),
+            ..AlertThresholds::default()
+        })
+        .in_memory();
     let seen = alerts(&engine);
-    engine.set_alert_thresholds(AlertThresholds {
-        slow_step_factor: Some(3.0),
-        ..AlertThresholds::default()
-    });
     for i in 0..25 {
         engine
             .start::<Timed>(format!("t{i}"), ())

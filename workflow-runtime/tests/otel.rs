@@ -134,9 +134,8 @@ impl Workflow for TwoSteps {
 async fn a_run_is_one_span_with_a_child_per_attempt_and_genai_usage() -> TestResult {
     let finished = InMemorySpanExporter::default();
     let exporter = exporter(&finished);
-    let engine = Engine::in_memory();
     // 10 input tokens at $1,000 per million, 5 output tokens at $2,000: $0.02 per call.
-    engine.set_price("m", 1_000.0, 2_000.0);
+    let engine = Engine::builder().price("m", 1_000.0, 2_000.0).in_memory();
     exporter.attach(&engine);
 
     let run = engine.start::<TwoSteps>("run-1", ()).await?;

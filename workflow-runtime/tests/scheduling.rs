@@ -115,8 +115,9 @@ impl Workflow for Approval {
 
 #[tokio::test(start_paused = true)]
 async fn events_sent_before_and_after_the_wait_are_delivered_once_in_order() {
-    let engine = Engine::in_memory();
-    engine.set_park_after(Duration::from_secs(3600));
+    let engine = Engine::builder()
+        .park_after(Duration::from_secs(3600))
+        .in_memory();
     let run = engine.start::<Approval>("ev", (600,)).await.unwrap();
     // Sent before the run waits for it: kept until it does.
     engine.send_event("ev", "note", "hello").await.unwrap();
@@ -148,9 +149,10 @@ async fn an_event_wait_times_out_durably() {
 #[tokio::test(start_paused = true)]
 async fn an_event_wakes_a_run_waiting_out_of_memory_in_another_engine() {
     let store = Arc::new(MemoryStore::new());
-    let first = Engine::with_store(Arc::clone(&store));
+    let first = Engine::builder()
+        .park_after(Duration::from_secs(1))
+        .store(Arc::clone(&store));
     let mut events = Events::of(&first);
-    first.set_park_after(Duration::from_secs(1));
     first
         .start::<Approval>("ev-restart", (86_400,))
         .await
@@ -190,9 +192,10 @@ async fn an_event_wakes_a_run_waiting_out_of_memory_in_another_engine() {
 #[tokio::test(start_paused = true)]
 async fn an_event_sent_before_the_workflow_is_registered_still_wakes_the_run() {
     let store = Arc::new(MemoryStore::new());
-    let first = Engine::with_store(Arc::clone(&store));
+    let first = Engine::builder()
+        .park_after(Duration::from_secs(1))
+        .store(Arc::clone(&store));
     let mut events = Events::of(&first);
-    first.set_park_after(Duration::from_secs(1));
     first
         .start::<Approval>("ev-early", (86_400,))
         .await
@@ -427,7 +430,7 @@ async fn the_queue_respects_limits_priorities_keys_and_delays() {
 
     // One run at a time per user, and a priority that jumps the queue.
     ORDER.lock().unwrap().clear();
-    engine.set_max_concurrent_runs(1);
+    let engine = Engine::builder().max_concurrent_runs(1).in_memory();
     for (id, priority, user) in [
         ("a", 0, "ann"),
         ("b", 0, "bob"),
@@ -547,8 +550,9 @@ impl Workflow for Chatty {
 
 #[tokio::test(start_paused = true)]
 async fn steps_of_all_runs_wait_for_their_rate_limit_instead_of_failing() {
-    let engine = Engine::in_memory();
-    engine.set_rate_limit("llm", workflow_runtime::RateLimit::requests_per_minute(60));
+    let engine = Engine::builder()
+        .rate_limit("llm", workflow_runtime::RateLimit::requests_per_minute(60))
+        .in_memory();
     let started = Instant::now();
     let a = engine.start::<Chatty>("chat-a", (40,)).await.unwrap();
     let b = engine.start::<Chatty>("chat-b", (40,)).await.unwrap();
