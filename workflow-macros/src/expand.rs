@@ -448,7 +448,7 @@ fn value(value: &Value, span: Span, krate: &syn::Path) -> TokenStream {
         Value::Duration(d) => duration(*d, span),
         // backoff(initial = "2s", jitter = 0.0)
         // becomes
-        // ::workflow_runtime::Backoff { initial: Duration::new(2u64, 0u32), jitter: 0f64, ..::workflow_runtime::Backoff::DEFAULT }
+        // ::workflow_runtime::Backoff::DEFAULT.with_initial(Duration::new(2u64, 0u32)).with_jitter(0f64)
         Value::Backoff(backoff) => {
             let krate = respan(krate, span);
             let BackoffValue {
@@ -457,34 +457,24 @@ fn value(value: &Value, span: Span, krate: &syn::Path) -> TokenStream {
                 max,
                 jitter,
             } = backoff;
-            // With every field given, `..DEFAULT` would trip clippy's needless_update in the
-            // user's crate.
-            let rest = [
-                initial.is_some(),
-                factor.is_some(),
-                max.is_some(),
-                jitter.is_some(),
-            ]
-            .contains(&false)
-            .then(|| quote_spanned!(span=> ..#krate::Backoff::DEFAULT));
             let initial = initial.map(|d| {
                 let d = duration(d, span);
-                quote_spanned!(span=> initial: #d,)
-            });
-            let max = max.map(|d| {
-                let d = duration(d, span);
-                quote_spanned!(span=> max: #d,)
+                quote_spanned!(span=> .with_initial(#d))
             });
             let factor = factor.map(|n| {
                 let n = spanned_literal(Literal::f64_suffixed(n), span);
-                quote_spanned!(span=> factor: #n,)
+                quote_spanned!(span=> .with_factor(#n))
+            });
+            let max = max.map(|d| {
+                let d = duration(d, span);
+                quote_spanned!(span=> .with_max(#d))
             });
             let jitter = jitter.map(|n| {
                 let n = spanned_literal(Literal::f64_suffixed(n), span);
-                quote_spanned!(span=> jitter: #n,)
+                quote_spanned!(span=> .with_jitter(#n))
             });
             quote_spanned! {span=>
-                #krate::Backoff { #initial #factor #max #jitter #rest }
+                #krate::Backoff::DEFAULT #initial #factor #max #jitter
             }
         }
     }

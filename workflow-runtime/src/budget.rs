@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(AGENT.max_steps, Some(50));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Budget {
     /// The most steps the run may execute (journaled steps count; replayed ones are not
     /// counted twice).

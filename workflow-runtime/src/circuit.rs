@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 /// The thresholds of a circuit.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct CircuitConfig {
     /// Consecutive failures that open the circuit.
     pub failure_threshold: u32,
@@ -28,6 +29,14 @@ impl CircuitConfig {
         failure_threshold: 5,
         cool_down: Duration::from_secs(30),
     };
+
+    /// Opens after `failure_threshold` consecutive failures, for `cool_down`.
+    pub const fn new(failure_threshold: u32, cool_down: Duration) -> CircuitConfig {
+        CircuitConfig {
+            failure_threshold,
+            cool_down,
+        }
+    }
 }
 
 impl Default for CircuitConfig {

@@ -167,15 +167,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[non_exhaustive]
 pub struct RunOptions {
     /// Replaces the workflow's budget for this run (a per-user cap, say).
-    pub budget: Option<Budget>,
+    pub(crate) budget: Option<Budget>,
     /// Runs with a higher priority leave the queue first (default 0).
-    pub priority: i32,
+    pub(crate) priority: i32,
     /// The run does not start before this time.
-    pub not_before: Option<SystemTime>,
+    pub(crate) not_before: Option<SystemTime>,
     /// At most `limit` runs with this key execute at once.
-    pub concurrency_key: Option<ConcurrencyKey>,
+    pub(crate) concurrency_key: Option<ConcurrencyKey>,
     /// Labels (user, agent, tenant) for the cost ledger and filters.
-    pub tags: std::collections::BTreeMap<String, String>,
+    pub(crate) tags: std::collections::BTreeMap<String, String>,
 }
 
 impl RunOptions {

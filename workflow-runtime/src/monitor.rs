@@ -11,6 +11,7 @@ use crate::journal::{self, RunStatus};
 
 /// When the engine raises alerts of its own. Unset thresholds do not apply.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct AlertThresholds {
     /// A run whose spending reaches this many dollars (once per run).
     pub cost_per_run_usd: Option<f64>,
@@ -26,6 +27,7 @@ pub struct AlertThresholds {
 
 /// The error-rate threshold.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ErrorRateThreshold {
     /// Failed runs over ended runs, from 0 to 1.
     pub rate: f64,
@@ -33,6 +35,52 @@ pub struct ErrorRateThreshold {
     pub window: Duration,
     /// How many runs must have ended in the window before the rate means anything.
     pub min_runs: u32,
+}
+
+impl AlertThresholds {
+    /// No alerts (the default); add thresholds with the `with_` methods.
+    pub const NONE: AlertThresholds = AlertThresholds {
+        cost_per_run_usd: None,
+        cost_per_window: None,
+        error_rate: None,
+        slow_step_factor: None,
+    };
+
+    /// Alert once when a run's spending reaches `usd` dollars.
+    pub const fn with_cost_per_run_usd(mut self, usd: f64) -> AlertThresholds {
+        self.cost_per_run_usd = Some(usd);
+        self
+    }
+
+    /// Alert once per window when all runs together spend `usd` dollars within `window`.
+    pub const fn with_cost_per_window(mut self, usd: f64, window: Duration) -> AlertThresholds {
+        self.cost_per_window = Some((usd, window));
+        self
+    }
+
+    /// Alert when the share of failed runs crosses `threshold`.
+    pub const fn with_error_rate(mut self, threshold: ErrorRateThreshold) -> AlertThresholds {
+        self.error_rate = Some(threshold);
+        self
+    }
+
+    /// Alert when a step is `factor` times slower than its recent 95th percentile.
+    pub const fn with_slow_step_factor(mut self, factor: f64) -> AlertThresholds {
+        self.slow_step_factor = Some(factor);
+        self
+    }
+}
+
+impl ErrorRateThreshold {
+    /// Failed runs over ended runs reaching `rate` (0 to 1) within `window`, once `min_runs`
+    /// ended in it.
+    pub const fn new(rate: f64, window: Duration, min_runs: u32) -> ErrorRateThreshold {
+        ErrorRateThreshold {
+            rate,
+            window,
+            min_runs,
+        }
+    }
 }
 
 /// The latencies kept per step for the percentile.

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 /// step that draws from the bucket fails at once, never retried, saying so (it does not wait:
 /// no capacity would ever come).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct RateLimit {
     /// Calls per minute.
     pub requests_per_minute: Option<u32>,

@@ -386,6 +386,7 @@ pub(crate) fn classify_chain(error: &(dyn StdError + 'static)) -> ErrorClass {
 ///
 /// A spread wait never exceeds [`Duration::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The wait before the second attempt.
     pub initial: Duration,
@@ -405,6 +406,30 @@ impl Backoff {
         max: Duration::from_secs(30),
         jitter: 0.1,
     };
+
+    /// This backoff with another wait before the second attempt.
+    pub const fn with_initial(mut self, initial: Duration) -> Backoff {
+        self.initial = initial;
+        self
+    }
+
+    /// This backoff with another growth of each wait over the previous one.
+    pub const fn with_factor(mut self, factor: f64) -> Backoff {
+        self.factor = factor;
+        self
+    }
+
+    /// This backoff with another longest wait.
+    pub const fn with_max(mut self, max: Duration) -> Backoff {
+        self.max = max;
+        self
+    }
+
+    /// This backoff with another spread of each wait (0.1: up to 10% shorter or longer).
+    pub const fn with_jitter(mut self, jitter: f64) -> Backoff {
+        self.jitter = jitter;
+        self
+    }
 
     /// The wait after failed attempt number `attempt` (from 1) before the next one, without
     /// jitter. See the [type's docs](Backoff) for factors that are NaN, below 1 or infinite.

@@ -298,13 +298,7 @@ async fn an_auth_failure_is_not_retried_alerts_and_stops_the_run() {
 #[tokio::test(start_paused = true)]
 async fn a_circuit_shared_by_runs_opens_fails_fast_probes_and_closes() {
     let engine = Engine::builder()
-        .circuit(
-            "llm",
-            CircuitConfig {
-                failure_threshold: 5,
-                cool_down: Duration::from_secs(60),
-            },
-        )
+        .circuit("llm", CircuitConfig::new(5, Duration::from_secs(60)))
         .in_memory();
     let seen = alerts(&engine);
     // Two runs with 4 attempts each: the 5th consecutive failure opens the circuit, so the

@@ -30,12 +30,13 @@ impl Workflow for Golden {
     fn run((topic,): (String,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
         Box::pin(async move {
             let plan = step("plan")
-                .backoff(Backoff {
-                    initial: Duration::from_millis(1),
-                    factor: 1.0,
-                    max: Duration::from_millis(1),
-                    jitter: 0.0,
-                })
+                .backoff(
+                    Backoff::DEFAULT
+                        .with_initial(Duration::from_millis(1))
+                        .with_factor(1.0)
+                        .with_max(Duration::from_millis(1))
+                        .with_jitter(0.0),
+                )
                 .run(|| async {
                     let ctx = StepContext::current().expect("in a step");
                     ctx.report_usage(Usage::tokens("model-a", 120, 30).with_cost_usd(0.0008));

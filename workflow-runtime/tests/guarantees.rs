@@ -690,12 +690,13 @@ async fn outside_an_engine_a_step_retries_and_times_out_without_a_journal() {
     let result: Result<(), StepError> = step("slow")
         .retries(2)
         .timeout(Duration::from_secs(1))
-        .backoff(Backoff {
-            initial: Duration::from_secs(1),
-            factor: 2.0,
-            max: Duration::from_secs(30),
-            jitter: 0.0,
-        })
+        .backoff(
+            Backoff::DEFAULT
+                .with_initial(Duration::from_secs(1))
+                .with_factor(2.0)
+                .with_max(Duration::from_secs(30))
+                .with_jitter(0.0),
+        )
         .run(|| async {
             attempts.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_secs(60)).await;

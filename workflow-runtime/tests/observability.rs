@@ -16,12 +16,11 @@ use workflow_runtime::{
     WorkflowFailure, step,
 };
 
-const QUICK: Backoff = Backoff {
-    initial: Duration::from_millis(1),
-    factor: 2.0,
-    max: Duration::from_millis(10),
-    jitter: 0.0,
-};
+const QUICK: Backoff = Backoff::DEFAULT
+    .with_initial(Duration::from_millis(1))
+    .with_factor(2.0)
+    .with_max(Duration::from_millis(10))
+    .with_jitter(0.0);
 
 /// The run of each failed attempt of `think`.
 static FLAKES: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -205,16 +204,12 @@ impl Workflow for Pricey {
 #[tokio::test]
 async fn thresholds_on_cost_and_error_rate_raise_alerts_once() {
     let engine = Engine::builder()
-        .alert_thresholds(AlertThresholds {
-            cost_per_run_usd: Some(1.0),
-            cost_per_window: Some((2.5, Duration::from_secs(3600))),
-            error_rate: Some(ErrorRateThreshold {
-                rate: 0.5,
-                window: Duration::from_secs(3600),
-                min_runs: 2,
-            }),
-            slow_step_factor: None,
-        })
+        .alert_thresholds(
+            AlertThresholds::NONE
+                .with_cost_per_run_usd(1.0)
+                .with_cost_per_window(2.5, Duration::from_secs(3600))
+                .with_error_rate(ErrorRateThreshold::new(0.5, Duration::from_secs(3600), 2)),
+        )
         .in_memory();
     let seen = alerts(&engine);
     for (id, fails) in [("p1", false), ("p2", true)] {
@@ -278,10 +273,7 @@ impl Workflow for Timed {
 #[tokio::test(start_paused = true)]
 async fn a_step_much_slower_than_its_recent_p95_raises_an_alert() {
     let engine = Engine::builder()
-        .alert_thresholds(AlertThresholds {
-            slow_step_factor: Some(3.0),
-            ..AlertThresholds::default()
-        })
+        .alert_thresholds(AlertThresholds::NONE.with_slow_step_factor(3.0))
         .in_memory();
     let seen = alerts(&engine);
     for i in 0..25 {

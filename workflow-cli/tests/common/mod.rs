@@ -14,12 +14,11 @@ use workflow_runtime::{
 };
 
 /// Waits between attempts short enough for a fast test, long enough to see on a timeline.
-pub const TINY: Backoff = Backoff {
-    initial: Duration::from_millis(40),
-    factor: 1.0,
-    max: Duration::from_millis(40),
-    jitter: 0.0,
-};
+pub const TINY: Backoff = Backoff::DEFAULT
+    .with_initial(Duration::from_millis(40))
+    .with_factor(1.0)
+    .with_max(Duration::from_millis(40))
+    .with_jitter(0.0);
 
 /// Reports what a step spent, as a model call would.
 fn spend(input: u64, output: u64, usd: f64) {

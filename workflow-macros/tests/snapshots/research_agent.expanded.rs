@@ -186,11 +186,11 @@ async fn search_and_summarize(
             ::workflow_runtime::__private::step("search_and_summarize")
                 .retries(3u32)
                 .timeout(::core::time::Duration::new(60u64, 0u32))
-                .backoff(::workflow_runtime::Backoff {
-                    initial: ::core::time::Duration::new(2u64, 0u32),
-                    max: ::core::time::Duration::new(60u64, 0u32),
-                    ..::workflow_runtime::Backoff::DEFAULT
-                })
+                .backoff(
+                    ::workflow_runtime::Backoff::DEFAULT
+                        .with_initial(::core::time::Duration::new(2u64, 0u32))
+                        .with_max(::core::time::Duration::new(60u64, 0u32)),
+                )
                 .rate("llm"),
             || ::workflow_runtime::__private::classified(
                 __workflow_step_body(question, ::core::clone::Clone::clone(&depth)),

@@ -591,12 +591,13 @@ async fn run_step(spec: &StepSpec, path: &str, acc: u64) -> Result<u64, StepErro
     let value = hash(&[path.as_bytes(), spec.name.as_bytes(), &acc.to_le_bytes()]);
     let mut builder = step(spec.name.clone()).retries(spec.retries);
     if spec.quick_backoff {
-        builder = builder.backoff(Backoff {
-            initial: Duration::from_millis(5),
-            factor: 2.0,
-            max: Duration::from_millis(20),
-            jitter: 0.0,
-        });
+        builder = builder.backoff(
+            Backoff::DEFAULT
+                .with_initial(Duration::from_millis(5))
+                .with_factor(2.0)
+                .with_max(Duration::from_millis(20))
+                .with_jitter(0.0),
+        );
     }
     let (work, failures, terminal) = (
         Duration::from_millis(spec.work_ms),
