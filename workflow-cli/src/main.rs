@@ -182,7 +182,11 @@ impl Command {
 }
 
 async fn run(command: Command) -> Result<String, CliError> {
-    let source = Source::open(command.db()).await?;
+    let steering = matches!(
+        command,
+        Command::Cancel { .. } | Command::Retry { .. } | Command::Resume { .. }
+    );
+    let source = Source::open(command.db(), steering).await?;
     let result = match command {
         Command::Runs {
             status,

@@ -1,8 +1,9 @@
 //! Where `wf` reads a journal from, and steers its runs through.
 //!
-//! redb lets one process hold a journal file. At rest, `wf` opens the file itself with
-//! [`Engine::open`] and registers no workflow, so nothing resumes: the commands only change
-//! records, as the engine's own methods do. When an engine in another process holds the file,
+//! redb lets one process hold a journal file. At rest, `wf` reads the file with a
+//! [`RedbReader`], which writes nothing to it; the commands that change runs open it with
+//! [`Engine::open`] and register no workflow, so nothing resumes: they only change records, as
+//! the engine's own methods do. When an engine in another process holds the file,
 //! the open fails with [`OpenError::Locked`]; `wf` then reads that engine's admin info file
 //! ([`AdminInfo::path_for`]) and asks its admin endpoint, with the token it reads there (every
 //! request needs it, reads included).
@@ -12,9 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use workflow_runtime::admin::AdminInfo;
+use workflow_runtime::store::RedbReader;
 use workflow_runtime::{
-    Engine, Error, HistoryEvent, HistoryPage, LedgerGroup, LedgerRow, OpenError, RunRecord,
-    StepRecord,
+    Engine, Error, HistoryEvent, HistoryPage, Inspector, LedgerGroup, LedgerRow, OpenError,
+    RunRecord, StepRecord,
 };
 
 use crate::error::CliError;
@@ -52,15 +54,19 @@ pub(crate) struct Source {
 }
 
 enum Via {
-    /// The file at rest, opened here.
-    Local(Engine),
+    /// The file at rest, opened here: for reading only, unless the command changes runs.
+    Local {
+        inspector: Inspector,
+        engine: Option<Engine>,
+    },
     /// The admin endpoint of the engine that holds the file.
     Remote { info: AdminInfo, info_file: PathBuf },
 }
 
 impl Source {
-    /// Opens the journal at `db`, or finds the endpoint of the engine holding it.
-    pub(crate) async fn open(db: &Path) -> Result<Source, CliError> {
+    /// Opens the journal at `db` (for reading only unless `steering`: the command changes
+    /// runs), or finds the endpoint of the engine holding it.
+    pub(crate) async fn open(db: &Path, steering: bool) -> Result<Source, CliError> {
         // Engine::open would create a missing file: a typo must not leave an empty journal.
         if !db.is_file() {
             let what = if db.exists() {
@@ -74,11 +80,22 @@ impl Source {
             )));
         }
         let db = db.to_path_buf();
-        match Engine::open(&db).await {
-            Ok(engine) => Ok(Source {
-                db,
-                via: Via::Local(engine),
-            }),
+        let opened = if steering {
+            Engine::open(&db).await.map(|engine| Via::Local {
+                inspector: engine.inspector(),
+                engine: Some(engine),
+            })
+        } else {
+            // Reads never change the file, not even its header.
+            RedbReader::open(&db)
+                .map(|reader| Via::Local {
+                    inspector: Inspector::new(reader),
+                    engine: None,
+                })
+                .map_err(Error::Open)
+        };
+        match opened {
+            Ok(via) => Ok(Source { db, via }),
             Err(Error::Open(OpenError::Locked { .. })) => {
                 let info_file = AdminInfo::path_for(&db);
                 let info = AdminInfo::read(&info_file).map_err(|e| {
@@ -122,7 +139,7 @@ impl Source {
     /// Where the runs were read: `journal.redb` or `the engine at 127.0.0.1:4321`.
     pub(crate) fn describe(&self) -> String {
         match &self.via {
-            Via::Local(_) => self.db.display().to_string(),
+            Via::Local { .. } => self.db.display().to_string(),
             Via::Remote { info, .. } => {
                 format!("the engine at {} holding {}", info.addr, self.db.display())
             }
@@ -132,7 +149,7 @@ impl Source {
     /// Every run, ordered by id.
     pub(crate) async fn runs(&self) -> Result<Vec<RunRecord>, CliError> {
         match &self.via {
-            Via::Local(engine) => engine.runs().await.map_err(|e| self.store_error(e)),
+            Via::Local { inspector, .. } => inspector.runs().await.map_err(|e| self.store_error(e)),
             Via::Remote { info, .. } => Ok(self.get(info, "/runs").await?),
         }
     }
@@ -140,7 +157,10 @@ impl Source {
     /// Run `run_id`; an unknown id is an error naming it.
     pub(crate) async fn run(&self, run_id: &str) -> Result<RunRecord, CliError> {
         let found = match &self.via {
-            Via::Local(engine) => engine.run(run_id).await.map_err(|e| self.store_error(e))?,
+            Via::Local { inspector, .. } => inspector
+                .run(run_id)
+                .await
+                .map_err(|e| self.store_error(e))?,
             Via::Remote { info, .. } => {
                 match self
                     .get::<RunRecord>(info, &format!("/runs/{}", percent_encode(run_id)))
@@ -158,7 +178,7 @@ impl Source {
     /// The journaled steps of run `run_id`, by sequence number.
     pub(crate) async fn journal(&self, run_id: &str) -> Result<Vec<StepRecord>, CliError> {
         match &self.via {
-            Via::Local(engine) => engine
+            Via::Local { inspector, .. } => inspector
                 .journal(run_id)
                 .await
                 .map_err(|e| self.store_error(e)),
@@ -179,15 +199,13 @@ impl Source {
         // Bounded: a history has a few events per step, and steps are finite.
         for _ in 0..100_000 {
             let page: HistoryPage = match &self.via {
-                Via::Local(engine) => {
-                    engine
-                        .history(run_id, after, PAGE)
-                        .await
-                        .map_err(|e| match e {
-                            Error::RunNotFound { .. } => self.unknown_run(run_id),
-                            e => self.store_error(e),
-                        })?
-                }
+                Via::Local { inspector, .. } => inspector
+                    .history(run_id, after, PAGE)
+                    .await
+                    .map_err(|e| match e {
+                        Error::RunNotFound { .. } => self.unknown_run(run_id),
+                        e => self.store_error(e),
+                    })?,
                 Via::Remote { info, .. } => {
                     let path = format!(
                         "/runs/{}/history?after={after}&limit={PAGE}",
@@ -214,7 +232,7 @@ impl Source {
         since: Option<SystemTime>,
     ) -> Result<Vec<LedgerRow>, CliError> {
         match &self.via {
-            Via::Local(engine) => engine
+            Via::Local { inspector, .. } => inspector
                 .ledger(group.clone(), since)
                 .await
                 .map_err(|e| self.store_error(e)),
@@ -243,7 +261,14 @@ impl Source {
     /// Sends `command` for run `run_id`; returns whether the run changed.
     pub(crate) async fn steer(&self, command: Steer, run_id: &str) -> Result<bool, CliError> {
         match &self.via {
-            Via::Local(engine) => {
+            Via::Local { engine: None, .. } => Err(CliError::failure(format!(
+                "{} needs the journal opened for writing; it was opened for reading",
+                command.name()
+            ))),
+            Via::Local {
+                engine: Some(engine),
+                ..
+            } => {
                 let changed = match command {
                     Steer::Cancel => engine.cancel(run_id).await,
                     Steer::Retry => engine.retry(run_id).await,
@@ -279,7 +304,11 @@ impl Source {
 
     /// Lets the engine opened here finish what a command queued and close the file.
     pub(crate) async fn close(self) {
-        if let Via::Local(engine) = self.via {
+        if let Via::Local {
+            engine: Some(engine),
+            ..
+        } = self.via
+        {
             engine.shutdown().await;
         }
     }
@@ -298,7 +327,7 @@ impl Source {
         let not_found = matches!(error, HttpError::Status { status: 404, .. });
         let (addr, info_file) = match &self.via {
             Via::Remote { info, info_file } => (info.addr.to_string(), info_file.display()),
-            Via::Local(_) => (String::new(), self.db.display()),
+            Via::Local { .. } => (String::new(), self.db.display()),
         };
         let message = match &error {
             HttpError::Status {

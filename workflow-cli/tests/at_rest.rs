@@ -16,10 +16,16 @@ fn arg(path: &Path) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_lists_every_run_newest_first_and_filters_by_status_workflow_and_tag() {
     let dir = tempfile::tempdir().unwrap();
-    let db = order_journal(dir.path()).await;
-    let db = arg(&db);
+    let path = order_journal(dir.path()).await;
+    let db = arg(&path);
+    // Reading a journal at rest changes none of its bytes.
+    let before = std::fs::read(&path).unwrap();
 
     let table = wf(&["runs", db]).ok();
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "wf runs changed the file"
+    );
     let header = table.lines().next().unwrap();
     for column in [
         "RUN", "WORKFLOW", "STATUS", "STEPS", "RETRIES", "COST", "AGE",

@@ -90,6 +90,8 @@ pub enum StoreError {
     },
     /// The store was closed.
     Closed,
+    /// The store was opened for reading only.
+    ReadOnly,
 }
 
 impl fmt::Display for StoreError {
@@ -100,6 +102,7 @@ impl fmt::Display for StoreError {
                 write!(f, "corrupted journal record ({record}): {detail}")
             }
             StoreError::Closed => f.write_str("the journal store is closed"),
+            StoreError::ReadOnly => f.write_str("the journal was opened for reading only"),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use self::memory::MemoryStore;
-pub use self::redb::RedbStore;
+pub use self::redb::{RedbReader, RedbStore};
 use crate::error::StoreError;
 use crate::journal::{InboxEvent, RunRecord, StepRecord};
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use redb::{
-    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, StorageError,
-    TableDefinition, TableHandle,
+    Database, DatabaseError, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
+    StorageError, TableDefinition, TableHandle,
 };
 use tokio::sync::oneshot;
 
@@ -125,15 +125,10 @@ impl RedbStore {
 
     fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn ReadableDatabase) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         let writer = Arc::clone(&self.writer);
-        Box::pin(async move {
-            // redb reads block on file I/O: keep them off the async workers.
-            tokio::task::spawn_blocking(move || f(&writer.db))
-                .await
-                .map_err(|e| StoreError::Backend(format!("journal read task failed: {e}")))?
-        })
+        read_blocking(move || f(&writer.db))
     }
 }
 
@@ -232,6 +227,21 @@ fn storage(path: &Path) -> impl Fn(redb::Error) -> OpenError + '_ {
 }
 
 fn check_or_initialize(db: &Database, path: &Path) -> Result<(), OpenError> {
+    match check_journal(db, path)? {
+        Contents::Empty => initialize(db).map_err(storage(path)),
+        Contents::Journal => Ok(()),
+    }
+}
+
+/// What a readable redb file holds.
+enum Contents {
+    /// No table at all: a file just created.
+    Empty,
+    /// A journal of a format this build reads.
+    Journal,
+}
+
+fn check_journal(db: &dyn ReadableDatabase, path: &Path) -> Result<Contents, OpenError> {
     let read = db.begin_read().map_err(|e| storage(path)(e.into()))?;
     let tables: Vec<String> = read
         .list_tables()
@@ -239,8 +249,7 @@ fn check_or_initialize(db: &Database, path: &Path) -> Result<(), OpenError> {
         .map(|t| t.name().to_owned())
         .collect();
     if tables.is_empty() {
-        drop(read);
-        return initialize(db).map_err(storage(path));
+        return Ok(Contents::Empty);
     }
     if !tables.iter().any(|t| t == META.name()) {
         return Err(OpenError::NotAJournal {
@@ -279,7 +288,81 @@ fn check_or_initialize(db: &Database, path: &Path) -> Result<(), OpenError> {
             supported: FORMAT_VERSION,
         });
     }
-    Ok(())
+    Ok(Contents::Journal)
+}
+
+/// A journal file opened for reading only: nothing is written to it, not even on open, so
+/// tools (`wf`, an [`Inspector`](crate::Inspector)) can read a file at rest without changing
+/// a byte of it. Starting runs and committing are refused with [`StoreError::ReadOnly`].
+pub struct RedbReader {
+    path: PathBuf,
+    db: Arc<ReadOnlyDatabase>,
+}
+
+impl std::fmt::Debug for RedbReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbReader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl RedbReader {
+    /// Opens the journal at `path` for reading. A missing file, a file that is not a journal
+    /// (an empty redb file included), and a file held by an engine are errors.
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbReader, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let db = ReadOnlyDatabase::open(&path).map_err(|e| open_error(&path, e))?;
+        match check_journal(&db, &path)? {
+            Contents::Journal => Ok(RedbReader {
+                path,
+                db: Arc::new(db),
+            }),
+            Contents::Empty => Err(OpenError::NotAJournal {
+                path,
+                detail: "an empty redb file".into(),
+            }),
+        }
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ReadableDatabase) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let db = Arc::clone(&self.db);
+        read_blocking(move || f(&*db))
+    }
+}
+
+impl Store for RedbReader {
+    fn create_run(&self, _run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
+        Box::pin(async { Err(StoreError::ReadOnly) })
+    }
+
+    fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
+        self.read(move |db| read_run(db, &run_id))
+    }
+
+    fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        self.read(read_runs)
+    }
+
+    fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
+        self.read(move |db| read_steps(db, &run_id))
+    }
+
+    fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
+        self.read(move |db| read_events(db, &run_id))
+    }
+
+    fn commit(&self, _writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Err(StoreError::ReadOnly) })
+    }
 }
 
 fn initialize(db: &Database) -> Result<(), redb::Error> {
@@ -451,6 +534,90 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(e.into().to_string())
 }
 
+// The reads of a journal file, shared by the store that writes it and the one that only reads.
+
+fn read_run(db: &dyn ReadableDatabase, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let runs = tx.open_table(RUNS).map_err(backend)?;
+    let found = runs.get(run_id).map_err(backend)?;
+    found
+        .map(|bytes| decode_run(run_id, bytes.value()))
+        .transpose()
+}
+
+fn read_runs(db: &dyn ReadableDatabase) -> Result<Vec<RunRecord>, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let runs = tx.open_table(RUNS).map_err(backend)?;
+    let mut out = Vec::new();
+    for entry in runs.iter().map_err(backend)? {
+        let (key, value) = entry.map_err(backend)?;
+        out.push(decode_run(key.value(), value.value())?);
+    }
+    Ok(out)
+}
+
+fn read_steps(db: &dyn ReadableDatabase, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let steps = tx.open_table(STEPS).map_err(backend)?;
+    let mut out = Vec::new();
+    let range = steps
+        .range((run_id, 0)..=(run_id, u64::MAX))
+        .map_err(backend)?;
+    for entry in range {
+        let (key, value) = entry.map_err(backend)?;
+        let seq = key.value().1;
+        let step: StepRecord =
+            serde_json::from_slice(value.value()).map_err(|e| StoreError::CorruptRecord {
+                record: format!("run {run_id:?} step #{seq}"),
+                detail: e.to_string(),
+            })?;
+        if step.seq != seq {
+            return Err(StoreError::CorruptRecord {
+                record: format!("run {run_id:?} step #{seq}"),
+                detail: format!("the record says it is step #{}", step.seq),
+            });
+        }
+        out.push(step);
+    }
+    Ok(out)
+}
+
+fn read_events(db: &dyn ReadableDatabase, run_id: &str) -> Result<Vec<InboxEvent>, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let events = match tx.open_table(EVENTS) {
+        Ok(events) => events,
+        // Journals created before events existed have no table: no events.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(backend(e)),
+    };
+    let mut out = Vec::new();
+    let range = events
+        .range((run_id, 0)..=(run_id, u64::MAX))
+        .map_err(backend)?;
+    for entry in range {
+        let (key, value) = entry.map_err(backend)?;
+        let arrival = key.value().1;
+        let event: InboxEvent =
+            serde_json::from_slice(value.value()).map_err(|e| StoreError::CorruptRecord {
+                record: format!("run {run_id:?} event #{arrival}"),
+                detail: e.to_string(),
+            })?;
+        out.push(event);
+    }
+    Ok(out)
+}
+
+/// Runs a read of the file on tokio's blocking threads: redb reads block on file I/O.
+fn read_blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> BoxFuture<'static, Result<T, StoreError>> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| StoreError::Backend(format!("journal read task failed: {e}")))?
+    })
+}
+
 impl Store for RedbStore {
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
         Box::pin(async move {
@@ -461,84 +628,19 @@ impl Store for RedbStore {
     }
 
     fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
-        self.read(move |db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let runs = tx.open_table(RUNS).map_err(backend)?;
-            let found = runs.get(run_id.as_str()).map_err(backend)?;
-            found
-                .map(|bytes| decode_run(&run_id, bytes.value()))
-                .transpose()
-        })
+        self.read(move |db| read_run(db, &run_id))
     }
 
     fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
-        self.read(|db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let runs = tx.open_table(RUNS).map_err(backend)?;
-            let mut out = Vec::new();
-            for entry in runs.iter().map_err(backend)? {
-                let (key, value) = entry.map_err(backend)?;
-                out.push(decode_run(key.value(), value.value())?);
-            }
-            Ok(out)
-        })
+        self.read(read_runs)
     }
 
     fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
-        self.read(move |db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let steps = tx.open_table(STEPS).map_err(backend)?;
-            let mut out = Vec::new();
-            let range = steps
-                .range((run_id.as_str(), 0)..=(run_id.as_str(), u64::MAX))
-                .map_err(backend)?;
-            for entry in range {
-                let (key, value) = entry.map_err(backend)?;
-                let seq = key.value().1;
-                let step: StepRecord = serde_json::from_slice(value.value()).map_err(|e| {
-                    StoreError::CorruptRecord {
-                        record: format!("run {run_id:?} step #{seq}"),
-                        detail: e.to_string(),
-                    }
-                })?;
-                if step.seq != seq {
-                    return Err(StoreError::CorruptRecord {
-                        record: format!("run {run_id:?} step #{seq}"),
-                        detail: format!("the record says it is step #{}", step.seq),
-                    });
-                }
-                out.push(step);
-            }
-            Ok(out)
-        })
+        self.read(move |db| read_steps(db, &run_id))
     }
 
     fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
-        self.read(move |db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let events = match tx.open_table(EVENTS) {
-                Ok(events) => events,
-                // Journals created before events existed have no table: no events.
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(backend(e)),
-            };
-            let mut out = Vec::new();
-            let range = events
-                .range((run_id.as_str(), 0)..=(run_id.as_str(), u64::MAX))
-                .map_err(backend)?;
-            for entry in range {
-                let (key, value) = entry.map_err(backend)?;
-                let arrival = key.value().1;
-                let event: InboxEvent = serde_json::from_slice(value.value()).map_err(|e| {
-                    StoreError::CorruptRecord {
-                        record: format!("run {run_id:?} event #{arrival}"),
-                        detail: e.to_string(),
-                    }
-                })?;
-                out.push(event);
-            }
-            Ok(out)
-        })
+        self.read(move |db| read_events(db, &run_id))
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -547,5 +649,67 @@ impl Store for RedbStore {
             self.submit(Op::Commit(writes, reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+    use crate::{Engine, Inspector, Workflow, WorkflowFailure, step};
+
+    struct Once;
+
+    impl Workflow for Once {
+        type Input = ();
+        type Output = u32;
+        const NAME: &'static str = "once";
+        fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+            Box::pin(async {
+                Ok(step("one")
+                    .run(|| async { Ok::<_, std::io::Error>(1u32) })
+                    .await?)
+            })
+        }
+    }
+
+    /// A journal at rest is read without a byte of it changing, and writes are refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_reads_a_journal_at_rest_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.redb");
+        {
+            let engine = Engine::open(&path).await.unwrap();
+            let run = engine.start::<Once>("r1", ()).await.unwrap();
+            assert_eq!(run.result().await.unwrap(), 1);
+            engine.shutdown().await;
+        }
+        let before = std::fs::read(&path).unwrap();
+        let reader = RedbReader::open(&path).unwrap();
+        let refused = reader.commit(Vec::new()).await;
+        assert!(matches!(refused, Err(StoreError::ReadOnly)), "{refused:?}");
+        let inspector = Inspector::new(reader);
+        let runs = inspector.runs().await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(inspector.journal("r1").await.unwrap().len(), 1);
+        assert!(
+            !inspector
+                .history("r1", 0, 100)
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        drop(inspector);
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "the file is unchanged"
+        );
+
+        let missing = RedbReader::open(dir.path().join("nope.redb"));
+        assert!(
+            missing.is_err(),
+            "a missing file is an error, not a new journal"
+        );
+        assert!(!dir.path().join("nope.redb").exists());
     }
 }
