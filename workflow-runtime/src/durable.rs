@@ -85,16 +85,14 @@ async fn recorded<T: Serialize + DeserializeOwned>(
     };
     match outcome {
         Ok(value) => value,
-        Err(error) => {
-            park(
-                run,
-                Abort::Park(ParkReason::Undecodable {
-                    message: error.to_string(),
-                }),
-            )
-            .await
-        }
+        Err(error) => park_undecodable(run, error).await,
     }
+}
+
+/// Parks the run on a journaled value it cannot use.
+async fn park_undecodable<T>(run: &RunContext, error: impl std::fmt::Display) -> T {
+    let message = error.to_string();
+    park(run, Abort::Park(ParkReason::Undecodable { message })).await
 }
 
 /// A record of `seq` named `name` holding `value`, finished now.
@@ -143,15 +141,7 @@ async fn deadline(run: &Arc<RunContext>, seq: u64, name: &str, after: Duration) 
         Ok(Claim::Outcome(journaled)) => {
             return match replay::replay_outcome::<u64>(run, journaled).await {
                 Ok(due) => Deadline::Legacy(due),
-                Err(error) => {
-                    park(
-                        run,
-                        Abort::Park(ParkReason::Undecodable {
-                            message: error.to_string(),
-                        }),
-                    )
-                    .await
-                }
+                Err(error) => park_undecodable(run, error).await,
             };
         }
         Ok(Claim::Unfinished(record)) => record,
@@ -174,15 +164,7 @@ async fn deadline(run: &Arc<RunContext>, seq: u64, name: &str, after: Duration) 
         .map(|raw| replay::decode_value::<u64>(run, &record, raw));
     match due {
         Some(Ok(due)) => Deadline::Due(due),
-        Some(Err(error)) => {
-            park(
-                run,
-                Abort::Park(ParkReason::Undecodable {
-                    message: error.to_string(),
-                }),
-            )
-            .await
-        }
+        Some(Err(error)) => park_undecodable(run, error).await,
         None => {
             let message = format!(
                 "the journal's record of `{name}` (#{seq}) in run {:?} holds no due time",
@@ -200,13 +182,7 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
     let due = match deadline(run, seq, name, after).await {
         Deadline::Fired(journaled) => {
             if let Err(error) = replay::replay_outcome::<u64>(run, *journaled).await {
-                park::<()>(
-                    run,
-                    Abort::Park(ParkReason::Undecodable {
-                        message: error.to_string(),
-                    }),
-                )
-                .await;
+                park_undecodable::<()>(run, error).await;
             }
             return;
         }
@@ -221,13 +197,7 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
     wait_until(run, seq, due, format!("timer until {}", format_time(due))).await;
     let mut fired = completed_now(seq, name, &due);
     if let Err(error) = replay::record_outcome::<u64>(run, &mut fired, Vec::new()).await {
-        park::<()>(
-            run,
-            Abort::Park(ParkReason::Undecodable {
-                message: error.to_string(),
-            }),
-        )
-        .await;
+        park_undecodable::<()>(run, error).await;
     }
 }
 
