@@ -75,40 +75,98 @@ impl Budget {
 
     /// Whether a run that has spent `spent` may start another step; if not, the message says
     /// which budget, its limit and the amount spent.
-    pub(crate) fn check_before_step(&self, spent: &Spent) -> Result<(), String> {
-        if let Some(max) = self.max_duration
-            && spent.elapsed >= max
+    pub(crate) fn check_before_step(&self, spent: &Spent) -> Result<(), BudgetExhausted> {
+        if let Some(limit) = self.max_duration
+            && spent.elapsed >= limit
         {
-            return Err(format!(
-                "budget exceeded: max_duration = {max:?}, the run has taken {:.1?}",
-                spent.elapsed
-            ));
+            return Err(BudgetExhausted::Duration {
+                limit,
+                spent: spent.elapsed,
+            });
         }
-        if let Some(max) = self.max_steps
-            && spent.steps >= max
+        if let Some(limit) = self.max_steps
+            && spent.steps >= limit
         {
-            return Err(format!(
-                "budget exceeded: max_steps = {max}, {} steps executed",
-                spent.steps
-            ));
+            return Err(BudgetExhausted::Steps {
+                limit,
+                spent: spent.steps,
+            });
         }
-        if let Some(max) = self.max_cost_usd
-            && spent.cost_usd >= max
+        if let Some(limit) = self.max_cost_usd
+            && spent.cost_usd >= limit
         {
-            return Err(format!(
-                "budget exceeded: max_cost_usd = {max:.4}, spent {:.4} USD",
-                spent.cost_usd
-            ));
+            return Err(BudgetExhausted::CostUsd {
+                limit,
+                spent: spent.cost_usd,
+            });
         }
-        if let Some(max) = self.max_tokens
-            && spent.tokens >= max
+        if let Some(limit) = self.max_tokens
+            && spent.tokens >= limit
         {
-            return Err(format!(
-                "budget exceeded: max_tokens = {max}, used {} tokens",
-                spent.tokens
-            ));
+            return Err(BudgetExhausted::Tokens {
+                limit,
+                spent: spent.tokens,
+            });
         }
         Ok(())
+    }
+}
+
+/// Which budget a run exhausted: its limit, and what the run had spent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "budget", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BudgetExhausted {
+    /// `max_steps`.
+    Steps {
+        /// The limit.
+        limit: u64,
+        /// Steps executed.
+        spent: u64,
+    },
+    /// `max_cost_usd`.
+    CostUsd {
+        /// The limit, in US dollars.
+        limit: f64,
+        /// Dollars spent.
+        spent: f64,
+    },
+    /// `max_tokens`.
+    Tokens {
+        /// The limit.
+        limit: u64,
+        /// Tokens used.
+        spent: u64,
+    },
+    /// `max_duration`.
+    Duration {
+        /// The limit.
+        limit: Duration,
+        /// How long the run has taken.
+        spent: Duration,
+    },
+}
+
+impl std::fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BudgetExhausted::Duration { limit, spent } => write!(
+                f,
+                "budget exceeded: max_duration = {limit:?}, the run has taken {spent:.1?}"
+            ),
+            BudgetExhausted::Steps { limit, spent } => write!(
+                f,
+                "budget exceeded: max_steps = {limit}, {spent} steps executed"
+            ),
+            BudgetExhausted::CostUsd { limit, spent } => write!(
+                f,
+                "budget exceeded: max_cost_usd = {limit:.4}, spent {spent:.4} USD"
+            ),
+            BudgetExhausted::Tokens { limit, spent } => write!(
+                f,
+                "budget exceeded: max_tokens = {limit}, used {spent} tokens"
+            ),
+        }
     }
 }
 
@@ -261,7 +319,8 @@ mod tests {
         spent.charge(&Usage::default());
         let message = budget
             .check_before_step(&spent)
-            .expect_err("third step must be refused");
+            .expect_err("third step must be refused")
+            .to_string();
         assert!(message.contains("max_steps = 2"), "{message}");
     }
 
@@ -270,7 +329,10 @@ mod tests {
         let budget = Budget::UNLIMITED.with_max_cost_usd(0.01);
         let mut spent = Spent::default();
         spent.charge(&Usage::tokens("m", 1000, 1000).with_cost_usd(0.018));
-        let message = budget.check_before_step(&spent).expect_err("over the cap");
+        let message = budget
+            .check_before_step(&spent)
+            .expect_err("over the cap")
+            .to_string();
         assert!(message.contains("max_cost_usd = 0.0100"), "{message}");
         assert!(message.contains("0.0180"), "{message}");
     }
@@ -309,7 +371,8 @@ mod tests {
         let budget = Budget::UNLIMITED.with_max_tokens(1_000);
         let message = budget
             .check_before_step(&Spent::default().with_pending(&huge))
-            .expect_err("a saturated count exceeds any cap");
+            .expect_err("a saturated count exceeds any cap")
+            .to_string();
         assert!(message.contains("max_tokens = 1000"), "{message}");
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
-use crate::budget::{Budget, Pricing, Spent, Usage};
+use crate::budget::{Budget, BudgetExhausted, Pricing, Spent, Usage};
 use crate::circuit::Circuits;
 use crate::error::ParkReason;
 use crate::event::{AlertKind, Event};
@@ -94,8 +94,8 @@ pub(crate) enum Abort {
     Park(ParkReason),
     /// Failed for good (a step panicked, or was refused for authentication).
     Fail(String),
-    /// A budget was exhausted.
-    Budget(String),
+    /// A budget was exhausted: in words, and which.
+    Budget(String, Option<BudgetExhausted>),
     /// Sleeping or waiting for an event: leave memory until `due_us` (or until an event
     /// arrives, when `None`).
     Wait {
@@ -221,13 +221,18 @@ impl RunContext {
     }
 
     /// Whether another step may start.
-    pub(crate) fn check_budget(&self) -> Result<(), String> {
+    pub(crate) fn check_budget(&self) -> Result<(), BudgetExhausted> {
         let state = self.state();
         self.budget.check_before_step(&self.spent_now(&state))
     }
 
+    /// The budget the run has exhausted (steps aside), if any.
+    pub(crate) fn exhausted_budget(&self) -> Option<BudgetExhausted> {
+        self.check_budget_for_retry(&Usage::default()).err()
+    }
+
     /// Whether a step that has spent `pending` so far may make another attempt.
-    pub(crate) fn check_budget_for_retry(&self, pending: &Usage) -> Result<(), String> {
+    pub(crate) fn check_budget_for_retry(&self, pending: &Usage) -> Result<(), BudgetExhausted> {
         let state = self.state();
         let spent = self.spent_now(&state).with_pending(pending);
         let mut budget = self.budget;

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::budget::{Budget, Spent};
+use crate::budget::{Budget, BudgetExhausted, Spent};
 use crate::circuit::CircuitConfig;
 use crate::context::{Abort, RunContext, RunSetup, Shared};
 use crate::error::{Error, ParkReason, StepError, StepErrorKind};
@@ -480,6 +480,7 @@ impl Engine {
             budget: options.budget.unwrap_or_else(|| workflow.budget()),
             parked_by_fingerprint: None,
             park_reason: None,
+            budget_exhausted: None,
             priority: options.priority,
             not_before_us: options.not_before.map(micros),
             concurrency_key: options.concurrency_key,

@@ -387,8 +387,11 @@ pub enum Error {
     BudgetExceeded {
         /// The run.
         run_id: String,
-        /// Which budget, its limit and the amount spent.
+        /// Which budget, its limit and the amount spent, in words.
         message: String,
+        /// Which budget, its limit and the amount spent (`None` for runs journaled before it
+        /// was kept).
+        exhausted: Option<crate::BudgetExhausted>,
     },
 }
 
@@ -430,7 +433,9 @@ impl fmt::Display for Error {
             Error::RunParked { run_id, reason, .. } => {
                 write!(f, "run {run_id:?} is parked: {reason}")
             }
-            Error::BudgetExceeded { run_id, message } => {
+            Error::BudgetExceeded {
+                run_id, message, ..
+            } => {
                 write!(f, "run {run_id:?} stopped: {message}")
             }
             Error::RunFinished { run_id, status } => {

@@ -100,6 +100,9 @@ pub struct RunRecord {
     /// until the code changes.
     #[serde(default)]
     pub parked_by_fingerprint: Option<u64>,
+    /// Which budget stopped the run, when one did (`error` holds it in words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_exhausted: Option<crate::BudgetExhausted>,
     /// Why the run is parked, as a type (`error` holds it in words).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub park_reason: Option<ParkReason>,
@@ -173,6 +176,7 @@ impl RunRecord {
             budget: Budget::UNLIMITED,
             parked_by_fingerprint: None,
             park_reason: None,
+            budget_exhausted: None,
             priority: 0,
             not_before_us: None,
             concurrency_key: None,

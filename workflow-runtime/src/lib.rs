@@ -120,7 +120,7 @@ pub mod store;
 pub mod testing;
 mod workflow;
 
-pub use budget::{Budget, Pricing, Usage};
+pub use budget::{Budget, BudgetExhausted, Pricing, Usage};
 pub use circuit::CircuitConfig;
 pub use engine::{Engine, EngineBuilder, Inspector, RunHandle, RunOptions};
 pub use error::{

@@ -214,9 +214,10 @@ impl Step {
             Ok(Claim::Unfinished(record)) => carried = Some(record),
             Ok(Claim::Execute) => {}
         }
-        if let Err(message) = run.check_budget() {
+        if let Err(exhausted) = run.check_budget() {
+            let message = exhausted.to_string();
             run.alert(AlertKind::BudgetExceeded, Some(name), message.clone());
-            return park(run, Abort::Budget(message)).await;
+            return park(run, Abort::Budget(message, Some(exhausted))).await;
         }
         if run.verify_only {
             return replay::not_journaled(run, seq, name).await;
@@ -323,7 +324,7 @@ impl Step {
                 }
                 StepErrorKind::BudgetExceeded => {
                     run.alert(AlertKind::BudgetExceeded, Some(name), error.message.clone());
-                    Some(Abort::Budget(error.message.clone()))
+                    Some(Abort::Budget(error.message.clone(), run.exhausted_budget()))
                 }
                 _ => None,
             };
@@ -500,7 +501,8 @@ impl Step {
             };
             if let Some(run) = &target.run {
                 let spent = usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let Err(message) = run.check_budget_for_retry(&spent) {
+                if let Err(exhausted) = run.check_budget_for_retry(&spent) {
+                    let message = exhausted.to_string();
                     let message = format!("{message} (while retrying after: {})", error.message);
                     break Err(self.error(StepErrorKind::BudgetExceeded, message, number));
                 }

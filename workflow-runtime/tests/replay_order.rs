@@ -277,7 +277,16 @@ async fn the_spend_of_failed_attempts_survives_a_crash_during_the_retries() {
     let second = Engine::with_store(Arc::clone(&store));
     let run = second.start::<expensive>("e", ()).await.unwrap();
     let error = run.result().await.unwrap_err();
-    assert!(matches!(error, Error::BudgetExceeded { .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::BudgetExceeded {
+                exhausted: Some(workflow_runtime::BudgetExhausted::CostUsd { limit, spent }),
+                ..
+            } if limit == 1.0 && spent > 1.0
+        ),
+        "which budget, as a type: {error:?}"
+    );
     assert_eq!(
         ATTEMPTS.load(Ordering::SeqCst),
         2,

@@ -131,7 +131,10 @@ impl Engine {
                 run.park_reason = Some(reason.clone());
                 (RunStatus::Parked, None, Some(reason.to_string()))
             }
-            Ending::BudgetExceeded(message) => (RunStatus::BudgetExceeded, None, Some(message)),
+            Ending::BudgetExceeded(message, exhausted) => {
+                run.budget_exhausted = exhausted;
+                (RunStatus::BudgetExceeded, None, Some(message))
+            }
             Ending::Cancelled(_) => (RunStatus::Cancelled, None, Some("cancelled".to_owned())),
             Ending::Wait {
                 due_us,

@@ -55,7 +55,11 @@ impl Engine {
                 waiting_for: message,
                 ..
             } => Err(Error::parked(run_id, ParkReason::NotJournaled { message })),
-            Ending::BudgetExceeded(message) => Err(Error::BudgetExceeded { run_id, message }),
+            Ending::BudgetExceeded(message, exhausted) => Err(Error::BudgetExceeded {
+                run_id,
+                message,
+                exhausted,
+            }),
             Ending::Cancelled(_) => Err(Error::RunFinished {
                 run_id,
                 status: RunStatus::Cancelled,
@@ -100,7 +104,7 @@ pub(super) enum Ending {
     Completed(Box<serde_json::value::RawValue>),
     Failed(String),
     Parked(ParkReason),
-    BudgetExceeded(String),
+    BudgetExceeded(String, Option<BudgetExhausted>),
     /// Cancelled while executing these steps: (seq, name, started at).
     Cancelled(Vec<(u64, String, u64)>),
     Wait {
@@ -239,7 +243,7 @@ pub(super) async fn execute_in(
         abort = context.aborted() => match abort {
             Abort::Park(reason) => Ending::Parked(reason),
             Abort::Fail(message) => Ending::Failed(message),
-            Abort::Budget(message) => Ending::BudgetExceeded(message),
+            Abort::Budget(message, exhausted) => Ending::BudgetExceeded(message, exhausted),
             Abort::Cancel => Ending::Cancelled(context.running_steps()),
             Abort::Wait { due_us, waiting_for } => Ending::Wait { due_us, waiting_for },
         },

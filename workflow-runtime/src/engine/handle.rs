@@ -115,6 +115,7 @@ impl Engine {
                     return Err(Error::BudgetExceeded {
                         run_id,
                         message: record.error.unwrap_or_default(),
+                        exhausted: record.budget_exhausted,
                     });
                 }
                 RunStatus::Parked if !known => {

@@ -27,6 +27,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One write of a commit batch.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+// A run's record is much larger than the other writes; a batch is built once and moved into
+// the store, so boxing it would cost an allocation per commit for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Write {
     /// Insert or replace a run's record.
     Run(RunRecord),
