@@ -6,6 +6,12 @@
 //! it loads the run's journal once, re-executes the body (journaled steps replay, the rest
 //! run), and journals how the run ended. A run that sleeps or waits for an event longer than
 //! a threshold leaves memory (`waiting`) and is queued again for when it is due.
+//!
+//! Here: the engine, its configuration and the run table (every run queued or executing, under
+//! one lock). Beside it: [`builder`] (configuration before the journal opens), [`control`]
+//! (resume, cancel, retry, events), [`dispatch`] (the queue's task and each run's), [`execute`]
+//! (one execution of a body, and `Engine::replay`), [`handle`] (waiting for a run's end) and
+//! [`inspect`] (reading runs, with or without an engine).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;

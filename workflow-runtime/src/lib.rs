@@ -60,7 +60,10 @@
 //! # Where things are
 //!
 //! - [`Engine`]: starting, resuming, cancelling and inspecting runs; the durable queue and its
-//!   limits ([`RunOptions`]), events ([`Engine::send_event`]), history, cost ledger, alerts.
+//!   limits ([`RunOptions`]), events ([`Engine::send_event`]), history, cost ledger, alerts;
+//!   configured with [`Engine::builder`]. [`Inspector`] reads a journal without an engine.
+//! - [`store`]: the storage trait, the redb file ([`RedbStore`], and
+//!   [`RedbReader`](store::RedbReader) to read one without writing), [`MemoryStore`].
 //! - [`step()`] and [`StepContext`]: steps and what a step body can read.
 //! - [`durable`]: timers, event waits, journaled time and randomness, child workflows.
 //! - [`retry`]: error classes and the retry policy; [`CircuitConfig`], [`RateLimit`] and

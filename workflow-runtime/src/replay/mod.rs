@@ -7,7 +7,8 @@
 //! timeout, a journaled `now`, `random` or `uuid`) is journaled with its *delivery position*,
 //! in the transaction that journals the outcome. Outcomes reach the body one at a time in the
 //! order of their positions, and after each one the body runs until it is idle (a poll of the
-//! body that woke nothing) before the next one is handed over. Live, an outcome takes the next
+//! body that woke nothing, and a round trip through the runtime's deferred wakes that woke it
+//! no more) before the next one is handed over. Live, an outcome takes the next
 //! position when it is committed; on replay, journaled outcomes are handed back in the order of
 //! their positions, the same way.
 //!
