@@ -210,13 +210,12 @@ impl RunOptions {
     /// end of time", never a panic.
     ///
     /// ```
-    /// use std::time::{Duration, SystemTime};
+    /// use std::time::Duration;
     /// use workflow_runtime::RunOptions;
     ///
-    /// // Regression: run_options_delay_of_duration_max_overflowed_adding_to_now.
-    /// let options = RunOptions::default().delay(Duration::MAX);
-    /// let ten_thousand_years = Duration::from_secs(10_000 * 365 * 24 * 3600);
-    /// assert!(options.not_before.unwrap() > SystemTime::now() + ten_thousand_years);
+    /// let options = RunOptions::default().delay(Duration::from_secs(600));
+    /// let never = RunOptions::default().delay(Duration::MAX); // saturates, never panics
+    /// # drop((options, never));
     /// ```
     pub fn delay(self, delay: Duration) -> Self {
         let delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
@@ -778,6 +777,14 @@ mod tests {
             ),
             "read back from the journal: {error:?}"
         );
+    }
+
+    /// Regression: `RunOptions::delay(Duration::MAX)` overflowed adding to now.
+    #[test]
+    fn run_options_delay_of_duration_max_saturates() {
+        let options = RunOptions::default().delay(Duration::MAX);
+        let ten_thousand_years = Duration::from_secs(10_000 * 365 * 24 * 3600);
+        assert!(options.not_before.unwrap() > SystemTime::now() + ten_thousand_years);
     }
 
     /// Regression: every `result()` left an entry in the table of endings, even for runs that
