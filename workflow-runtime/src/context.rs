@@ -287,6 +287,12 @@ impl RunContext {
         inbox.events.remove(index)
     }
 
+    /// Puts back an event taken by a wait that will not receive it (a race's loser).
+    pub(crate) fn put_back(&self, event: InboxEvent) {
+        lock(&self.inbox).events.push_front(event);
+        self.inbox_signal.notify_waiters();
+    }
+
     /// Resolves when an event may have arrived.
     pub(crate) fn inbox_changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.inbox_signal.notified()

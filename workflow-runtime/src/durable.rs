@@ -364,9 +364,18 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
             run_id: event.run_id.clone(),
             arrival: event.arrival,
         });
-        // If the commit fails the run parks, and the event, still in the journal's inbox, is
-        // delivered to the next execution.
-        return replay::record_outcome::<Option<T>>(&run, &mut record, consume.collect()).await;
+        let consume: Vec<Write> = consume.collect();
+        // The event is consumed only when the body is sure to receive it: a wait that loses a
+        // race gives it back. If the commit fails the run parks, and the event, still in the
+        // journal's inbox, is delivered to the next execution.
+        let back = Arc::clone(&run);
+        let undo = move || {
+            if let Some(event) = consumed {
+                back.put_back(event);
+            }
+        };
+        return replay::record_outcome_when_first::<Option<T>>(&run, &mut record, consume, undo)
+            .await;
     }
 }
 

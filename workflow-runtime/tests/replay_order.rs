@@ -468,3 +468,44 @@ async fn start_of_a_run_that_register_resumed_does_not_resume_it_again() {
     let record = second.run("nap").await.unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Waiting);
 }
+
+/// Races a journaled `now` (ready at once) against the event `note`, which is waiting in the
+/// inbox: both are ready at the same poll, and `now` is first in line. Then waits for `note`.
+#[workflow]
+async fn note_after_a_race() -> Result<String, StepError> {
+    let first = durable::race(durable::now(), durable::wait_for_event::<String>("note")).await;
+    let winner = match first {
+        durable::Either::First(_) => "now",
+        durable::Either::Second(_) => "note",
+    };
+    let note: Option<String> =
+        durable::wait_for_event_timeout("note", Duration::from_secs(5)).await?;
+    Ok(format!("{winner} won; then {note:?}"))
+}
+
+/// Regression: a wait that lost a race had consumed its event already, so the event was gone
+/// for the wait after the race.
+#[tokio::test(start_paused = true)]
+async fn an_event_taken_by_a_race_s_losing_wait_is_still_there_for_the_next_wait() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::with_store(Arc::clone(&store));
+    // The run waits for an hour before it starts: the event is in its inbox by then.
+    let options = workflow_runtime::RunOptions::default().delay(Duration::from_secs(3600));
+    let run = engine
+        .start_with::<note_after_a_race>("race-note", (), options)
+        .await
+        .unwrap();
+    engine
+        .send_event("race-note", "note", "hello")
+        .await
+        .unwrap();
+    let output = run.result().await.unwrap();
+    assert_eq!(output, "now won; then Some(\"hello\")");
+    assert_eq!(
+        engine
+            .replay::<note_after_a_race>("race-note")
+            .await
+            .unwrap(),
+        output
+    );
+}

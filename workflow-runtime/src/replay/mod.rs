@@ -92,6 +92,24 @@ impl Ticket {
         }
     }
 
+    /// Resolves when the outcome is first in line and the body idle, so that what it commits
+    /// is handed over before anything else happens.
+    async fn first_in_line(&self) {
+        std::future::poll_fn(|cx| {
+            let mut state = self.run.replay_state();
+            match state.journal.deliveries.pending.get_mut(&self.position) {
+                Some(Slot::Deferred(waker)) => {
+                    if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+                _ => Poll::Ready(()),
+            }
+        })
+        .await
+    }
+
     /// Resolves at the outcome's turn.
     async fn turn(&self) {
         std::future::poll_fn(|cx| {
@@ -163,11 +181,15 @@ impl RunContext {
 
     /// Takes the next live position, for an outcome about to be committed.
     fn reserve(self: &Arc<Self>) -> Ticket {
+        self.reserve_as(Slot::Committing)
+    }
+
+    fn reserve_as(self: &Arc<Self>, slot: Slot) -> Ticket {
         let mut state = self.replay_state();
         let deliveries = &mut state.journal.deliveries;
         let position = (1, deliveries.next_live);
         deliveries.next_live += 1;
-        deliveries.pending.insert(position, Slot::Committing);
+        deliveries.pending.insert(position, slot);
         drop(state);
         Ticket {
             run: Arc::clone(self),
@@ -264,6 +286,42 @@ pub(crate) async fn record_outcome<T: DeserializeOwned>(
 ) -> Result<T, StepError> {
     let ticket = run.reserve();
     record.delivery = ticket.journaled();
+    if let Err(reason) = commit_with(run, record, extra).await {
+        return park(run, Abort::Park(reason)).await;
+    }
+    ticket.durable();
+    finished(run, record);
+    ticket.turn().await;
+    match hand_back(run, record) {
+        Ok(outcome) => outcome,
+        Err(error) => park(run, Abort::Park(ParkReason::from_error(&error))).await,
+    }
+}
+
+/// [`record_outcome`] for an outcome that consumes something (an event): it takes its place
+/// in line now, but commits only when it is first in line and the body idle, so that the
+/// body receives it right after; a future dropped before that (a race's loser) commits
+/// nothing and calls `undo`, which gives back what it took.
+pub(crate) async fn record_outcome_when_first<T: DeserializeOwned>(
+    run: &Arc<RunContext>,
+    record: &mut StepRecord,
+    extra: Vec<Write>,
+    undo: impl FnOnce(),
+) -> Result<T, StepError> {
+    struct Undo<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Undo<F> {
+        fn drop(&mut self) {
+            if let Some(undo) = self.0.take() {
+                undo();
+            }
+        }
+    }
+    let ticket = run.reserve_as(Slot::Deferred(None));
+    record.delivery = ticket.journaled();
+    let mut undo = Undo(Some(undo));
+    ticket.first_in_line().await;
+    // Committing now: what was taken is the body's from here on.
+    undo.0 = None;
     if let Err(reason) = commit_with(run, record, extra).await {
         return park(run, Abort::Park(reason)).await;
     }

@@ -90,6 +90,9 @@ pub(super) enum Slot {
     Unclaimed { seq: u64, name: String },
     /// Live: its commit is in flight.
     Committing,
+    /// Live: waits to be first in line before it commits (an event, whose consumption must be
+    /// journaled only when the body is sure to receive it); the waker of its future.
+    Deferred(Option<Waker>),
     /// Durable, waiting for its turn; the waker of the future that waits for it.
     Ready(Option<Waker>),
     /// Its future was dropped before its turn: skipped.
@@ -125,6 +128,15 @@ impl Deliveries {
                     return Turn::Delivered;
                 }
                 Slot::Committing => return Turn::Idle,
+                Slot::Deferred(waker) => {
+                    // First in line, with the body idle: it may commit now.
+                    let waker = waker.take();
+                    *entry.get_mut() = Slot::Committing;
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                    return Turn::Delivered;
+                }
                 Slot::Unclaimed { seq, name } => {
                     let (seq, name) = (*seq, name.clone());
                     // The body went idle without asking for the journal's next outcome. A
@@ -138,7 +150,7 @@ impl Deliveries {
                         && self
                             .pending
                             .values()
-                            .all(|slot| !matches!(slot, Slot::Committing));
+                            .all(|slot| !matches!(slot, Slot::Committing | Slot::Deferred(_)));
                     return match live_waiting {
                         true => Turn::Diverged { seq, name },
                         false => Turn::Waiting { seq, name },
