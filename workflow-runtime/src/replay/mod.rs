@@ -271,10 +271,7 @@ pub(crate) async fn replay_outcome<T: DeserializeOwned>(
         seq: record.seq,
         name: record.name.clone(),
     });
-    match hand_back(run, &record) {
-        Ok(outcome) => outcome,
-        Err(error) => park(run, Abort::Park(ParkReason::from_error(&error))).await,
-    }
+    hand_over(run, &record).await
 }
 
 /// Journals a new outcome (with `extra` writes in the same transaction) at the next position,
@@ -286,16 +283,7 @@ pub(crate) async fn record_outcome<T: DeserializeOwned>(
 ) -> Result<T, StepError> {
     let ticket = run.reserve();
     record.delivery = ticket.journaled();
-    if let Err(reason) = commit_with(run, record, extra).await {
-        return park(run, Abort::Park(reason)).await;
-    }
-    ticket.durable();
-    finished(run, record);
-    ticket.turn().await;
-    match hand_back(run, record) {
-        Ok(outcome) => outcome,
-        Err(error) => park(run, Abort::Park(ParkReason::from_error(&error))).await,
-    }
+    commit_and_hand_over(run, &ticket, record, extra).await
 }
 
 /// [`record_outcome`] for an outcome that consumes something (an event): it takes its place
@@ -322,12 +310,31 @@ pub(crate) async fn record_outcome_when_first<T: DeserializeOwned>(
     ticket.first_in_line().await;
     // Committing now: what was taken is the body's from here on.
     undo.0 = None;
+    commit_and_hand_over(run, &ticket, record, extra).await
+}
+
+/// Commits a new outcome at its ticket's position, and hands it to the body at its turn.
+async fn commit_and_hand_over<T: DeserializeOwned>(
+    run: &Arc<RunContext>,
+    ticket: &Ticket,
+    record: &StepRecord,
+    extra: Vec<Write>,
+) -> Result<T, StepError> {
     if let Err(reason) = commit_with(run, record, extra).await {
         return park(run, Abort::Park(reason)).await;
     }
     ticket.durable();
     finished(run, record);
     ticket.turn().await;
+    hand_over(run, record).await
+}
+
+/// The body's value of a journaled outcome, decoded from its bytes; a value that no longer
+/// decodes parks the run.
+async fn hand_over<T: DeserializeOwned>(
+    run: &RunContext,
+    record: &StepRecord,
+) -> Result<T, StepError> {
     match hand_back(run, record) {
         Ok(outcome) => outcome,
         Err(error) => park(run, Abort::Park(ParkReason::from_error(&error))).await,
@@ -408,7 +415,7 @@ pub(crate) fn finished(run: &RunContext, record: &StepRecord) {
 }
 
 /// Decodes a journaled step outcome into what the body receives.
-pub(crate) fn hand_back<T: DeserializeOwned>(
+fn hand_back<T: DeserializeOwned>(
     run: &RunContext,
     record: &StepRecord,
 ) -> Result<Result<T, StepError>, Error> {
