@@ -4,21 +4,21 @@
 //! open), `workflow_runs` (run id -> JSON [`RunRecord`]) and `workflow_steps`
 //! ((run id, sequence number) -> JSON [`StepRecord`]).
 //!
-//! Writes use leader/follower group commit. A caller queues its batch; if no commit is in
-//! progress it becomes the leader: it takes every batch waiting in the queue, applies them in
-//! one transaction committed with `Durability::Immediate`, answers each caller, and goes on
-//! until the queue is empty. Callers that arrive meanwhile wait for a leader to answer them.
-//! Concurrent runs thus share one fsync, and a lone sequential run commits on its own thread,
-//! with no hand-off to another thread on its latency path.
+//! Writes go through leader/follower group commit (the `group` module), so concurrent runs
+//! share one fsync.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use redb::{
     Database, DatabaseError, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
     StorageError, TableDefinition, TableHandle,
 };
 use tokio::sync::oneshot;
+
+mod group;
+
+use self::group::{Op, Writer};
 
 use super::{BoxFuture, CreateRun, Store, Write};
 use crate::error::{OpenError, StoreError};
@@ -33,33 +33,10 @@ const MAGIC: &str = "workflow-runtime journal";
 /// Bumped on any change to the tables or records that an older build would misread.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
-/// The most batches one transaction takes, so one commit's latency stays bounded under load.
-const MAX_BATCHES_PER_TRANSACTION: usize = 4096;
-
 /// A journal in one redb file, with group commit.
 pub struct RedbStore {
     path: PathBuf,
     writer: Arc<Writer>,
-}
-
-/// The database and its commit queue, shared with a leader that commits from the blocking pool.
-struct Writer {
-    db: Database,
-    group: Mutex<Group>,
-}
-
-#[derive(Default)]
-struct Group {
-    queue: Vec<Op>,
-    leading: bool,
-}
-
-enum Op {
-    Create(
-        Box<RunRecord>,
-        oneshot::Sender<Result<CreateRun, StoreError>>,
-    ),
-    Commit(Vec<Write>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -85,42 +62,13 @@ impl RedbStore {
         check_or_initialize(&db, &path)?;
         Ok(RedbStore {
             path,
-            writer: Arc::new(Writer {
-                db,
-                group: Mutex::new(Group::default()),
-            }),
+            writer: Arc::new(Writer::new(db)),
         })
     }
 
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Queues `op`, and commits the queue if no other caller is committing it.
-    fn submit(&self, op: Op) {
-        let lead = {
-            let mut group = self.writer.group.lock().unwrap_or_else(|p| p.into_inner());
-            group.queue.push(op);
-            !std::mem::replace(&mut group.leading, true)
-        };
-        if !lead {
-            return;
-        }
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            // The fsync blocks this thread; block_in_place lets the runtime move the other
-            // tasks off it, without handing this commit to another thread.
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| self.writer.lead());
-            }
-            // A current-thread runtime cannot block in place: lead from the blocking pool. The
-            // leader owns what it needs, so a caller that goes away cannot strand the queue.
-            Ok(_) => {
-                let writer = Arc::clone(&self.writer);
-                tokio::task::spawn_blocking(move || writer.lead());
-            }
-            Err(_) => self.writer.lead(),
-        }
     }
 
     fn read<T: Send + 'static>(
@@ -134,15 +82,7 @@ impl RedbStore {
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
-        // A leader in the blocking pool may still hold the database for a moment after the
-        // last commit was answered. Wait for it (bounded), so that the file lock is released
-        // when the store is dropped and the file can be opened again at once.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while self.writer.group.lock().is_ok_and(|g| g.leading)
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
+        self.writer.wait_idle();
     }
 }
 
@@ -380,65 +320,6 @@ fn initialize(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-impl Writer {
-    fn take_batch(&self) -> Vec<Op> {
-        let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
-        let take = group.queue.len().min(MAX_BATCHES_PER_TRANSACTION);
-        let batch: Vec<Op> = group.queue.drain(..take).collect();
-        if batch.is_empty() {
-            group.leading = false;
-        }
-        batch
-    }
-
-    /// Commits what is queued, transaction after transaction, until the queue is empty.
-    fn lead(&self) {
-        loop {
-            let batch = self.take_batch();
-            if batch.is_empty() {
-                return;
-            }
-            apply(&self.db, batch);
-        }
-    }
-}
-
-/// Writes `batch` in one transaction and answers each of its callers.
-fn apply(db: &Database, batch: Vec<Op>) {
-    if batch.is_empty() {
-        return;
-    }
-    match write_batch(db, &batch) {
-        Ok(created) => {
-            let mut created = created.into_iter();
-            for op in batch {
-                match op {
-                    Op::Create(_, reply) => {
-                        let outcome = created.next().unwrap_or(Ok(CreateRun::Created));
-                        let _ = reply.send(outcome);
-                    }
-                    Op::Commit(_, reply) => {
-                        let _ = reply.send(Ok(()));
-                    }
-                }
-            }
-        }
-        Err(error) => {
-            let error = StoreError::Backend(error.to_string());
-            for op in batch {
-                match op {
-                    Op::Create(_, reply) => {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                    Op::Commit(_, reply) => {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Applies every op of `batch` in one durable transaction; returns the outcome of each create.
 fn write_batch(
     db: &Database,
@@ -622,7 +503,7 @@ impl Store for RedbStore {
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            self.submit(Op::Create(Box::new(run), reply));
+            self.writer.submit(Op::Create(Box::new(run), reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
     }
@@ -646,7 +527,7 @@ impl Store for RedbStore {
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            self.submit(Op::Commit(writes, reply));
+            self.writer.submit(Op::Commit(writes, reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
     }
