@@ -92,6 +92,18 @@ pub enum StoreError {
     Closed,
     /// The store was opened for reading only.
     ReadOnly,
+    /// The journal file is damaged where the storage engine keeps its own structures: it is
+    /// not a readable journal. Records elsewhere may still read.
+    Damaged {
+        /// What failed.
+        detail: String,
+    },
+    /// The disk is full (or the file reached its size limit): nothing of the failed commit
+    /// was written. Commits succeed again once there is space.
+    DiskFull {
+        /// The operating system's message.
+        detail: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -103,6 +115,13 @@ impl fmt::Display for StoreError {
             }
             StoreError::Closed => f.write_str("the journal store is closed"),
             StoreError::ReadOnly => f.write_str("the journal was opened for reading only"),
+            StoreError::Damaged { detail } => {
+                write!(f, "the journal file is damaged, not a readable journal: {detail}")
+            }
+            StoreError::DiskFull { detail } => write!(
+                f,
+                "the journal could not be written, the disk is full: {detail}; nothing of this commit was written, and commits succeed again once there is space"
+            ),
         }
     }
 }

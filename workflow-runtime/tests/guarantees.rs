@@ -777,7 +777,7 @@ async fn a_journal_of_a_newer_format_is_refused() {
             error,
             Error::Open(OpenError::NewerFormat {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             })
         ),
@@ -786,55 +786,92 @@ async fn a_journal_of_a_newer_format_is_refused() {
     assert!(error.to_string().contains("upgrade"), "{error}");
 }
 
-#[tokio::test]
+struct CountsThenWaits;
+
+impl Workflow for CountsThenWaits {
+    type Input = ();
+    type Output = u32;
+    const NAME: &'static str = "counts_then_waits";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+        Box::pin(async move {
+            let counted = step("count")
+                .run(|| async { Ok::<_, io::Error>(4_000_321u32) })
+                .await
+                .map_err(fail)?;
+            let extra: u32 = workflow_runtime::durable::wait_for_event("go")
+                .await
+                .map_err(fail)?;
+            Ok(counted + extra)
+        })
+    }
+}
+
+/// One changed digit inside a journaled value is caught by the record's checksum: the run is
+/// parked naming the step, never resumed with a different value, and the record is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_step_record_parks_the_run_and_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("corrupt.redb");
     {
-        let engine = Engine::open(&path).await.unwrap();
-        assert_eq!(
-            engine
-                .start::<Counted>("c1", (1,))
-                .await
-                .unwrap()
-                .result()
-                .await
-                .unwrap(),
-            2
-        );
+        let engine = Engine::builder()
+            .park_after(Duration::ZERO)
+            .open(&path)
+            .await
+            .unwrap();
+        engine.start::<CountsThenWaits>("c1", ()).await.unwrap();
+        let inspector = engine.inspector();
+        within("the run waits for its event", async {
+            loop {
+                let run = inspector.run("c1").await.unwrap();
+                if run.is_some_and(|r| r.status == workflow_runtime::RunStatus::Waiting) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        engine.shutdown().await;
     }
-    // Damage the journaled step and mark the run unfinished, as if it had crashed.
+    // Change one digit of the journaled value, as a bad sector or a stray write would.
     let steps = redb::TableDefinition::<(&str, u64), &[u8]>::new("workflow_steps");
-    let runs = redb::TableDefinition::<&str, &[u8]>::new("workflow_runs");
-    {
+    let damaged = {
         let db = redb::Database::create(&path).unwrap();
         let tx = db.begin_write().unwrap();
-        tx.open_table(steps)
-            .unwrap()
-            .insert(("c1", 0), b"{not json".as_slice())
-            .unwrap();
-        {
-            let mut table = tx.open_table(runs).unwrap();
-            let record = table.get("c1").unwrap().unwrap().value().to_vec();
-            let text = String::from_utf8(record)
-                .unwrap()
-                .replace("\"completed\"", "\"running\"");
-            table.insert("c1", text.as_bytes()).unwrap();
-        }
+        let damaged = {
+            let mut table = tx.open_table(steps).unwrap();
+            let mut record = table.get(("c1", 0)).unwrap().unwrap().value().to_vec();
+            let at = record
+                .windows(7)
+                .position(|w| w == b"4000321")
+                .expect("the value is in the record");
+            record[at] = b'5';
+            table.insert(("c1", 0), record.as_slice()).unwrap();
+            record
+        };
         tx.commit().unwrap();
-    }
+        damaged
+    };
     {
         let engine = Engine::open(&path).await.unwrap();
-        engine.register::<Counted>().await.unwrap();
-        let error = engine.handle::<Counted>("c1").result().await.unwrap_err();
+        engine.register::<CountsThenWaits>().await.unwrap();
+        engine.send_event("c1", "go", 1u32).await.unwrap();
+        let error = engine
+            .handle::<CountsThenWaits>("c1")
+            .result()
+            .await
+            .unwrap_err();
         let Error::RunParked { reason, .. } = &error else {
             panic!("expected a parked run, got {error:?}");
         };
         let reason = reason.to_string();
         assert!(
-            reason.contains("corrupted journal record") && reason.contains("step #0"),
+            reason.contains("corrupted journal record")
+                && reason.contains("step #0")
+                && reason.contains("checksum"),
             "{reason}"
         );
+        engine.shutdown().await;
     }
     let db = redb::Database::create(&path).unwrap();
     let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
@@ -847,7 +884,7 @@ async fn a_corrupted_step_record_parks_the_run_and_is_kept() {
         .value()
         .to_vec();
     assert_eq!(
-        kept, b"{not json",
+        kept, damaged,
         "the damaged record is kept for a person to look at"
     );
 }

@@ -12,6 +12,7 @@
 
 mod memory;
 mod redb;
+pub(crate) mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -68,6 +69,17 @@ pub enum CreateRun {
     Existing(Box<RunRecord>),
 }
 
+/// A run whose record could not be read: [`Store::list_runs`] leaves it out, so that damage
+/// stays confined to the run it is in, and [`Store::list_damaged_runs`] names it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DamagedRun {
+    /// The run's id (the record's key).
+    pub run_id: String,
+    /// What is wrong with its record.
+    pub error: StoreError,
+}
+
 /// Where the engine keeps its journal.
 ///
 /// Every method's future resolves only once its effect is durable (for stores that persist).
@@ -78,8 +90,15 @@ pub trait Store: Send + Sync + 'static {
     /// The run with this id, if any.
     fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>>;
 
-    /// Every run, ordered by id.
+    /// Every run whose record reads, ordered by id. A damaged record is left out (the other
+    /// runs go on working); [`Store::list_damaged_runs`] names it.
     fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+
+    /// The runs whose records are damaged, ordered by id. A store that cannot hold damaged
+    /// records has none, the default.
+    fn list_damaged_runs(&self) -> BoxFuture<'_, Result<Vec<DamagedRun>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// The finished steps of a run, ordered by sequence number.
     fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>>;
@@ -103,6 +122,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
         (**self).list_runs()
+    }
+
+    fn list_damaged_runs(&self) -> BoxFuture<'_, Result<Vec<DamagedRun>, StoreError>> {
+        (**self).list_damaged_runs()
     }
 
     fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {

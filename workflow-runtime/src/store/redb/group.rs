@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex};
 use redb::Database;
 use tokio::sync::oneshot;
 
-use super::write_batch;
+use super::{EncodedWrite, NewRun, write_batch};
 use crate::error::StoreError;
-use crate::journal::RunRecord;
-use crate::store::{CreateRun, Write};
+use crate::store::CreateRun;
 
 /// The most batches one transaction takes, so one commit's latency stays bounded under load.
 const MAX_BATCHES_PER_TRANSACTION: usize = 4096;
@@ -35,12 +34,9 @@ struct Group {
 /// One caller's request, with the channel its answer goes back on.
 pub(super) enum Op {
     /// Create a run unless one with its id exists.
-    Create(
-        Box<RunRecord>,
-        oneshot::Sender<Result<CreateRun, StoreError>>,
-    ),
+    Create(Box<NewRun>, oneshot::Sender<Result<CreateRun, StoreError>>),
     /// Apply a batch of writes.
-    Commit(Vec<Write>, oneshot::Sender<Result<(), StoreError>>),
+    Commit(Vec<EncodedWrite>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Writer {
@@ -130,7 +126,6 @@ fn apply(db: &Database, batch: Vec<Op>) {
             }
         }
         Err(error) => {
-            let error = StoreError::Backend(error.to_string());
             for op in batch {
                 match op {
                     Op::Create(_, reply) => {

@@ -20,7 +20,8 @@ mod group;
 
 use self::group::{Op, Writer};
 
-use super::{BoxFuture, CreateRun, Store, Write};
+use super::wire::{self, Accept};
+use super::{BoxFuture, CreateRun, DamagedRun, Store, Write};
 use crate::error::{OpenError, StoreError};
 use crate::journal::{InboxEvent, RunRecord, StepRecord};
 
@@ -31,12 +32,17 @@ const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("workfl
 
 const MAGIC: &str = "workflow-runtime journal";
 /// Bumped on any change to the tables or records that an older build would misread.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Version 2: records in the `wire` module's checksummed envelope.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The meta key listing the record formats a journal holds: `2`, or `1,2` for a journal created
+/// at version 1 (its old records stay as they were written).
+const RECORD_FORMATS: &str = "record_formats";
 
 /// A journal in one redb file, with group commit.
 pub struct RedbStore {
     path: PathBuf,
     writer: Arc<Writer>,
+    accept: Accept,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -57,12 +63,17 @@ impl RedbStore {
         let is_new = std::fs::metadata(&path).map_or(true, |m| m.len() == 0);
         if is_new {
             create_atomically(&path)?;
+        } else {
+            refuse_foreign_file(&path)?;
         }
-        let db = Database::open(&path).map_err(|e| open_error(&path, e))?;
-        check_or_initialize(&db, &path)?;
+        let db = guard_panics(|| Database::open(&path))
+            .map_err(|detail| damaged_file(&path, detail))?
+            .map_err(|e| open_error(&path, e))?;
+        let accept = check_or_initialize(&db, &path)?;
         Ok(RedbStore {
             path,
             writer: Arc::new(Writer::new(db)),
+            accept,
         })
     }
 
@@ -73,10 +84,11 @@ impl RedbStore {
 
     fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn ReadableDatabase) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn ReadableDatabase, Accept) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         let writer = Arc::clone(&self.writer);
-        read_blocking(move || f(&writer.db))
+        let accept = self.accept;
+        read_blocking(move || f(&writer.db, accept))
     }
 }
 
@@ -166,10 +178,19 @@ fn storage(path: &Path) -> impl Fn(redb::Error) -> OpenError + '_ {
     }
 }
 
-fn check_or_initialize(db: &Database, path: &Path) -> Result<(), OpenError> {
+/// Checks the journal, initializes a new one and upgrades a version-1 one; returns which
+/// record formats it holds.
+fn check_or_initialize(db: &Database, path: &Path) -> Result<Accept, OpenError> {
     match check_journal(db, path)? {
-        Contents::Empty => initialize(db).map_err(storage(path)),
-        Contents::Journal => Ok(()),
+        Contents::Empty => {
+            initialize(db).map_err(storage(path))?;
+            Ok(Accept::V2)
+        }
+        Contents::Journal { version: 1, .. } => {
+            upgrade_from_v1(db).map_err(storage(path))?;
+            Ok(Accept::V1AndV2)
+        }
+        Contents::Journal { accept, .. } => Ok(accept),
     }
 }
 
@@ -178,10 +199,59 @@ enum Contents {
     /// No table at all: a file just created.
     Empty,
     /// A journal of a format this build reads.
-    Journal,
+    Journal {
+        /// Its format version.
+        version: u32,
+        /// The record formats it may hold.
+        accept: Accept,
+    },
+}
+
+/// Refuses, without writing a byte, a file that is not a journal of a format this build
+/// reads: redb's writable open may rewrite the header of any redb file (another program's
+/// included) before the journal's own checks could run. A file that needs redb's recovery (an
+/// engine was killed) cannot be checked without writing: it is left to the writable open.
+fn refuse_foreign_file(path: &Path) -> Result<(), OpenError> {
+    let opened =
+        guard_panics(|| ReadOnlyDatabase::open(path)).map_err(|d| damaged_file(path, d))?;
+    match opened {
+        Ok(db) => check_journal(&db, path).map(drop),
+        Err(DatabaseError::DatabaseAlreadyOpen) => Err(OpenError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(DatabaseError::RepairAborted) => Ok(()),
+        Err(e) => match open_error(path, e) {
+            refused @ OpenError::NotAJournal { .. } => Err(refused),
+            // Anything else (a file needing recovery, say) is the writable open's to report.
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Runs `f`, turning a panic into an error: redb panics on some damaged files (an index out of
+/// range, an unreachable branch), and a damaged file must be an error, never a dead thread.
+fn guard_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned())
+    })
+}
+
+fn damaged_file(path: &Path, detail: String) -> OpenError {
+    OpenError::NotAJournal {
+        path: path.to_path_buf(),
+        detail: format!("the file is damaged (redb failed reading it: {detail})"),
+    }
 }
 
 fn check_journal(db: &dyn ReadableDatabase, path: &Path) -> Result<Contents, OpenError> {
+    guard_panics(|| check_journal_unguarded(db, path)).map_err(|d| damaged_file(path, d))?
+}
+
+fn check_journal_unguarded(db: &dyn ReadableDatabase, path: &Path) -> Result<Contents, OpenError> {
     let read = db.begin_read().map_err(|e| storage(path)(e.into()))?;
     let tables: Vec<String> = read
         .list_tables()
@@ -228,7 +298,25 @@ fn check_journal(db: &dyn ReadableDatabase, path: &Path) -> Result<Contents, Ope
             supported: FORMAT_VERSION,
         });
     }
-    Ok(Contents::Journal)
+    if found == 0 {
+        return Err(OpenError::NotAJournal {
+            path: path.to_path_buf(),
+            detail: "its format version is 0".into(),
+        });
+    }
+    let formats = meta
+        .get(RECORD_FORMATS)
+        .map_err(|e| storage(path)(e.into()))?
+        .map(|v| v.value().to_owned());
+    let accept = if found == 1 || formats.is_some_and(|f| f.split(',').any(|v| v == "1")) {
+        Accept::V1AndV2
+    } else {
+        Accept::V2
+    };
+    Ok(Contents::Journal {
+        version: found,
+        accept,
+    })
 }
 
 /// A journal file opened for reading only: nothing is written to it, not even on open, so
@@ -237,6 +325,7 @@ fn check_journal(db: &dyn ReadableDatabase, path: &Path) -> Result<Contents, Ope
 pub struct RedbReader {
     path: PathBuf,
     db: Arc<ReadOnlyDatabase>,
+    accept: Accept,
 }
 
 impl std::fmt::Debug for RedbReader {
@@ -252,11 +341,14 @@ impl RedbReader {
     /// (an empty redb file included), and a file held by an engine are errors.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbReader, OpenError> {
         let path = path.as_ref().to_path_buf();
-        let db = ReadOnlyDatabase::open(&path).map_err(|e| open_error(&path, e))?;
+        let db = guard_panics(|| ReadOnlyDatabase::open(&path))
+            .map_err(|detail| damaged_file(&path, detail))?
+            .map_err(|e| open_error(&path, e))?;
         match check_journal(&db, &path)? {
-            Contents::Journal => Ok(RedbReader {
+            Contents::Journal { accept, .. } => Ok(RedbReader {
                 path,
                 db: Arc::new(db),
+                accept,
             }),
             Contents::Empty => Err(OpenError::NotAJournal {
                 path,
@@ -272,36 +364,11 @@ impl RedbReader {
 
     fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn ReadableDatabase) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn ReadableDatabase, Accept) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
         let db = Arc::clone(&self.db);
-        read_blocking(move || f(&*db))
-    }
-}
-
-impl Store for RedbReader {
-    fn create_run(&self, _run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
-        Box::pin(async { Err(StoreError::ReadOnly) })
-    }
-
-    fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
-        self.read(move |db| read_run(db, &run_id))
-    }
-
-    fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
-        self.read(read_runs)
-    }
-
-    fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
-        self.read(move |db| read_steps(db, &run_id))
-    }
-
-    fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
-        self.read(move |db| read_events(db, &run_id))
-    }
-
-    fn commit(&self, _writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async { Err(StoreError::ReadOnly) })
+        let accept = self.accept;
+        read_blocking(move || f(&*db, accept))
     }
 }
 
@@ -312,6 +379,7 @@ fn initialize(db: &Database) -> Result<(), redb::Error> {
         let mut meta = tx.open_table(META)?;
         meta.insert("magic", MAGIC)?;
         meta.insert("format_version", FORMAT_VERSION.to_string().as_str())?;
+        meta.insert(RECORD_FORMATS, "2")?;
         tx.open_table(RUNS)?;
         tx.open_table(STEPS)?;
         tx.open_table(EVENTS)?;
@@ -320,8 +388,112 @@ fn initialize(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// Marks a version-1 journal as version 2, in one transaction: its records stay as they were
+/// written and still read; new ones are written in version 2. A build that reads only version 1
+/// refuses the file from then on, as it would misread the new records.
+fn upgrade_from_v1(db: &Database) -> Result<(), redb::Error> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate)?;
+    {
+        let mut meta = tx.open_table(META)?;
+        meta.insert("format_version", FORMAT_VERSION.to_string().as_str())?;
+        meta.insert(RECORD_FORMATS, "1,2")?;
+        tx.open_table(EVENTS)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A run to create, encoded on the caller's task (so the commit leader only writes bytes).
+pub(super) struct NewRun {
+    run_id: String,
+    bytes: Vec<u8>,
+    /// To decode an existing run under the same id.
+    accept: Accept,
+}
+
+/// One write of a commit batch, encoded on the caller's task.
+pub(super) enum EncodedWrite {
+    Run {
+        run_id: String,
+        bytes: Vec<u8>,
+    },
+    Step {
+        run_id: String,
+        seq: u64,
+        bytes: Vec<u8>,
+    },
+    Event {
+        run_id: String,
+        arrival: u64,
+        bytes: Vec<u8>,
+    },
+    DeleteStep {
+        run_id: String,
+        seq: u64,
+    },
+    ConsumeEvent {
+        run_id: String,
+        arrival: u64,
+    },
+}
+
+fn encode_writes(writes: Vec<Write>) -> Result<Vec<EncodedWrite>, StoreError> {
+    writes
+        .into_iter()
+        .map(|write| {
+            Ok(match write {
+                Write::Run(run) => EncodedWrite::Run {
+                    bytes: wire::encode_run(&run)?,
+                    run_id: run.run_id,
+                },
+                Write::Step { run_id, step } => EncodedWrite::Step {
+                    bytes: wire::encode_step(&run_id, &step)?,
+                    seq: step.seq,
+                    run_id,
+                },
+                Write::Event(event) => EncodedWrite::Event {
+                    bytes: wire::encode_event(&event)?,
+                    arrival: event.arrival,
+                    run_id: event.run_id,
+                },
+                Write::DeleteStep { run_id, seq } => EncodedWrite::DeleteStep { run_id, seq },
+                Write::ConsumeEvent { run_id, arrival } => {
+                    EncodedWrite::ConsumeEvent { run_id, arrival }
+                }
+            })
+        })
+        .collect()
+}
+
 /// Applies every op of `batch` in one durable transaction; returns the outcome of each create.
+/// A panic inside redb (a damaged file) is an error of the whole batch.
 fn write_batch(
+    db: &Database,
+    batch: &[Op],
+) -> Result<Vec<Result<CreateRun, StoreError>>, StoreError> {
+    match guard_panics(|| write_batch_unguarded(db, batch)) {
+        Ok(result) => result.map_err(write_error),
+        Err(panic) => Err(StoreError::Damaged {
+            detail: format!("redb failed writing it: {panic}"),
+        }),
+    }
+}
+
+/// The error of a failed write, with the cause named when it is the disk's.
+fn write_error(error: redb::Error) -> StoreError {
+    if let redb::Error::Io(io) = &error
+        && let Some(code) = io.raw_os_error()
+        && (code == 28 || code == 27)
+    {
+        return StoreError::DiskFull {
+            detail: error.to_string(),
+        };
+    }
+    StoreError::Backend(error.to_string())
+}
+
+fn write_batch_unguarded(
     db: &Database,
     batch: &[Op],
 ) -> Result<Vec<Result<CreateRun, StoreError>>, redb::Error> {
@@ -340,7 +512,7 @@ fn write_batch(
                     let runs = open(&tx, &mut runs, RUNS)?;
                     let existing = runs
                         .get(run.run_id.as_str())?
-                        .map(|bytes| decode_run(&run.run_id, bytes.value()));
+                        .map(|bytes| wire::decode_run(&run.run_id, bytes.value(), run.accept));
                     match existing {
                         Some(Ok(existing)) => {
                             created.push(Ok(CreateRun::Existing(Box::new(existing))))
@@ -348,7 +520,7 @@ fn write_batch(
                         // A damaged record is never overwritten: report it to this caller.
                         Some(Err(e)) => created.push(Err(e)),
                         None => {
-                            runs.insert(run.run_id.as_str(), encode(run).as_slice())?;
+                            runs.insert(run.run_id.as_str(), run.bytes.as_slice())?;
                             created.push(Ok(CreateRun::Created));
                         }
                     }
@@ -356,23 +528,26 @@ fn write_batch(
                 Op::Commit(writes, _) => {
                     for write in writes {
                         match write {
-                            Write::Run(run) => {
+                            EncodedWrite::Run { run_id, bytes } => {
                                 open(&tx, &mut runs, RUNS)?
-                                    .insert(run.run_id.as_str(), encode(run).as_slice())?;
+                                    .insert(run_id.as_str(), bytes.as_slice())?;
                             }
-                            Write::Step { run_id, step } => {
+                            EncodedWrite::Step { run_id, seq, bytes } => {
                                 open(&tx, &mut steps, STEPS)?
-                                    .insert((run_id.as_str(), step.seq), encode(step).as_slice())?;
+                                    .insert((run_id.as_str(), *seq), bytes.as_slice())?;
                             }
-                            Write::Event(event) => {
-                                let key = (event.run_id.as_str(), event.arrival);
+                            EncodedWrite::Event {
+                                run_id,
+                                arrival,
+                                bytes,
+                            } => {
                                 open(&tx, &mut events, EVENTS)?
-                                    .insert(key, encode(event).as_slice())?;
+                                    .insert((run_id.as_str(), *arrival), bytes.as_slice())?;
                             }
-                            Write::DeleteStep { run_id, seq } => {
+                            EncodedWrite::DeleteStep { run_id, seq } => {
                                 open(&tx, &mut steps, STEPS)?.remove((run_id.as_str(), *seq))?;
                             }
-                            Write::ConsumeEvent { run_id, arrival } => {
+                            EncodedWrite::ConsumeEvent { run_id, arrival } => {
                                 open(&tx, &mut events, EVENTS)?
                                     .remove((run_id.as_str(), *arrival))?;
                             }
@@ -398,46 +573,52 @@ fn open<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
         .ok_or_else(|| redb::Error::Corrupted("table slot".into()))
 }
 
-fn encode<T: serde::Serialize>(record: &T) -> Vec<u8> {
-    // Records are plain structs of strings, numbers and already-encoded JSON: they always
-    // serialize.
-    serde_json::to_vec(record).unwrap_or_default()
-}
-
-fn decode_run(run_id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptRecord {
-        record: format!("run {run_id:?}"),
-        detail: e.to_string(),
-    })
-}
-
 fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(e.into().to_string())
 }
 
 // The reads of a journal file, shared by the store that writes it and the one that only reads.
 
-fn read_run(db: &dyn ReadableDatabase, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+fn read_run(
+    db: &dyn ReadableDatabase,
+    accept: Accept,
+    run_id: &str,
+) -> Result<Option<RunRecord>, StoreError> {
     let tx = db.begin_read().map_err(backend)?;
     let runs = tx.open_table(RUNS).map_err(backend)?;
     let found = runs.get(run_id).map_err(backend)?;
     found
-        .map(|bytes| decode_run(run_id, bytes.value()))
+        .map(|bytes| wire::decode_run(run_id, bytes.value(), accept))
         .transpose()
 }
 
-fn read_runs(db: &dyn ReadableDatabase) -> Result<Vec<RunRecord>, StoreError> {
+/// Every run record, each decoded on its own: a damaged record is an `Err` in its place, and
+/// the others still read.
+fn scan_runs(
+    db: &dyn ReadableDatabase,
+    accept: Accept,
+) -> Result<Vec<Result<RunRecord, DamagedRun>>, StoreError> {
     let tx = db.begin_read().map_err(backend)?;
     let runs = tx.open_table(RUNS).map_err(backend)?;
     let mut out = Vec::new();
     for entry in runs.iter().map_err(backend)? {
         let (key, value) = entry.map_err(backend)?;
-        out.push(decode_run(key.value(), value.value())?);
+        let run_id = key.value();
+        out.push(
+            wire::decode_run(run_id, value.value(), accept).map_err(|error| DamagedRun {
+                run_id: run_id.to_owned(),
+                error,
+            }),
+        );
     }
     Ok(out)
 }
 
-fn read_steps(db: &dyn ReadableDatabase, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+fn read_steps(
+    db: &dyn ReadableDatabase,
+    accept: Accept,
+    run_id: &str,
+) -> Result<Vec<StepRecord>, StoreError> {
     let tx = db.begin_read().map_err(backend)?;
     let steps = tx.open_table(STEPS).map_err(backend)?;
     let mut out = Vec::new();
@@ -447,23 +628,16 @@ fn read_steps(db: &dyn ReadableDatabase, run_id: &str) -> Result<Vec<StepRecord>
     for entry in range {
         let (key, value) = entry.map_err(backend)?;
         let seq = key.value().1;
-        let step: StepRecord =
-            serde_json::from_slice(value.value()).map_err(|e| StoreError::CorruptRecord {
-                record: format!("run {run_id:?} step #{seq}"),
-                detail: e.to_string(),
-            })?;
-        if step.seq != seq {
-            return Err(StoreError::CorruptRecord {
-                record: format!("run {run_id:?} step #{seq}"),
-                detail: format!("the record says it is step #{}", step.seq),
-            });
-        }
-        out.push(step);
+        out.push(wire::decode_step(run_id, seq, value.value(), accept)?);
     }
     Ok(out)
 }
 
-fn read_events(db: &dyn ReadableDatabase, run_id: &str) -> Result<Vec<InboxEvent>, StoreError> {
+fn read_events(
+    db: &dyn ReadableDatabase,
+    accept: Accept,
+    run_id: &str,
+) -> Result<Vec<InboxEvent>, StoreError> {
     let tx = db.begin_read().map_err(backend)?;
     let events = match tx.open_table(EVENTS) {
         Ok(events) => events,
@@ -478,58 +652,98 @@ fn read_events(db: &dyn ReadableDatabase, run_id: &str) -> Result<Vec<InboxEvent
     for entry in range {
         let (key, value) = entry.map_err(backend)?;
         let arrival = key.value().1;
-        let event: InboxEvent =
-            serde_json::from_slice(value.value()).map_err(|e| StoreError::CorruptRecord {
-                record: format!("run {run_id:?} event #{arrival}"),
-                detail: e.to_string(),
-            })?;
-        out.push(event);
+        out.push(wire::decode_event(run_id, arrival, value.value(), accept)?);
     }
     Ok(out)
 }
 
-/// Runs a read of the file on tokio's blocking threads: redb reads block on file I/O.
+/// Runs a read of the file on tokio's blocking threads (redb reads block on file I/O), with a
+/// panic inside redb (a damaged file) turned into an error.
 fn read_blocking<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> BoxFuture<'static, Result<T, StoreError>> {
     Box::pin(async move {
-        tokio::task::spawn_blocking(read)
-            .await
-            .map_err(|e| StoreError::Backend(format!("journal read task failed: {e}")))?
+        match tokio::task::spawn_blocking(move || guard_panics(read)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(StoreError::Damaged {
+                detail: format!("redb failed reading it: {panic}"),
+            }),
+            Err(e) if e.is_cancelled() => Err(StoreError::Closed),
+            Err(e) => Err(StoreError::Backend(format!(
+                "journal read task failed: {e}"
+            ))),
+        }
     })
+}
+
+/// The reads both redb stores answer the same way.
+macro_rules! redb_reads {
+    () => {
+        fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
+            self.read(move |db, accept| read_run(db, accept, &run_id))
+        }
+
+        fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+            self.read(|db, accept| Ok(scan_runs(db, accept)?.into_iter().flatten().collect()))
+        }
+
+        fn list_damaged_runs(&self) -> BoxFuture<'_, Result<Vec<DamagedRun>, StoreError>> {
+            self.read(|db, accept| {
+                Ok(scan_runs(db, accept)?
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .collect())
+            })
+        }
+
+        fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
+            self.read(move |db, accept| read_steps(db, accept, &run_id))
+        }
+
+        fn load_events(
+            &self,
+            run_id: String,
+        ) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
+            self.read(move |db, accept| read_events(db, accept, &run_id))
+        }
+    };
 }
 
 impl Store for RedbStore {
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
         Box::pin(async move {
+            let new = NewRun {
+                bytes: wire::encode_run(&run)?,
+                run_id: run.run_id,
+                accept: self.accept,
+            };
             let (reply, answer) = oneshot::channel();
-            self.writer.submit(Op::Create(Box::new(run), reply));
+            self.writer.submit(Op::Create(Box::new(new), reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
     }
 
-    fn load_run(&self, run_id: String) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
-        self.read(move |db| read_run(db, &run_id))
-    }
-
-    fn list_runs(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
-        self.read(read_runs)
-    }
-
-    fn load_steps(&self, run_id: String) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
-        self.read(move |db| read_steps(db, &run_id))
-    }
-
-    fn load_events(&self, run_id: String) -> BoxFuture<'_, Result<Vec<InboxEvent>, StoreError>> {
-        self.read(move |db| read_events(db, &run_id))
-    }
+    redb_reads!();
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let writes = encode_writes(writes)?;
             let (reply, answer) = oneshot::channel();
             self.writer.submit(Op::Commit(writes, reply));
             answer.await.map_err(|_| StoreError::Closed)?
         })
+    }
+}
+
+impl Store for RedbReader {
+    fn create_run(&self, _run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
+        Box::pin(async { Err(StoreError::ReadOnly) })
+    }
+
+    redb_reads!();
+
+    fn commit(&self, _writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Err(StoreError::ReadOnly) })
     }
 }
 

@@ -1,0 +1,334 @@
+//! The journal's encoding: private, versioned, checksummed.
+//!
+//! The public records ([`RunRecord`], [`StepRecord`], [`InboxEvent`]) are read views; what a
+//! store writes is built here, from private types whose layout is frozen with the format
+//! (`records.rs`), so renaming a public field never changes a file.
+//!
+//! Version 2, every record: one tag byte ([`RECORD_V2`], never the first byte of JSON text),
+//! a CRC-32 of the record's key and body (little endian), then the body. A run's and an
+//! event's body is the JSON of its wire type. A step's body is binary, since steps are most of
+//! a journal and are read on every resume: status byte, name, attempts, start and end times,
+//! delivery position (LEB128 varints, strings length-prefixed), the value's JSON bytes, then
+//! the rarely present fields (error, usage, attempt log) as JSON, or nothing.
+//!
+//! Version 1 (journals written before this module) stored each record as the JSON of the public
+//! type, with no checksum. Those records still read, through the same wire types; a journal
+//! that has them says so in its meta table, and in a journal that has none a record without
+//! the version-2 tag is damage.
+//!
+//! Decoding never trusts a length or a number from disk: every length is checked against the
+//! bytes that remain before anything is allocated, and every failure is
+//! [`StoreError::CorruptRecord`] naming the run and the record.
+
+mod records;
+
+use serde_json::value::RawValue;
+
+use self::records::{
+    StepHeader, WireEvent, WireRun, WireStepExtras, WireStepStatus, WireStepV1, step_from_parts,
+};
+use crate::error::StoreError;
+use crate::journal::{InboxEvent, RunRecord, StepRecord};
+
+/// The first byte of every version-2 record.
+const RECORD_V2: u8 = 0xF2;
+/// Tag byte plus checksum.
+const ENVELOPE_LEN: usize = 5;
+
+/// Which record formats a journal may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accept {
+    /// Only version-2 records: the journal was created at version 2.
+    V2,
+    /// Version-1 records too: the journal was created at version 1 and upgraded.
+    V1AndV2,
+}
+
+/// A run's record, encoded.
+pub(crate) fn encode_run(run: &RunRecord) -> Result<Vec<u8>, StoreError> {
+    let body = serde_json::to_vec(&WireRun::from(run))
+        .map_err(|e| encode_error(run_label(&run.run_id), e))?;
+    Ok(seal(&[run.run_id.as_bytes()], &body))
+}
+
+/// A step's record, encoded.
+pub(crate) fn encode_step(run_id: &str, step: &StepRecord) -> Result<Vec<u8>, StoreError> {
+    let mut body = Vec::with_capacity(
+        32 + step.name.len() + step.output.as_ref().map_or(0, |o| o.get().len()),
+    );
+    body.push(WireStepStatus::from(step.status).to_byte());
+    put_bytes(&mut body, step.name.as_bytes());
+    put_varint(&mut body, u64::from(step.attempts));
+    put_varint(&mut body, step.started_at_us);
+    put_varint(&mut body, step.finished_at_us);
+    put_varint(&mut body, step.delivery.map_or(0, |d| d.saturating_add(1)));
+    match &step.output {
+        None => body.push(0),
+        Some(value) => {
+            body.push(1);
+            put_bytes(&mut body, value.get().as_bytes());
+        }
+    }
+    let extras = WireStepExtras::of(step);
+    if !extras.is_empty() {
+        serde_json::to_writer(&mut body, &extras)
+            .map_err(|e| encode_error(step_label(run_id, step.seq), e))?;
+    }
+    Ok(seal(&[run_id.as_bytes(), &step.seq.to_le_bytes()], &body))
+}
+
+/// An event's record, encoded.
+pub(crate) fn encode_event(event: &InboxEvent) -> Result<Vec<u8>, StoreError> {
+    let body = serde_json::to_vec(&WireEvent::from(event))
+        .map_err(|e| encode_error(event_label(&event.run_id, event.arrival), e))?;
+    Ok(seal(
+        &[event.run_id.as_bytes(), &event.arrival.to_le_bytes()],
+        &body,
+    ))
+}
+
+/// Decodes the record stored under run id `run_id`.
+pub(crate) fn decode_run(
+    run_id: &str,
+    bytes: &[u8],
+    accept: Accept,
+) -> Result<RunRecord, StoreError> {
+    let label = || run_label(run_id);
+    let wire: WireRun = match open(&[run_id.as_bytes()], bytes, accept, label)? {
+        Body::V2(body) => serde_json::from_slice(body).map_err(|e| corrupt(label(), e))?,
+        Body::V1(json) => serde_json::from_slice(json).map_err(|e| corrupt(label(), e))?,
+    };
+    if wire.run_id() != run_id {
+        return Err(corrupt(
+            label(),
+            format!("the record is of run {:?}", wire.run_id()),
+        ));
+    }
+    Ok(wire.into())
+}
+
+/// Decodes the record stored under (`run_id`, `seq`).
+pub(crate) fn decode_step(
+    run_id: &str,
+    seq: u64,
+    bytes: &[u8],
+    accept: Accept,
+) -> Result<StepRecord, StoreError> {
+    let label = || step_label(run_id, seq);
+    match open(
+        &[run_id.as_bytes(), &seq.to_le_bytes()],
+        bytes,
+        accept,
+        label,
+    )? {
+        Body::V1(json) => {
+            let wire: WireStepV1 = serde_json::from_slice(json).map_err(|e| corrupt(label(), e))?;
+            if wire.seq != seq {
+                return Err(corrupt(
+                    label(),
+                    format!("the record says it is step #{}", wire.seq),
+                ));
+            }
+            Ok(wire.into())
+        }
+        Body::V2(body) => decode_step_body(seq, body).map_err(|detail| corrupt(label(), detail)),
+    }
+}
+
+/// Decodes the event stored under (`run_id`, `arrival`).
+pub(crate) fn decode_event(
+    run_id: &str,
+    arrival: u64,
+    bytes: &[u8],
+    accept: Accept,
+) -> Result<InboxEvent, StoreError> {
+    let label = || event_label(run_id, arrival);
+    let wire: WireEvent = match open(
+        &[run_id.as_bytes(), &arrival.to_le_bytes()],
+        bytes,
+        accept,
+        label,
+    )? {
+        Body::V2(body) | Body::V1(body) => {
+            serde_json::from_slice(body).map_err(|e| corrupt(label(), e))?
+        }
+    };
+    if wire.key() != (run_id, arrival) {
+        return Err(corrupt(label(), "the record is stored under another key"));
+    }
+    Ok(wire.into())
+}
+
+enum Body<'a> {
+    V1(&'a [u8]),
+    V2(&'a [u8]),
+}
+
+/// Checks a record's envelope and checksum; returns its body.
+fn open<'a>(
+    key: &[&[u8]],
+    bytes: &'a [u8],
+    accept: Accept,
+    label: impl Fn() -> String,
+) -> Result<Body<'a>, StoreError> {
+    match bytes.first() {
+        Some(&RECORD_V2) => {
+            let Some((stored, body)) = bytes.get(1..ENVELOPE_LEN).zip(bytes.get(ENVELOPE_LEN..))
+            else {
+                return Err(corrupt(label(), "the record is shorter than its envelope"));
+            };
+            let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+            let computed = checksum(key, body);
+            if stored != computed {
+                return Err(corrupt(
+                    label(),
+                    format!(
+                        "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the bytes changed after they were written"
+                    ),
+                ));
+            }
+            Ok(Body::V2(body))
+        }
+        _ if accept == Accept::V1AndV2 => Ok(Body::V1(bytes)),
+        Some(other) => Err(corrupt(label(), format!("unknown record tag {other:#04x}"))),
+        None => Err(corrupt(label(), "the record is empty")),
+    }
+}
+
+fn decode_step_body(seq: u64, body: &[u8]) -> Result<StepRecord, String> {
+    let mut reader = Reader { bytes: body };
+    let status_byte = reader.byte()?;
+    let status = WireStepStatus::from_byte(status_byte)
+        .ok_or_else(|| format!("unknown step status {status_byte}"))?;
+    let name = String::from_utf8(reader.bytes()?.to_vec())
+        .map_err(|_| "the step name is not UTF-8".to_owned())?;
+    let attempts = u32::try_from(reader.varint()?)
+        .map_err(|_| "the attempt count is out of range".to_owned())?;
+    let started_at_us = reader.varint()?;
+    let finished_at_us = reader.varint()?;
+    let delivery = reader.varint()?.checked_sub(1);
+    let output = match reader.byte()? {
+        0 => None,
+        1 => {
+            let json = std::str::from_utf8(reader.bytes()?)
+                .map_err(|_| "the value is not UTF-8".to_owned())?;
+            Some(
+                serde_json::from_str::<Box<RawValue>>(json)
+                    .map_err(|e| format!("the value is not JSON: {e}"))?,
+            )
+        }
+        other => return Err(format!("unknown value tag {other}")),
+    };
+    let extras = if reader.bytes.is_empty() {
+        WireStepExtras::default()
+    } else {
+        serde_json::from_slice(reader.bytes)
+            .map_err(|e| format!("its error, usage or attempts: {e}"))?
+    };
+    Ok(step_from_parts(
+        seq,
+        StepHeader {
+            status,
+            name,
+            attempts,
+            started_at_us,
+            finished_at_us,
+            delivery,
+        },
+        output,
+        extras,
+    ))
+}
+
+/// Frames `body` with the version-2 tag and the checksum of `key` and `body`.
+fn seal(key: &[&[u8]], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENVELOPE_LEN + body.len());
+    out.push(RECORD_V2);
+    out.extend_from_slice(&checksum(key, body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The checksum covers the key too, so a record found under another key (a damaged key, or
+/// bytes copied between records) fails it.
+fn checksum(key: &[&[u8]], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    for part in key {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.update(body);
+    hasher.finalize()
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Reads a version-2 body; every read checks what remains first.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let (&first, rest) = self.bytes.split_first().ok_or("the record ends early")?;
+        self.bytes = rest;
+        Ok(first)
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7F) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("a number is longer than 64 bits".into())
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let len = self.varint()?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= self.bytes.len())
+            .ok_or_else(|| format!("a length of {len} bytes runs past the record's end"))?;
+        let (taken, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(taken)
+    }
+}
+
+fn run_label(run_id: &str) -> String {
+    format!("run {run_id:?}")
+}
+
+fn step_label(run_id: &str, seq: u64) -> String {
+    format!("run {run_id:?} step #{seq}")
+}
+
+fn event_label(run_id: &str, arrival: u64) -> String {
+    format!("run {run_id:?} event #{arrival}")
+}
+
+fn corrupt(record: String, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::CorruptRecord {
+        record,
+        detail: detail.to_string(),
+    }
+}
+
+fn encode_error(record: String, error: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("cannot encode {record}: {error}"))
+}
