@@ -144,10 +144,7 @@ impl RunContext {
     pub(crate) fn claim(self: &Arc<Self>, seq: u64, name: &str) -> Result<Claim, NonDeterminism> {
         let mut state = self.replay_state();
         let journal = &mut state.journal;
-        let Some(slot) = journal.records.get_mut(seq as usize) else {
-            return Ok(Claim::Execute);
-        };
-        let Some(record) = slot.as_ref() else {
+        let Some(record) = journal.records.get(&seq) else {
             return Ok(Claim::Execute);
         };
         if record.name != name {
@@ -159,7 +156,7 @@ impl RunContext {
                 body_changed: self.body_changed,
             });
         }
-        let Some(record) = slot.take() else {
+        let Some(record) = journal.records.remove(&seq) else {
             return Ok(Claim::Execute);
         };
         if !is_outcome(&record) {

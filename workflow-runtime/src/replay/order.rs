@@ -26,8 +26,10 @@ pub(super) fn is_outcome(record: &StepRecord) -> bool {
 /// order in which its outcomes are delivered.
 #[derive(Default)]
 pub(crate) struct ReplayJournal {
-    /// Indexed by sequence number; `None` where nothing is journaled (or it was claimed).
-    pub(super) records: Vec<Option<StepRecord>>,
+    /// By sequence number; a record leaves when it is claimed. A map, not a vector indexed by
+    /// sequence number: a sequence number comes from disk, and a damaged or forged one (say
+    /// 2^60) must not size an allocation.
+    pub(super) records: BTreeMap<u64, StepRecord>,
     pub(super) deliveries: Deliveries,
 }
 
@@ -36,7 +38,7 @@ impl ReplayJournal {
         let mut deliveries = Deliveries::default();
         for step in steps.iter().filter(|s| is_outcome(s)) {
             let position = position_of(step);
-            deliveries.next_live = deliveries.next_live.max(position.1 + 1);
+            deliveries.next_live = deliveries.next_live.max(position.1.saturating_add(1));
             deliveries.pending.insert(
                 position,
                 Slot::Unclaimed {
@@ -45,20 +47,8 @@ impl ReplayJournal {
                 },
             );
         }
-        // The store hands steps back ordered by seq; without gaps (the usual case) each one is
-        // already at its index and the vector is reused as it is.
-        let dense = steps.iter().enumerate().all(|(i, s)| s.seq == i as u64);
-        let records = if dense {
-            steps.into_iter().map(Some).collect()
-        } else {
-            let len = steps.iter().map(|s| s.seq + 1).max().unwrap_or(0) as usize;
-            let mut records: Vec<Option<StepRecord>> = (0..len).map(|_| None).collect();
-            for step in steps {
-                let seq = step.seq as usize;
-                records[seq] = Some(step);
-            }
-            records
-        };
+        // The store hands steps back ordered by seq, which collect builds in one pass.
+        let records = steps.into_iter().map(|s| (s.seq, s)).collect();
         ReplayJournal {
             records,
             deliveries,
