@@ -3,9 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use workflow_runtime::{
-    HistoryEvent, HistoryKind, LedgerGroup, RunRecord, RunStatus, StepRecord, StepStatus,
-};
+use workflow_runtime::{HistoryEvent, LedgerGroup, RunRecord, RunStatus, StepRecord, StepStatus};
 
 use crate::error::CliError;
 use crate::format::{Totals, age, duration_us, last_activity_us, now_us, tags, timestamp, usd};
@@ -107,11 +105,12 @@ pub(crate) async fn show(
         let page = timeline::render(&run, &steps);
         std::fs::write(path, page)
             .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
-        let attempts: usize = steps.iter().map(|s| s.attempt_log.len().max(1)).sum();
+        let calls = steps.iter().filter(|s| s.is_step());
+        let attempts: usize = calls.clone().map(|s| s.attempt_log.len().max(1)).sum();
         return Ok(format!(
             "wrote the timeline of run {} ({} steps, {attempts} attempts) to {}\n",
             run.run_id,
-            steps.len(),
+            calls.count(),
             path.display()
         ));
     }
@@ -218,19 +217,26 @@ fn steps_table(steps: &[StepRecord]) -> String {
         ("STEP", Align::Left),
         ("STATUS", Align::Left),
         ("ATTEMPTS", Align::Right),
+        ("ERRORS", Align::Right),
         ("LATENCY", Align::Right),
         ("TOKENS", Align::Right),
         ("COST", Align::Right),
         ("ERROR", Align::Left),
     ]);
+    let mut several_errors = false;
     for step in steps {
-        let error = match (
-            &step.error,
-            step.attempt_log.iter().rev().find_map(|a| a.error.as_ref()),
-        ) {
+        let failed_attempts: Vec<_> = step
+            .attempt_log
+            .iter()
+            .filter_map(|a| a.error.as_ref().map(|e| (a.attempt, e)))
+            .collect();
+        // A step failed in one attempt logs none: its error is the step's own.
+        let errors = failed_attempts.len().max(usize::from(step.error.is_some()));
+        several_errors |= errors > 1;
+        let error = match (&step.error, failed_attempts.last()) {
             (Some(error), _) => format!("{}: {}", snake(&error.kind), error.message),
-            (None, Some(retried)) => format!(
-                "retried after {}: {}",
+            (None, Some((attempt, retried))) => format!(
+                "attempt {attempt} {}: {}",
                 snake(&retried.kind),
                 retried.message
             ),
@@ -244,13 +250,18 @@ fn steps_table(steps: &[StepRecord]) -> String {
             step.name.clone(),
             snake(&step.status),
             step.attempts.to_string(),
+            errors.to_string(),
             duration_us(step.finished_at_us.saturating_sub(step.started_at_us)),
             (step.usage.input_tokens + step.usage.output_tokens).to_string(),
             usd(step.usage.cost_usd),
             clip(&error, 72),
         ]);
     }
-    table.render()
+    let mut out = table.render();
+    if several_errors {
+        out.push_str("(ERROR is each step's last error; --history lists every attempt's)\n");
+    }
+    out
 }
 
 fn history_table(run: &RunRecord, events: &[HistoryEvent]) -> String {
@@ -264,53 +275,15 @@ fn history_table(run: &RunRecord, events: &[HistoryEvent]) -> String {
             .ok()
             .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_else(|| "?".into());
-        let detail = match &event.kind {
-            HistoryKind::RunStarted { workflow } => format!("workflow {workflow}"),
-            HistoryKind::RunResumed => "a process resumed the run, replaying its journal".into(),
-            HistoryKind::StepReplayed { seq, name } => format!("#{seq} {name}"),
-            HistoryKind::StepStarted { seq, name } => format!("#{seq} {name}"),
-            HistoryKind::StepRetried {
-                seq,
-                name,
-                attempt,
-                error,
-                wait_us,
-            } => format!(
-                "#{seq} {name}: attempt {attempt} failed ({}: {}), waiting {}",
-                snake(&error.kind),
-                error.message,
-                duration_us(*wait_us)
-            ),
-            HistoryKind::StepCompleted {
-                seq,
-                name,
-                attempts,
-                usage,
-            } => format!(
-                "#{seq} {name} after {}, {} tokens, {}",
-                plural(*attempts, "attempt", "attempts"),
-                usage.input_tokens + usage.output_tokens,
-                usd(usage.cost_usd)
-            ),
-            HistoryKind::StepFailed { seq, name, error } => format!(
-                "#{seq} {name} after {}: {}: {}",
-                plural(error.attempts, "attempt", "attempts"),
-                snake(&error.kind),
-                error.message
-            ),
-            HistoryKind::RunEnded { status, message } => match message {
-                Some(message) => format!("{status}: {message}"),
-                None => status.to_string(),
-            },
-            other => serde_json::to_string(other).unwrap_or_default(),
-        };
         table.row(vec![
             format!(
                 "+{}",
                 duration_us(event.at_us.saturating_sub(run.created_at_us))
             ),
             name,
-            clip(&detail, 110),
+            // The last column, whole: a clipped line lost the wait ("waiting 1.…") or the
+            // error, which is what a reader of the history came for.
+            event.kind.to_string(),
         ]);
     }
     table.render()
@@ -405,7 +378,7 @@ pub(crate) async fn steer(
 ) -> Result<String, CliError> {
     let before = source.run(run_id).await?;
     let failed_step = match command {
-        Steer::Retry => source
+        Steer::Retry { .. } => source
             .journal(run_id)
             .await?
             .pop()
@@ -435,14 +408,14 @@ pub(crate) async fn steer(
         (Steer::Cancel, false) => Err(CliError::unchanged(format!(
             "run {run_id} was not cancelled: it had already ended ({after})"
         ))),
-        (Steer::Retry, true) => {
+        (Steer::Retry { .. }, true) => {
             let from = match failed_step {
                 Some(step) => format!("from its failed step #{} `{}`", step.seq, step.name),
                 None => "(its journaled steps replay, and the body goes on from there)".into(),
             };
             Ok(format!("run {run_id} queued again {from}{where_next}\n"))
         }
-        (Steer::Retry, false) => Err(CliError::unchanged(format!(
+        (Steer::Retry { .. }, false) => Err(CliError::unchanged(format!(
             "run {run_id} was not retried: it is {after}; only failed runs (or runs stopped by a budget) are retried"
         ))),
         (Steer::Resume, true) => {

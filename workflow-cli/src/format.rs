@@ -68,11 +68,12 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    /// Sums a run's steps.
+    /// Sums a run's steps. Timers, event waits and the other records of durable primitives
+    /// are in the journal too, but they are not steps (see [`StepRecord::is_step`]).
     pub(crate) fn of(steps: &[StepRecord]) -> Totals {
         let mut totals = Totals::default();
         for step in steps {
-            totals.steps += 1;
+            totals.steps += u64::from(step.is_step());
             totals.retries += u64::from(step.attempts.saturating_sub(1));
             totals.input_tokens += step.usage.input_tokens;
             totals.output_tokens += step.usage.output_tokens;

@@ -5,7 +5,7 @@
 //! wf show DB RUN [--history] [--json] [--html FILE]
 //! wf cost DB [--by workflow|tag:KEY] [--since 24h] [--json]
 //! wf cancel DB RUN
-//! wf retry DB RUN
+//! wf retry DB RUN [--force]
 //! wf resume DB RUN
 //! ```
 //!
@@ -113,6 +113,11 @@ enum Command {
         db: PathBuf,
         /// The run id.
         run: String,
+        /// Retry even when the failed step is at-most-once and its outcome unknown (its
+        /// process ended during the call): the call is made again. Check first that it did not
+        /// take effect.
+        #[arg(long)]
+        force: bool,
     },
     /// Queue a parked run again (once its code is fixed).
     Resume {
@@ -213,7 +218,9 @@ async fn run(command: Command) -> Result<String, CliError> {
             by, since, json, ..
         } => commands::cost(&source, &by, since, json).await,
         Command::Cancel { run, .. } => commands::steer(&source, Steer::Cancel, &run).await,
-        Command::Retry { run, .. } => commands::steer(&source, Steer::Retry, &run).await,
+        Command::Retry { run, force, .. } => {
+            commands::steer(&source, Steer::Retry { force }, &run).await
+        }
         Command::Resume { run, .. } => commands::steer(&source, Steer::Resume, &run).await,
     };
     // Also on error: an engine opened here finishes what it queued and closes the file.

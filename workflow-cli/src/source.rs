@@ -30,8 +30,12 @@ pub(crate) const TOKEN_VAR: &str = "WF_ADMIN_TOKEN";
 pub(crate) enum Steer {
     /// End it now, for good.
     Cancel,
-    /// Queue a failed run again from its failed step.
-    Retry,
+    /// Queue a failed run again from its failed step; with `force`, also when that step is
+    /// at-most-once and its outcome unknown.
+    Retry {
+        /// Make the call of an at-most-once step whose outcome is unknown again.
+        force: bool,
+    },
     /// Queue a parked run again.
     Resume,
 }
@@ -41,7 +45,7 @@ impl Steer {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Steer::Cancel => "cancel",
-            Steer::Retry => "retry",
+            Steer::Retry { .. } => "retry",
             Steer::Resume => "resume",
         }
     }
@@ -271,16 +275,24 @@ impl Source {
             } => {
                 let changed = match command {
                     Steer::Cancel => engine.cancel(run_id).await,
-                    Steer::Retry => engine.retry(run_id).await,
+                    Steer::Retry { force: false } => engine.retry(run_id).await,
+                    Steer::Retry { force: true } => engine.force_retry(run_id).await,
                     Steer::Resume => engine.resume(run_id).await,
                 };
                 changed.map_err(|e| match e {
                     Error::RunNotFound { .. } => self.unknown_run(run_id),
+                    Error::UnknownOutcome { seq, step, .. } => CliError::failure(format!(
+                        "run {run_id} was not retried: it stopped at step `{step}` (#{seq}), which is at-most-once, and its process ended during the call, so whether the call took effect is unknown; a retry calls it again. Check what it did, then `wf retry {} {run_id} --force` to call it again",
+                        self.db.display()
+                    )),
                     e => self.store_error(e),
                 })
             }
             Via::Remote { info, info_file } => {
-                let path = format!("/runs/{}/{}", percent_encode(run_id), command.name());
+                let mut path = format!("/runs/{}/{}", percent_encode(run_id), command.name());
+                if command == (Steer::Retry { force: true }) {
+                    path.push_str("?force=true");
+                }
                 #[derive(serde::Deserialize)]
                 struct Changed {
                     changed: bool,
@@ -296,6 +308,11 @@ impl Source {
                         info.addr,
                         info_file.display()
                     ))),
+                    // A refusal that says why (an at-most-once step's unknown outcome).
+                    Err(HttpError::Status {
+                        status: 409,
+                        message,
+                    }) => Err(CliError::failure(message)),
                     Err(e) => Err(self.or_unknown(self.remote_error(e), run_id)),
                 }
             }

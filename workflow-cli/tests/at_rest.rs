@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use common::{Order, Refund, order_journal, table_row, wf};
 use workflow_runtime::BoxFuture;
-use workflow_runtime::{Engine, RunStatus, StepStatus, Workflow, WorkflowFailure, step};
+use workflow_runtime::{
+    Backoff, Engine, RunStatus, StepContext, StepFailure, StepStatus, Workflow, WorkflowFailure,
+    durable, step,
+};
 
 fn arg(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temp path")
@@ -102,19 +105,20 @@ async fn show_prints_the_journal_as_a_table_with_input_output_and_history() {
         .find(|l| l.starts_with("SEQ"))
         .expect("a step table");
     for column in [
-        "STEP", "STATUS", "ATTEMPTS", "LATENCY", "TOKENS", "COST", "ERROR",
+        "STEP", "STATUS", "ATTEMPTS", "ERRORS", "LATENCY", "TOKENS", "COST", "ERROR",
     ] {
         assert!(header.contains(column), "missing column {column}:\n{text}");
     }
     let charge = table_row(&text, "0");
-    assert_eq!(charge[1..4], ["charge", "completed", "3"], "{text}");
-    assert_eq!(charge[5..7], ["360", "$0.003000"], "{text}");
+    assert_eq!(charge[1..5], ["charge", "completed", "3", "2"], "{text}");
+    assert_eq!(charge[6..8], ["360", "$0.003000"], "{text}");
     assert_eq!(
-        charge[7], "retried after transient: card network busy",
+        charge[8], "attempt 2 transient: card network busy",
         "{text}"
     );
+    assert!(text.contains("--history lists every attempt's"), "{text}");
     let ship = table_row(&text, "1");
-    assert_eq!(ship[1..4], ["ship", "completed", "1"], "{text}");
+    assert_eq!(ship[1..5], ["ship", "completed", "1", "0"], "{text}");
     assert!(
         text.contains("input\n  [\n    \"widget\",\n    2\n  ]\n"),
         "{text}"
@@ -128,8 +132,9 @@ async fn show_prints_the_journal_as_a_table_with_input_output_and_history() {
     assert!(failed.contains("error     "), "{failed}");
     let validate = table_row(&failed, "0");
     assert_eq!(validate[1..3], ["validate", "failed"], "{failed}");
+    assert_eq!(validate[4], "1", "one error: {failed}");
     assert!(
-        validate[7].starts_with("terminal: refund window closed"),
+        validate[8].starts_with("terminal: refund window closed"),
         "{failed}"
     );
 
@@ -144,7 +149,15 @@ async fn show_prints_the_journal_as_a_table_with_input_output_and_history() {
         "{history}"
     );
     assert!(
-        events.contains("#0 charge: attempt 1 failed (transient: card network busy), waiting 40ms"),
+        events.contains("#0 charge: attempt 1 failed; retrying in 40.0ms: card network busy"),
+        "{history}"
+    );
+    assert!(
+        events.contains("#0 charge: attempt 2 failed; retrying in 40.0ms: card network busy"),
+        "{history}"
+    );
+    assert!(
+        events.contains("#0 charge completed after 3 attempts"),
         "{history}"
     );
 
@@ -422,4 +435,220 @@ async fn missing_journal_unknown_run_and_bad_input_exit_non_zero_with_a_message(
     );
     let out = wf(&["cost", db, "--by", "user"]).expect_code(2);
     assert!(out.stderr.contains("tag:KEY"), "{}", out.stderr);
+}
+
+/// Waits for an approval (with a deadline), sleeps, reads the time, and runs two steps around
+/// that: four records of durable primitives beside two steps.
+struct Approval;
+
+impl Workflow for Approval {
+    type Input = ();
+    type Output = String;
+    const NAME: &'static str = "approval";
+
+    fn run((): ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            step("draft")
+                .run(|| async { Ok::<_, std::io::Error>(()) })
+                .await?;
+            let approved: Option<bool> =
+                durable::wait_for_event_timeout("approval", Duration::from_millis(20)).await?;
+            durable::sleep(Duration::from_millis(10)).await;
+            let _ = durable::now().await;
+            step("send")
+                .run(|| async { Ok::<_, std::io::Error>(()) })
+                .await?;
+            Ok(format!("approved: {approved:?}"))
+        })
+    }
+}
+
+/// Attempts 1 and 2 fail and are retried at once (no wait between attempts); attempt 3 fails
+/// for good.
+struct Stubborn;
+
+impl Workflow for Stubborn {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "stubborn";
+
+    fn run((): ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            step("call")
+                .retries(2)
+                .backoff(
+                    Backoff::DEFAULT
+                        .with_initial(Duration::ZERO)
+                        .with_jitter(0.0),
+                )
+                .run(|| async {
+                    let attempt = StepContext::current().map_or(1, |c| c.attempt());
+                    Err::<(), _>(StepFailure::transient(std::io::Error::other(format!(
+                        "refused on attempt {attempt}"
+                    ))))
+                })
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Regression: `wf runs` and `wf show` counted the journal's records of an event wait, its
+/// deadline, a timer and the time as steps (6 steps for a run of 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_counts_steps_not_the_records_of_timers_and_event_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    let engine = Engine::open(&path).await.unwrap();
+    let run = engine.start::<Approval>("approval-1", ()).await.unwrap();
+    let value = tokio::time::timeout(Duration::from_secs(30), run.result())
+        .await
+        .expect("the run ends within 30 s")
+        .expect("the run completes");
+    assert_eq!(value, "approved: None");
+    assert_eq!(engine.journal("approval-1").await.unwrap().len(), 6);
+    engine.shutdown().await;
+    drop((run, engine));
+    let db = arg(&path);
+
+    let table = wf(&["runs", db]).ok();
+    let row = table_row(&table, "approval-1");
+    assert_eq!(row[1..5], ["approval", "completed", "2", "0"], "{table}");
+    let shown = wf(&["show", db, "approval-1"]).ok();
+    assert!(shown.contains("spent     2 steps, 0 retries"), "{shown}");
+    let cost = wf(&["cost", db]).ok();
+    assert_eq!(table_row(&cost, "approval")[4], "2", "{cost}");
+}
+
+/// Regression: `wf show` gave one error per step (the last retry's) and `--history` left out
+/// the attempts retried without a wait; a retry read like the step's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_counts_every_attempts_error_and_history_lists_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    let engine = Engine::open(&path).await.unwrap();
+    let run = engine.start::<Stubborn>("stubborn-1", ()).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), run.result())
+        .await
+        .expect("the run ends within 30 s");
+    assert!(ended.is_err(), "{ended:?}");
+    engine.shutdown().await;
+    drop((run, engine));
+    let db = arg(&path);
+
+    let text = wf(&["show", db, "stubborn-1"]).ok();
+    let call = table_row(&text, "0");
+    // SEQ STEP STATUS ATTEMPTS ERRORS ... ERROR
+    assert_eq!(call[1..5], ["call", "failed", "3", "3"], "{text}");
+    assert_eq!(call[8], "transient: refused on attempt 3", "{text}");
+
+    let history = wf(&["show", db, "stubborn-1", "--history"]).ok();
+    for attempt in [1, 2] {
+        let line = format!(
+            "#0 call: attempt {attempt} failed; retrying in 0.0ns: refused on attempt {attempt}"
+        );
+        assert!(history.contains(&line), "missing {line:?}:\n{history}");
+    }
+    assert!(
+        history.contains("#0 call failed after 3 attempts: refused on attempt 3"),
+        "{history}"
+    );
+}
+
+/// Sends a reply at most once: the call hangs until the file `gate` exists.
+struct Reply;
+
+impl Workflow for Reply {
+    type Input = (PathBuf,);
+    type Output = String;
+    const NAME: &'static str = "reply";
+
+    fn run((gate,): (PathBuf,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let sent = step("send_reply")
+                .at_most_once()
+                .retries(0)
+                .run(|| {
+                    let gate = gate.clone();
+                    async move {
+                        // Bounded: a test ends long before.
+                        for _ in 0..60_000 {
+                            if gate.exists() {
+                                return Ok::<_, std::io::Error>("sent".to_owned());
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(std::io::Error::other("the gate never opened"))
+                    }
+                })
+                .await?;
+            Ok(sent)
+        })
+    }
+}
+
+/// Regression: `wf retry` of a run that failed at an at-most-once step whose outcome is unknown
+/// made the call again without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_of_an_unknown_at_most_once_outcome_says_why_and_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    let gate = dir.path().join("gate");
+    // The first process dies (shuts down) during the call.
+    let engine = Engine::open(&path).await.unwrap();
+    engine
+        .start::<Reply>("reply-1", (gate.clone(),))
+        .await
+        .unwrap();
+    for _ in 0..1000 {
+        if engine.journal("reply-1").await.unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        engine.journal("reply-1").await.unwrap()[0].status,
+        StepStatus::Started
+    );
+    engine.shutdown().await;
+    drop(engine);
+    // The next one finds the call's outcome unknown, and the run fails.
+    let engine = Engine::open(&path).await.unwrap();
+    engine.register::<Reply>().await.unwrap();
+    wait_for_status(&engine, "reply-1", RunStatus::Failed).await;
+    engine.shutdown().await;
+    drop(engine);
+    let db = arg(&path);
+
+    let refused = wf(&["retry", db, "reply-1"]).expect_code(1);
+    assert!(
+        refused.stderr.contains(
+            "run reply-1 was not retried: it stopped at step `send_reply` (#0), which is at-most-once"
+        ) && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        wf(&["runs", db, "--status", "failed"])
+            .ok()
+            .contains("reply-1"),
+        "a refused retry changes nothing"
+    );
+    let forced = wf(&["retry", db, "reply-1", "--force"]).ok();
+    assert!(
+        forced.contains("run reply-1 queued again from its failed step #0 `send_reply`"),
+        "{forced}"
+    );
+
+    // The call is made again.
+    std::fs::write(&gate, "").unwrap();
+    let engine = Engine::open(&path).await.unwrap();
+    let reply = engine.handle::<Reply>("reply-1");
+    engine.register::<Reply>().await.unwrap();
+    let value = tokio::time::timeout(Duration::from_secs(30), reply.result())
+        .await
+        .expect("the forced retry ends within 30 s");
+    assert_eq!(value.expect("the forced retry completes"), "sent");
+    drop(reply);
+    engine.shutdown().await;
 }

@@ -19,6 +19,7 @@
 //! | `GET /runs/{id}/history?after=N&limit=M` | a [`HistoryPage`](crate::HistoryPage) |
 //! | `GET /ledger?by=workflow` or `?by=tag:KEY`, optional `&since_us=T` | [`LedgerRow`](crate::LedgerRow)s |
 //! | `POST /runs/{id}/cancel`, `/retry`, `/resume` | `{"changed": bool}` |
+//! | `POST /runs/{id}/retry?force=true` | [`Engine::force_retry`](crate::Engine::force_retry); `/retry` alone answers 409 where it refuses |
 //!
 //! Run ids in paths are percent-encoded (child run ids contain `/`).
 
@@ -338,6 +339,8 @@ async fn answer(
 fn error_body(error: &Error) -> (u16, serde_json::Value) {
     let status = match error {
         Error::RunNotFound { .. } => 404,
+        Error::UnknownOutcome { .. } => 409,
+        Error::ShuttingDown => 503,
         _ => 500,
     };
     (status, serde_json::json!({"error": error.to_string()}))
@@ -389,6 +392,7 @@ async fn route(engine: &Engine, request: &Request) -> (u16, serde_json::Value) {
         ("POST", ["runs", id, command]) => {
             let changed = match *command {
                 "cancel" => engine.cancel(id).await,
+                "retry" if query("force") == Some("true") => engine.force_retry(id).await,
                 "retry" => engine.retry(id).await,
                 "resume" => engine.resume(id).await,
                 other => {

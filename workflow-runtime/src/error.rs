@@ -412,6 +412,20 @@ pub enum Error {
         /// was kept).
         exhausted: Option<crate::BudgetExhausted>,
     },
+    /// [`Engine::retry`](crate::Engine::retry) refused: the run failed at an at-most-once
+    /// step whose process ended during its call, so whether the call took effect is unknown,
+    /// and a retry calls it again. Check what it did, then
+    /// [`Engine::force_retry`](crate::Engine::force_retry) if calling it again is right.
+    UnknownOutcome {
+        /// The run.
+        run_id: String,
+        /// The step's sequence number.
+        seq: u64,
+        /// The step's name.
+        step: String,
+    },
+    /// The engine is shutting down (or has shut down): the call was not carried out.
+    ShuttingDown,
 }
 
 impl fmt::Display for Error {
@@ -461,6 +475,13 @@ impl fmt::Display for Error {
                 write!(f, "run {run_id:?} has finished ({status})")
             }
             Error::Admin(e) => e.fmt(f),
+            Error::UnknownOutcome { run_id, seq, step } => write!(
+                f,
+                "run {run_id:?} was not retried: it stopped at step `{step}` (#{seq}), which is at-most-once, and its process ended during the call, so whether the call took effect is unknown; a retry calls it again. Check what it did, then force the retry (`Engine::force_retry`, `wf retry --force`) if calling it again is right"
+            ),
+            Error::ShuttingDown => {
+                f.write_str("the engine is shutting down; the call was not carried out")
+            }
             Error::ReplayDiverged { run_id, detail } => {
                 write!(
                     f,
@@ -491,7 +512,12 @@ impl From<OpenError> for Error {
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
-        Error::Store(e)
+        match e {
+            // The store closes when its engine shuts down (its reads are cancelled with the
+            // runtime): a call racing that is told so, not shown the storage's internals.
+            StoreError::Closed => Error::ShuttingDown,
+            e => Error::Store(e),
+        }
     }
 }
 

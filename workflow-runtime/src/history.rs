@@ -4,12 +4,13 @@
 //! (attempt logs, resume times, statuses), so keeping it costs no write of its own.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Usage;
-use crate::error::StepError;
+use crate::error::{StepError, StepErrorKind};
 use crate::journal::{RunRecord, RunStatus, StepRecord, StepStatus};
 
 /// One event of a run's history.
@@ -47,7 +48,9 @@ pub enum HistoryKind {
         /// Its name.
         name: String,
     },
-    /// An attempt failed and the step waited before the next.
+    /// An attempt failed and another followed (after `wait_us`): not the step's outcome,
+    /// which [`StepCompleted`](HistoryKind::StepCompleted) or
+    /// [`StepFailed`](HistoryKind::StepFailed) reports.
     StepRetried {
         /// Its sequence number.
         seq: u64,
@@ -87,6 +90,97 @@ pub enum HistoryKind {
         /// The error, park reason or budget message.
         message: Option<String>,
     },
+}
+
+impl fmt::Display for HistoryKind {
+    /// The event in words, as `wf show --history` prints it: `#2 classify: attempt 1 rate
+    /// limited; retrying in 1.0s: HTTP 429`. A failed attempt that was retried reads as an
+    /// attempt, never as the step's outcome.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HistoryKind::RunStarted { workflow } => write!(f, "workflow {workflow}"),
+            HistoryKind::RunResumed => {
+                f.write_str("a process resumed the run, replaying its journal")
+            }
+            HistoryKind::StepReplayed { seq, name } | HistoryKind::StepStarted { seq, name } => {
+                write!(f, "#{seq} {name}")
+            }
+            HistoryKind::StepRetried {
+                seq,
+                name,
+                attempt,
+                error,
+                wait_us,
+            } => write!(
+                f,
+                "#{seq} {name}: attempt {attempt} {}; retrying in {:.1?}: {}",
+                attempt_verb(error.kind),
+                Duration::from_micros(*wait_us),
+                error.message
+            ),
+            HistoryKind::StepCompleted {
+                seq,
+                name,
+                attempts,
+                usage,
+            } => write!(
+                f,
+                "#{seq} {name} completed after {attempts} attempt{}, {} tokens, ${:.6}",
+                if *attempts == 1 { "" } else { "s" },
+                usage.total_tokens(),
+                usage.cost_usd
+            ),
+            HistoryKind::StepFailed { seq, name, error } => write!(
+                f,
+                "#{seq} {name} {} after {} attempt{}: {}",
+                error.kind,
+                error.attempts,
+                if error.attempts == 1 { "" } else { "s" },
+                error.message
+            ),
+            HistoryKind::RunEnded {
+                status,
+                message: Some(message),
+            } => write!(f, "{status}: {message}"),
+            HistoryKind::RunEnded {
+                status,
+                message: None,
+            } => write!(f, "{status}"),
+        }
+    }
+}
+
+/// What one failed attempt did, in the words of an attempt rather than of a final failure
+/// ([`StepErrorKind`]'s `Display` says "was rate limited", of a step that gave up).
+fn attempt_verb(kind: StepErrorKind) -> &'static str {
+    match kind {
+        StepErrorKind::Transient => "failed",
+        StepErrorKind::Timeout => "timed out",
+        StepErrorKind::RateLimited => "rate limited",
+        StepErrorKind::Server => "hit a server error",
+        StepErrorKind::Schema => "returned output that does not match the schema",
+        StepErrorKind::Client => "was rejected",
+        StepErrorKind::Auth => "was refused (authentication)",
+        StepErrorKind::Panicked => "panicked",
+        StepErrorKind::CircuitOpen => "failed fast (circuit open)",
+        _ => "failed",
+    }
+}
+
+impl StepRecord {
+    /// Whether this record is a step's: a call the body made through `#[step]` or
+    /// [`step`](crate::step()), which counts against `max_steps`. The journal also holds, as
+    /// records of their own, what the durable primitives journal: a timer (`sleep`,
+    /// `sleep_until`), an event wait (`event:NAME`) and its deadline (`deadline:NAME`), the
+    /// time, a random number and a uuid (`now`, `random`, `uuid`). Those are not steps, and
+    /// the inspector and the cost ledger do not count them as such.
+    pub fn is_step(&self) -> bool {
+        !(matches!(
+            self.name.as_str(),
+            "sleep" | "sleep_until" | "now" | "random" | "uuid"
+        ) || self.name.starts_with("deadline:")
+            || self.name.starts_with("event:"))
+    }
 }
 
 /// A page of a run's history.
@@ -129,8 +223,12 @@ pub(crate) fn history_of(run: &RunRecord, steps: &[StepRecord]) -> Vec<HistoryEv
                 name: step.name.clone(),
             },
         });
-        for attempt in step.attempt_log.iter().filter(|a| a.wait_after_us > 0) {
-            if let Some(error) = &attempt.error {
+        // Every failed attempt but a failed step's last, whose error is the step's own.
+        let last_attempt = step.attempt_log.iter().map(|a| a.attempt).max();
+        for attempt in &step.attempt_log {
+            let is_final =
+                step.status == StepStatus::Failed && Some(attempt.attempt) == last_attempt;
+            if let Some(error) = attempt.error.as_ref().filter(|_| !is_final) {
                 events.push(HistoryEvent {
                     at_us: attempt.finished_at_us,
                     kind: HistoryKind::StepRetried {
@@ -242,7 +340,7 @@ pub(crate) fn ledger_of(
             row.failed_runs += 1;
         }
         for step in steps {
-            row.steps += 1;
+            row.steps += u64::from(step.is_step());
             row.retries += u64::from(step.attempts.saturating_sub(1));
             row.input_tokens += step.usage.input_tokens;
             row.output_tokens += step.usage.output_tokens;

@@ -160,7 +160,26 @@ impl Engine {
     /// here or in the next engine), and it replays the steps before and executes that one anew.
     /// Runs that did not fail (or were stopped by a budget) are left as they are; returns
     /// whether the run was queued.
+    ///
+    /// A run that failed at an at-most-once step whose outcome is unknown (its process ended
+    /// during the call) is refused with [`Error::UnknownOutcome`]: a retry would make the call
+    /// again, which is what at-most-once was asked to prevent. Once you know the call did not
+    /// take effect, [`force_retry`](Engine::force_retry) makes it again.
     pub async fn retry(&self, run_id: &str) -> Result<bool, Error> {
+        self.retry_from_failed_step(run_id, false).await
+    }
+
+    /// [`retry`](Engine::retry), calling again an at-most-once step whose outcome is unknown:
+    /// for when you checked that its call did not take effect (or that a second is harmless).
+    pub async fn force_retry(&self, run_id: &str) -> Result<bool, Error> {
+        self.retry_from_failed_step(run_id, true).await
+    }
+
+    async fn retry_from_failed_step(
+        &self,
+        run_id: &str,
+        repeat_unknown_outcome: bool,
+    ) -> Result<bool, Error> {
         let mut run = self.existing(run_id).await?;
         if !matches!(run.status, RunStatus::Failed | RunStatus::BudgetExceeded) {
             return Ok(false);
@@ -169,6 +188,17 @@ impl Engine {
         if let Some(last) = self.journal(run_id).await?.last()
             && last.status == StepStatus::Failed
         {
+            let unknown = last
+                .error
+                .as_ref()
+                .is_some_and(|e| e.kind == crate::StepErrorKind::OutcomeUnknown);
+            if unknown && !repeat_unknown_outcome {
+                return Err(Error::UnknownOutcome {
+                    run_id: run_id.to_owned(),
+                    seq: last.seq,
+                    step: last.name.clone(),
+                });
+            }
             writes.push(Write::DeleteStep {
                 run_id: run_id.to_owned(),
                 seq: last.seq,
