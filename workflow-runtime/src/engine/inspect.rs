@@ -52,6 +52,13 @@ impl Inspector {
         Ok(self.store.load_run(run_id.to_owned()).await?)
     }
 
+    /// The runs whose records are damaged (a changed byte, a record of another key), ordered
+    /// by id. [`runs`](Inspector::runs) leaves them out, and the rest of the journal keeps
+    /// working; each is named here with what is wrong with it.
+    pub async fn damaged_runs(&self) -> Result<Vec<crate::store::DamagedRun>, Error> {
+        Ok(self.store.list_damaged_runs().await?)
+    }
+
     /// The journal of run `run_id`: its steps, ordered by sequence number.
     pub async fn journal(&self, run_id: &str) -> Result<Vec<StepRecord>, Error> {
         Ok(self.store.load_steps(run_id.to_owned()).await?)

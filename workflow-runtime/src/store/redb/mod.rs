@@ -112,10 +112,19 @@ fn create_atomically(path: &Path) -> Result<(), OpenError> {
         .ok_or_else(|| storage_error("the path names no file".into()))?
         .to_string_lossy()
         .into_owned();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(storage_error(format!(
+            "its directory {} does not exist",
+            parent.display()
+        )));
+    }
     let temporary = path.with_file_name(format!(".{file_name}.creating-{}", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
     {
-        let db = Database::create(&temporary).map_err(|e| open_error(&temporary, e))?;
+        // Errors name the path the user gave, not the hidden temporary one.
+        let db = Database::create(&temporary).map_err(|e| open_error(path, e))?;
         initialize(&db).map_err(|e| storage_error(e.to_string()))?;
     }
     // An empty file is what `touch` or a crash before the first write leaves: nothing to keep.
