@@ -18,6 +18,7 @@ use crate::journal::{self, InboxEvent, RunRecord};
 use crate::listeners::Listeners;
 use crate::ratelimit::RateLimits;
 use crate::replay::order::ReplayJournal;
+use crate::resource::Resources;
 use crate::store::Store;
 use crate::workflow::Children;
 
@@ -39,6 +40,9 @@ pub(crate) struct Shared {
     /// wait it returns. The crash checker of [`testing`](crate::testing) uses it to count
     /// executions and to give steps latencies that change the order they finish in.
     pub(crate) attempt_hook: RwLock<Option<AttemptHook>>,
+    /// What steps reach with [`resource`](crate::resource()): set by the builder, never
+    /// journaled.
+    pub(crate) resources: RwLock<Resources>,
 }
 
 /// See [`Shared::attempt_hook`].
@@ -64,6 +68,7 @@ impl Shared {
             pricing: RwLock::new(Pricing::default()),
             park_after: RwLock::new(Duration::from_secs(10)),
             attempt_hook: RwLock::new(None),
+            resources: RwLock::new(Resources::default()),
         }
     }
 

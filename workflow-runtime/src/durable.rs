@@ -251,7 +251,9 @@ fn format_time(us: u64) -> String {
 /// they were sent, each once. A run that waits longer than the engine's threshold leaves memory
 /// until the event arrives.
 ///
-/// Outside an engine there is nobody to send events: it returns an error at once.
+/// Outside an engine there is nobody to send events: it returns an error at once, which points
+/// to the test engine, `testing::TestEngine` (feature `testing`), where a test sends the event at
+/// a virtual time.
 pub async fn wait_for_event<T: Serialize + DeserializeOwned>(name: &str) -> Result<T, StepError> {
     match wait_event(name, None).await? {
         Some(value) => Ok(value),
@@ -285,7 +287,7 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
         let why = match current_run() {
             Some(_) => "a step cannot wait for one: wait in the workflow body, between steps",
             None => {
-                "outside an engine nobody can send one (start the workflow on an engine, `Engine::in_memory()` in tests, and send it with `Engine::send_event`)"
+                "the workflow was called directly, outside an engine, where nobody can send one. In a test, start it on `workflow_runtime::testing::TestEngine` (feature `testing`) and send the event with `TestEngine::send_event_at`, at a virtual time; elsewhere, start it on an `Engine` and send it with `Engine::send_event`"
             }
         };
         return Err(no_event(name, why));

@@ -65,6 +65,8 @@
 //! - [`store`]: the storage trait, the redb file ([`RedbStore`], and
 //!   [`RedbReader`](store::RedbReader) to read one without writing), [`MemoryStore`].
 //! - [`step()`] and [`StepContext`]: steps and what a step body can read.
+//! - [`resource()`]: the clients, pools and configuration steps use, registered on the engine
+//!   with [`EngineBuilder::resource`] (a test engine registers fakes), never journaled.
 //! - [`durable`]: timers, event waits, journaled time and randomness, child workflows.
 //! - [`retry`]: error classes and the retry policy; [`CircuitConfig`], [`RateLimit`] and
 //!   [`Budget`] for the rest of the failure semantics.
@@ -116,6 +118,7 @@ mod monitor;
 pub mod otel;
 mod ratelimit;
 mod replay;
+mod resource;
 pub mod retry;
 mod scheduler;
 mod step;
@@ -138,6 +141,7 @@ pub use journal::{
 };
 pub use monitor::{AlertThresholds, ErrorRateThreshold};
 pub use ratelimit::RateLimit;
+pub use resource::{ResourceError, resource};
 pub use retry::{
     Backoff, Classify, ErrorClass, HttpError, RetryPolicy, StepFailure, classify_http,
     parse_retry_after,

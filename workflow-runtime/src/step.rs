@@ -40,6 +40,7 @@ use crate::guard::{AttemptError, CatchUnwind, panic_message};
 use crate::journal::{self, AttemptRecord, StepRecord, StepStatus};
 use crate::ratelimit::Admission;
 use crate::replay::{self, Claim, park};
+use crate::resource::ResourceError;
 use crate::retry::{Backoff, Decision, ErrorClass, RetryPolicy, StepFailure};
 
 tokio::task_local! {
@@ -252,6 +253,13 @@ impl Step {
             carried: carried
                 .as_ref()
                 .map(|r| (r.usage.clone(), r.attempt_log.clone())),
+        };
+        // A test engine plays the step's overrides, or watches its body.
+        #[cfg(feature = "testing")]
+        let attempt = {
+            let kit = crate::testing::kit_of(run);
+            let mut attempt = attempt;
+            move || crate::testing::watched_attempt(kit.as_ref(), &mut attempt)
         };
         let Attempts {
             outcome,
@@ -751,6 +759,27 @@ impl StepContext {
     /// The run the step belongs to; `None` outside an engine.
     pub fn run_id(&self) -> Option<&str> {
         self.inner.run_id.as_deref()
+    }
+
+    /// The resource of type `T` registered on the step's engine
+    /// ([`EngineBuilder::resource`](crate::EngineBuilder::resource)); see
+    /// [`resource`](crate::resource()). Nothing it holds is journaled.
+    ///
+    /// # Errors
+    ///
+    /// [`ResourceError::NoEngine`] outside an engine, [`ResourceError::Missing`] when the
+    /// engine has no `T`.
+    pub fn resource<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, ResourceError> {
+        let type_name = std::any::type_name::<T>();
+        let shared = self
+            .inner
+            .shared
+            .as_ref()
+            .ok_or(ResourceError::NoEngine { type_name })?;
+        let resources = shared.resources.read().unwrap_or_else(|p| p.into_inner());
+        resources
+            .get::<T>()
+            .ok_or(ResourceError::Missing { type_name })
     }
 
     /// Adds to what the step spent. Every attempt's usage counts, and the total is journaled

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::monitor::AlertThresholds;
 use crate::ratelimit::RateLimit;
+use crate::resource::Resources;
 use crate::store::{MemoryStore, Store};
 
 use crate::listeners::Listener;
@@ -43,6 +44,7 @@ pub struct EngineBuilder {
     rate_limits: Vec<(String, RateLimit)>,
     alert_thresholds: Option<AlertThresholds>,
     listeners: Vec<Listener>,
+    resources: Resources,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -51,6 +53,7 @@ impl std::fmt::Debug for EngineBuilder {
             .field("max_concurrent_runs", &self.max_concurrent_runs)
             .field("park_after", &self.park_after)
             .field("listeners", &self.listeners.len())
+            .field("resources", &self.resources.len())
             .finish_non_exhaustive()
     }
 }
@@ -100,9 +103,37 @@ impl EngineBuilder {
         self
     }
 
+    /// Registers `value` as the engine's resource of type `T`, which its steps read with
+    /// [`resource`](crate::resource()) (or [`StepContext::resource`](crate::StepContext::resource)):
+    /// an HTTP client, a database pool, an API key, configuration. One value per type: a second
+    /// `T` replaces the first. A test engine registers a fake of the same type.
+    ///
+    /// Nothing a resource holds is journaled. A value shared with code outside the engine can
+    /// be registered as an `Arc` of its own: `resource::<Arc<T>>()` then hands back that `Arc`.
+    pub fn resource<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.resources.insert(Arc::new(value));
+        self
+    }
+
     /// Calls `listener` with every [`Event`] of every run, from the first resumed one on.
     pub fn on_event(mut self, listener: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// The test engine's threshold: `threshold` unless [`park_after`](Self::park_after) set
+    /// one.
+    #[cfg(feature = "testing")]
+    pub(crate) fn park_after_unless_set(mut self, threshold: Duration) -> Self {
+        self.park_after.get_or_insert(threshold);
+        self
+    }
+
+    /// The test kit of [`testing`](crate::testing), kept with the resources so that a step
+    /// finds it where it finds them.
+    #[cfg(feature = "testing")]
+    pub(crate) fn test_kit(mut self, kit: Arc<crate::testing::TestKit>) -> Self {
+        self.resources.insert(kit);
         self
     }
 
@@ -141,6 +172,12 @@ impl EngineBuilder {
         if let Some(thresholds) = self.alert_thresholds {
             engine.set_alert_thresholds(thresholds);
         }
+        *engine
+            .inner
+            .shared
+            .resources
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = self.resources;
         for listener in self.listeners {
             engine.inner.shared.listeners.add(listener);
         }

@@ -96,10 +96,18 @@
 #![cfg(feature = "testing")]
 
 mod compare;
+mod engine;
+#[cfg(test)]
+mod engine_tests;
+mod kit;
 mod simulate;
 mod store;
 #[cfg(test)]
 mod tests;
+
+pub use self::engine::{TestEngine, Totals};
+pub use self::kit::StepOverride;
+pub(crate) use self::kit::{TestKit, kit_of, watched_attempt};
 
 use std::fmt;
 use std::ops::Range;
@@ -108,7 +116,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineBuilder};
 use crate::error::Error;
 use crate::store::BoxFuture;
 use crate::workflow::Workflow;
@@ -131,9 +139,14 @@ pub struct CrashCheck {
     /// Commits whose step records a crash loses, though the store acknowledged them (the
     /// checker's own tests).
     lose_commits: Vec<u64>,
+    configure: Option<Configure>,
+    overrides: Vec<(String, StepOverride)>,
 }
 
 type Registration = fn(&Engine) -> BoxFuture<'static, Result<usize, Error>>;
+
+/// See [`CrashCheck::with_engine`].
+pub(crate) type Configure = Arc<dyn Fn(EngineBuilder) -> EngineBuilder + Send + Sync>;
 
 impl fmt::Debug for CrashCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,7 +172,37 @@ impl CrashCheck {
             registrations: Vec::new(),
             events: Vec::new(),
             lose_commits: Vec::new(),
+            configure: None,
+            overrides: Vec::new(),
         }
+    }
+
+    /// Configures the engine of every simulated process with `configure`: the resources its
+    /// steps read (fakes, which must give the same answers in every process), rate limits,
+    /// prices. A new process gets a new engine, as after a restart, so what `configure`
+    /// registers is built again for each.
+    ///
+    /// ```
+    /// # use workflow_runtime::{Engine, testing::CrashCheck};
+    /// # struct FakeModel;
+    /// # fn check(check: CrashCheck) -> CrashCheck {
+    /// check.with_engine(|builder| builder.resource(FakeModel))
+    /// # }
+    /// ```
+    pub fn with_engine(
+        mut self,
+        configure: impl Fn(EngineBuilder) -> EngineBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.configure = Some(Arc::new(configure));
+        self
+    }
+
+    /// Steps named `name` do what `with` says in every process, as on a
+    /// [`TestEngine`]: a mocked model, a fault on the first attempt. The override must be
+    /// deterministic (it is: it depends on the attempt number only).
+    pub fn override_step(mut self, name: impl Into<String>, with: StepOverride) -> Self {
+        self.overrides.push((name.into(), with));
+        self
     }
 
     /// Gives every step attempt the latency `latencies` draws for it, which decides the order in
@@ -270,6 +313,8 @@ impl CrashCheck {
             registrations: self.registrations,
             events,
             lose_commits: self.lose_commits,
+            configure: self.configure,
+            overrides: self.overrides,
         });
 
         // The uninterrupted runs, one per seed.

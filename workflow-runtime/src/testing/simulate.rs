@@ -126,6 +126,28 @@ pub(crate) struct Plan {
     /// Ordered by time.
     pub(crate) events: Vec<ScheduledEvent>,
     pub(crate) lose_commits: Vec<u64>,
+    /// What the test configures on every engine (resources, limits), and its step overrides.
+    pub(crate) configure: Option<super::Configure>,
+    pub(crate) overrides: Vec<(String, super::StepOverride)>,
+}
+
+impl Plan {
+    /// An engine of a simulated process over `store`, configured as the test asked.
+    fn engine(&self, store: impl Store) -> Engine {
+        let mut builder = Engine::builder();
+        if let Some(configure) = &self.configure {
+            builder = configure(builder);
+        }
+        if !self.overrides.is_empty() {
+            // The processes keep their own virtual time: the kit must not move their clocks.
+            let kit = super::TestKit::virtual_only();
+            for (name, with) in &self.overrides {
+                kit.set_override(name.clone(), with.clone());
+            }
+            builder = builder.test_kit(Arc::new(kit));
+        }
+        builder.store(store)
+    }
 }
 
 /// A step attempt that executed: the hook saw it start.
@@ -226,7 +248,7 @@ pub(crate) fn simulate(plan: &Plan, latencies: Latencies, crash: Option<CrashAt>
             tokio::time::advance(HEAD_START).await;
             let start = Instant::now();
             *started_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(start.into_std());
-            let engine = Engine::with_store(store);
+            let engine = plan.engine(store);
             engine.set_attempt_hook(hook(latencies, Arc::clone(&log), executions));
             let end = tokio::select! {
                 biased;
@@ -274,7 +296,7 @@ pub(crate) fn simulate(plan: &Plan, latencies: Latencies, crash: Option<CrashAt>
                     {
                         return ProcessEnd::Failed(format!("could not lose a commit: {e}"));
                     }
-                    let engine = Engine::with_store(store);
+                    let engine = plan.engine(store);
                     engine.set_attempt_hook(hook(latencies, log, executions));
                     let end =
                         run_to_end(plan, &engine, &memory, Instant::from_std(start), sent).await;
