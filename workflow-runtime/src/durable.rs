@@ -456,7 +456,7 @@ where
         .retries(0)
         .run(|| {
             let children = Arc::clone(&children);
-            let input = serde_json::value::to_raw_value(&input);
+            let input = crate::journal::encode_value(&input);
             async move {
                 let input = input.map_err(StepFailure::terminal)?;
                 let key = crate::StepContext::current()

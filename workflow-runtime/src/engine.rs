@@ -452,9 +452,9 @@ impl Engine {
         options: RunOptions,
     ) -> Result<RunHandle<W>, Error> {
         let run_id = run_id.into();
-        let input = serde_json::value::to_raw_value(&input).map_err(|e| Error::Encode {
+        let input = crate::journal::encode_value(&input).map_err(|detail| Error::Encode {
             what: format!("the input of run {run_id:?}"),
-            detail: e.to_string(),
+            detail,
         })?;
         self.start_erased(Arc::new(Erased::<W>::new()), &run_id, input, options)
             .await?;

@@ -294,6 +294,27 @@ fn present_value<'de, D: serde::Deserializer<'de>>(
     Box::<RawValue>::deserialize(deserializer).map(Some)
 }
 
+/// Encodes a value for the journal, and checks that it decodes back into its type before it
+/// is committed. JSON has no NaN or infinity (serde_json writes them as `null`) and its
+/// decoder reads at most 128 levels of nesting: such a value would be journaled as completed
+/// and then park its run forever as "no longer decodes". The error says which.
+pub(crate) fn encode_value<T: Serialize + serde::de::DeserializeOwned>(
+    value: &T,
+) -> Result<Box<RawValue>, String> {
+    let type_name = std::any::type_name::<T>();
+    let raw = serde_json::value::to_raw_value(value)
+        .map_err(|e| format!("its value of type `{type_name}` cannot be encoded as JSON: {e}"))?;
+    if let Err(e) = serde_json::from_str::<T>(raw.get()) {
+        let text = raw.get();
+        let shown: String = text.chars().take(80).collect();
+        let more = if shown.len() < text.len() { "..." } else { "" };
+        return Err(format!(
+            "its value of type `{type_name}` would not decode from the journal ({e}; as JSON it reads {shown}{more}): JSON holds no NaN or infinity, which are written as null, and reads at most 128 levels of nesting"
+        ));
+    }
+    Ok(raw)
+}
+
 /// The idempotency key of a step: the same in every attempt and in every process.
 pub fn idempotency_key(run_id: &str, seq: u64, name: &str) -> String {
     format!("{run_id}/{seq}/{name}")

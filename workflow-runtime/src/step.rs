@@ -296,20 +296,17 @@ impl Step {
             }
         }
         match outcome {
-            Ok(value) => match serde_json::value::to_raw_value(&value) {
+            Ok(value) => match journal::encode_value(&value) {
                 Ok(raw) => {
                     record.status = StepStatus::Completed;
                     record.output = Some(raw);
                 }
-                Err(e) => {
+                Err(message) => {
                     record.status = StepStatus::Failed;
                     record.error = Some(StepError {
                         step: name.to_string(),
                         kind: StepErrorKind::Terminal,
-                        message: format!(
-                            "its value of type `{}` cannot be encoded as JSON: {e}",
-                            std::any::type_name::<T>()
-                        ),
+                        message,
                         attempts,
                     });
                 }

@@ -139,12 +139,8 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
         let body = W::run(input);
         Ok(Box::pin(async move {
             let output = body.await?;
-            serde_json::value::to_raw_value(&output).map_err(|e| {
-                WorkflowFailure::new(format!(
-                    "the workflow's value of type `{}` cannot be encoded as JSON: {e}",
-                    std::any::type_name::<W::Output>()
-                ))
-            })
+            crate::journal::encode_value(&output)
+                .map_err(|e| WorkflowFailure::new(format!("the workflow's output: {e}")))
         }))
     }
 }

@@ -242,3 +242,69 @@ async fn a_path_in_a_missing_directory_names_the_path_given() {
     assert!(!message.contains("creating"), "{message}");
     assert!(message.contains("does not exist"), "{message}");
 }
+
+struct Scores;
+
+impl Workflow for Scores {
+    type Input = (f64,);
+    type Output = String;
+    const NAME: &'static str = "scores";
+
+    fn run((weight,): (f64,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let nan = step("score")
+                .run(|| async { Ok::<f64, io::Error>(f64::NAN) })
+                .await;
+            let deep = step("nest")
+                .run(|| async {
+                    let mut value = serde_json::Value::Null;
+                    for _ in 0..200 {
+                        value = serde_json::Value::Array(vec![value]);
+                    }
+                    Ok::<_, io::Error>(value)
+                })
+                .await;
+            let fine = step("fine")
+                .run(move || async move { Ok::<f64, io::Error>(weight * 2.0) })
+                .await
+                .map_err(fail)?;
+            Ok(format!(
+                "{}\n{}\n{fine}",
+                nan.expect_err("NaN is refused"),
+                deep.expect_err("201 levels are refused")
+            ))
+        })
+    }
+}
+
+/// A value JSON cannot give back (NaN, infinity, nesting past the decoder's 128 levels) fails
+/// its step, or is refused as an input, with an error that says why: it was journaled as
+/// completed and the run then parked forever with "no longer decodes".
+#[tokio::test]
+async fn a_value_the_journal_cannot_give_back_fails_its_step_before_it_is_committed() {
+    let engine = Engine::in_memory();
+    let run = engine.start::<Scores>("s1", (1.5,)).await.unwrap();
+    let report = run.result().await.unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(
+        lines[0].contains("step `score`") && lines[0].contains("NaN"),
+        "{report}"
+    );
+    assert!(
+        lines[1].contains("step `nest`") && lines[1].contains("nesting"),
+        "{report}"
+    );
+    assert_eq!(lines[2], "3");
+    // What the body received is what the journal holds, so replay agrees.
+    assert_eq!(engine.replay::<Scores>("s1").await.unwrap(), report);
+
+    let refused = engine
+        .start::<Scores>("s2", (f64::INFINITY,))
+        .await
+        .expect_err("an input that does not round-trip is refused");
+    assert!(refused.to_string().contains("infinity"), "{refused}");
+    assert!(
+        engine.run("s2").await.unwrap().is_none(),
+        "nothing journaled"
+    );
+}
