@@ -231,6 +231,16 @@ impl RunContext {
         self.budget.check_before_step(&self.spent_now(&state))
     }
 
+    /// When the run's `max_duration` runs out, in microseconds since the Unix epoch: no
+    /// durable wait outlasts it.
+    pub(crate) fn duration_deadline_us(&self) -> Option<u64> {
+        let limit = self.budget.max_duration?;
+        Some(
+            self.created_at_us
+                .saturating_add(u64::try_from(limit.as_micros()).unwrap_or(u64::MAX)),
+        )
+    }
+
     /// The budget the run has exhausted (steps aside), if any.
     pub(crate) fn exhausted_budget(&self) -> Option<BudgetExhausted> {
         self.check_budget_for_retry(&Usage::default()).err()

@@ -187,14 +187,28 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
             return;
         }
         Deadline::Legacy(due) => {
-            return wait_until(run, seq, due, format!("timer until {}", format_time(due))).await;
+            return wait_until(
+                run,
+                seq,
+                name,
+                due,
+                format!("timer until {}", format_time(due)),
+            )
+            .await;
         }
         Deadline::Due(due) => due,
     };
     if run.verify_only {
         return replay::not_journaled(run, seq, name).await;
     }
-    wait_until(run, seq, due, format!("timer until {}", format_time(due))).await;
+    wait_until(
+        run,
+        seq,
+        name,
+        due,
+        format!("timer until {}", format_time(due)),
+    )
+    .await;
     let mut fired = completed_now(seq, name, &due);
     if let Err(error) = replay::record_outcome::<u64>(run, &mut fired, Vec::new()).await {
         park_undecodable::<()>(run, error).await;
@@ -203,17 +217,55 @@ async fn timer(run: &Arc<RunContext>, name: &str, after: Duration) {
 
 /// Waits until `due_us` in memory, or leaves memory when that is further away than the
 /// engine's threshold.
-async fn wait_until(run: &Arc<RunContext>, seq: u64, due_us: u64, waiting_for: String) {
+async fn wait_until(run: &Arc<RunContext>, seq: u64, name: &str, due_us: u64, waiting_for: String) {
+    // No wait outlasts the run's `max_duration`: the run ends out of budget at its deadline,
+    // not at the end of a wait longer than its whole budget.
+    let stop_us = run
+        .duration_deadline_us()
+        .filter(|&deadline| deadline < due_us);
+    let until_us = stop_us.unwrap_or(due_us);
     let now = journal::now_us();
-    if due_us <= now {
-        return;
+    if until_us > now {
+        let remaining = Duration::from_micros(until_us - now);
+        announce_wait(run, seq, &waiting_for, remaining);
+        // A long wait lets the run leave memory, which the driver decides once the whole body
+        // is idle: not while another branch executes a step or is about to receive an outcome.
+        let _long = (remaining > run.shared.park_after())
+            .then(|| run.long_wait(seq, Some(until_us), waiting_for));
+        tokio::time::sleep(remaining).await;
     }
-    let remaining = Duration::from_micros(due_us - now);
-    // A long wait lets the run leave memory, which the driver decides once the whole body is
-    // idle: not while another branch executes a step or is about to receive an outcome.
-    let _long = (remaining > run.shared.park_after())
-        .then(|| run.long_wait(seq, Some(due_us), waiting_for));
-    tokio::time::sleep(remaining).await;
+    if stop_us.is_some() {
+        out_of_time(run, name).await
+    }
+}
+
+/// Says that the run waits, and for how long at most: a durable wait is silent otherwise
+/// until the run leaves memory ([`Event::RunWaiting`](crate::Event::RunWaiting)), which it
+/// does only after the engine's threshold.
+fn announce_wait(run: &RunContext, seq: u64, waiting_for: &str, at_most: Duration) {
+    tracing::info!(
+        run_id = %run.run_id,
+        seq,
+        waiting_for,
+        at_most = ?at_most,
+        leaves_memory_after = ?run.shared.park_after(),
+        "run waits durably"
+    );
+}
+
+/// Ends the run out of budget: its `max_duration` ran out during the durable wait `name`.
+async fn out_of_time<T>(run: &RunContext, name: &str) -> T {
+    let exhausted = run.exhausted_budget();
+    let message = exhausted.as_ref().map_or_else(
+        || "budget exceeded: max_duration".to_owned(),
+        ToString::to_string,
+    );
+    run.alert(
+        crate::AlertKind::BudgetExceeded,
+        Some(name),
+        message.clone(),
+    );
+    park(run, Abort::Budget(message, exhausted)).await
 }
 
 /// Sleeps for `duration`, durably: the wake-up time is journaled, so a resumed run sleeps only
@@ -327,7 +379,15 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
         return replay::not_journaled(&run, seq, &step_name).await;
     }
     let started_at_us = journal::now_us();
+    // The run's `max_duration`, when it runs out before the event's own deadline (or there is
+    // none): the run ends out of budget then.
+    let stop_us = run
+        .duration_deadline_us()
+        .filter(|&stop| deadline.is_none_or(|due| stop < due));
+    let until = stop_us.or(deadline);
+    let waiting_for = format!("event `{name}`");
     let mut long = None;
+    let mut announced = false;
     loop {
         let changed = run.inbox_changed();
         tokio::pin!(changed);
@@ -338,11 +398,18 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
             None if deadline.is_some_and(|due| now >= due) => {
                 (serde_json::value::to_raw_value(&()).ok(), None)
             }
+            None if stop_us.is_some_and(|stop| now >= stop) => {
+                return out_of_time(&run, &step_name).await;
+            }
             None => {
                 // Nothing yet: wait in memory up to the engine's threshold, then leave memory
                 // until the event (or the deadline) brings the run back.
                 let in_memory = run.shared.park_after();
-                let remaining = deadline.map(|due| Duration::from_micros(due.saturating_sub(now)));
+                let remaining = until.map(|due| Duration::from_micros(due.saturating_sub(now)));
+                if !announced {
+                    announced = true;
+                    announce_wait(&run, seq, &waiting_for, remaining.unwrap_or(Duration::MAX));
+                }
                 let wait = remaining.map_or(in_memory, |r| r.min(in_memory));
                 tokio::select! {
                     _ = &mut changed => {}
@@ -350,7 +417,7 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
                         // Waited in memory long enough: the run may leave memory, which the
                         // driver decides once the whole body is idle.
                         if remaining.is_none_or(|r| r > in_memory) && long.is_none() {
-                            long = Some(run.long_wait(seq, deadline, format!("event `{name}`")));
+                            long = Some(run.long_wait(seq, until, waiting_for.clone()));
                         }
                     }
                 }

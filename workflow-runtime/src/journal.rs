@@ -21,7 +21,9 @@ use crate::error::{ParkReason, StepError};
 pub enum RunStatus {
     /// Persisted, not yet picked up by an engine.
     Pending,
-    /// Being executed, or interrupted by a crash and waiting to be resumed.
+    /// Being executed, or interrupted by a crash and waiting to be resumed. A run in a
+    /// durable wait (a timer, `wait_for_event`) is still `Running` while it waits in memory:
+    /// see [`Waiting`](RunStatus::Waiting) for when it leaves.
     Running,
     /// Finished with a value.
     Completed,
@@ -33,6 +35,14 @@ pub enum RunStatus {
     /// Stopped by one of its budgets.
     BudgetExceeded,
     /// Sleeping on a durable timer or waiting for an event, out of memory until it is due.
+    ///
+    /// A run does not become `Waiting` the moment it waits: it first waits in memory, as
+    /// `Running`, for the engine's park threshold (10 s by default, set with
+    /// [`EngineBuilder::park_after`](crate::EngineBuilder::park_after)), and only a wait
+    /// longer than that takes it out of memory and journals it as `Waiting`. A timer due
+    /// sooner never leaves memory. (`testing::TestEngine` parks at once.) A wait never
+    /// outlasts the run's `max_duration`: the run ends at that deadline, as
+    /// [`BudgetExceeded`](RunStatus::BudgetExceeded).
     Waiting,
     /// Cancelled; never resumes.
     Cancelled,

@@ -521,3 +521,59 @@ async fn each_class_keeps_its_own_allowance_of_retries() {
     .await;
     assert_eq!(result.unwrap_err().attempts, 2);
 }
+
+/// Waits an hour for an approval (or sleeps an hour, when `sleeps`), under a 30-minute budget.
+struct Approval;
+
+impl Workflow for Approval {
+    type Input = (bool,);
+    type Output = String;
+    const NAME: &'static str = "approval";
+
+    fn budget() -> Budget {
+        Budget::UNLIMITED.with_max_duration(Duration::from_secs(30 * 60))
+    }
+
+    fn run((sleeps,): (bool,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            if sleeps {
+                workflow_runtime::durable::sleep(Duration::from_secs(3_600)).await;
+                return Ok("slept".into());
+            }
+            let approved: Option<bool> = workflow_runtime::durable::wait_for_event_timeout(
+                "approval",
+                Duration::from_secs(3_600),
+            )
+            .await?;
+            Ok(format!("approved: {approved:?}"))
+        })
+    }
+}
+
+/// Regression: a 3,600 s approval wait under a 30 min `max_duration` ended the run at 3,603 s
+/// (at the first step after the wait); it ends at its deadline now, out of budget, whether it
+/// waits for an event or sleeps.
+#[tokio::test(start_paused = true)]
+async fn a_durable_wait_longer_than_max_duration_ends_the_run_at_its_deadline() {
+    for (run_id, sleeps) in [("event", false), ("sleep", true)] {
+        let engine = Engine::in_memory();
+        let error = engine
+            .start::<Approval>(run_id, (sleeps,))
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::BudgetExceeded { message, exhausted: Some(_), .. } if message.contains("max_duration = 1800s")),
+            "{run_id}: {error}"
+        );
+        let run = engine.run(run_id).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::BudgetExceeded, "{run_id}");
+        let ended_s = (run.updated_at_us - run.created_at_us) as f64 / 1e6;
+        assert!(
+            (1_800.0..1_801.0).contains(&ended_s),
+            "{run_id}: the run ended {ended_s} s in, not at its 1,800 s deadline"
+        );
+    }
+}
