@@ -526,8 +526,13 @@ where
             let input = crate::journal::encode_value(&input);
             async move {
                 let input = input.map_err(StepFailure::terminal)?;
-                let key = crate::StepContext::current()
+                let ctx = crate::StepContext::current();
+                let key = ctx
+                    .as_ref()
                     .map(|ctx| ctx.idempotency_key().to_owned())
+                    .unwrap_or_default();
+                let parent = ctx
+                    .and_then(|ctx| ctx.run_id().map(str::to_owned))
                     .unwrap_or_default();
                 // The key is `run/seq/name`: the child's id keeps the first two.
                 let id = match key.rsplit_once('/') {
@@ -535,7 +540,7 @@ where
                     None => format!("{key}/child"),
                 };
                 let output = children
-                    .run_child(Arc::new(Erased::<W>::new()), id, input)
+                    .run_child(Arc::new(Erased::<W>::new()), parent, id, input)
                     .await
                     .map_err(StepFailure::terminal)?;
                 serde_json::from_str::<W::Output>(output.get()).map_err(StepFailure::terminal)

@@ -182,6 +182,8 @@ pub struct RunOptions {
     pub(crate) concurrency_key: Option<ConcurrencyKey>,
     /// Labels (user, agent, tenant) for the cost ledger and filters.
     pub(crate) tags: std::collections::BTreeMap<String, String>,
+    /// The run starting this one as its child.
+    pub(crate) parent: Option<String>,
 }
 
 impl RunOptions {
@@ -490,6 +492,7 @@ impl Engine {
             not_before_us: options.not_before.map(micros),
             concurrency_key: options.concurrency_key,
             waiting_for: None,
+            parent: options.parent.clone(),
             tags: options.tags,
             resumed_at_us: Vec::new(),
             created_at_us: now,
@@ -506,6 +509,16 @@ impl Engine {
                 self.kick();
             }
             CreateRun::Existing(existing) => {
+                // A child's id is derived from its parent's; a run that someone else started
+                // under that id earlier is not the child, and its value is not the child's.
+                if let Some(parent) = &options.parent
+                    && existing.parent.as_ref() != Some(parent)
+                {
+                    return Err(Error::NotAChild {
+                        run_id: run_id.to_owned(),
+                        parent: parent.clone(),
+                    });
+                }
                 if existing.workflow != name {
                     return Err(Error::RunIdConflict {
                         run_id: run_id.to_owned(),

@@ -334,6 +334,14 @@ pub enum Error {
         /// The workflow that was asked for.
         requested: String,
     },
+    /// A child workflow's run id is taken by a run its parent did not start: the parent does
+    /// not adopt it (its value is not the child's).
+    NotAChild {
+        /// The child's run id, `{parent}/{seq}/child`.
+        run_id: String,
+        /// The parent run.
+        parent: String,
+    },
     /// Two different workflow types were registered under the same journal name.
     DuplicateWorkflowName {
         /// The name both use.
@@ -440,6 +448,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "run id {run_id:?} already belongs to a run of workflow `{existing}`, not `{requested}`"
+            ),
+            Error::NotAChild { run_id, parent } => write!(
+                f,
+                "run {run_id:?} exists but was not started by run {parent:?} as its child: the parent does not adopt it; remove or rename that run"
             ),
             Error::DuplicateWorkflowName { name } => write!(
                 f,

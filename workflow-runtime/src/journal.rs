@@ -129,6 +129,10 @@ pub struct RunRecord {
     /// What a waiting run waits for: a timer, or an event.
     #[serde(default)]
     pub waiting_for: Option<String>,
+    /// The run that started this one as its child ([`durable::child`](crate::durable::child)),
+    /// if one did. A parent only ever adopts a run under its child's id that it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// Labels given at start (user, agent, tenant), for the cost ledger and filters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
@@ -191,6 +195,7 @@ impl RunRecord {
             not_before_us: None,
             concurrency_key: None,
             waiting_for: None,
+            parent: None,
             tags: BTreeMap::new(),
             resumed_at_us: Vec::new(),
             created_at_us: now,

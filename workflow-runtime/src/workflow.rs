@@ -72,10 +72,13 @@ pub(crate) type BodyOutcome = Result<Box<RawValue>, WorkflowFailure>;
 /// What a run needs of its engine to run child workflows, so that a run's context does not
 /// hold the engine: start (or find) the child run, and wait for its value.
 pub(crate) trait Children: Send + Sync {
-    /// Starts run `run_id` of `workflow` with `input` unless it exists, and waits for its output.
+    /// Starts run `run_id` of `workflow` with `input` as a child of run `parent` unless it
+    /// exists (as that parent's child: a run of that id that `parent` did not start is an
+    /// error), and waits for its output.
     fn run_child(
         &self,
         workflow: Arc<dyn ErasedWorkflow>,
+        parent: String,
         run_id: String,
         input: Box<RawValue>,
     ) -> BoxFuture<'static, Result<Box<RawValue>, Error>>;

@@ -308,3 +308,61 @@ async fn a_value_the_journal_cannot_give_back_fails_its_step_before_it_is_commit
         "nothing journaled"
     );
 }
+
+struct Doubler;
+
+impl Workflow for Doubler {
+    type Input = (u32,);
+    type Output = u32;
+    const NAME: &'static str = "doubler";
+
+    fn run((n,): (u32,)) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+        Box::pin(async move { Ok(n * 2) })
+    }
+}
+
+struct Parent;
+
+impl Workflow for Parent {
+    type Input = (u32,);
+    type Output = String;
+    const NAME: &'static str = "parent";
+
+    fn run((n,): (u32,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            match workflow_runtime::durable::child::<Doubler>((n,)).await {
+                Ok(value) => Ok(format!("child said {value}")),
+                Err(error) => Ok(format!("child failed: {error}")),
+            }
+        })
+    }
+}
+
+/// A child's run id is derived from its parent's (`{parent}/{seq}/child`). A run started
+/// earlier under that id by anyone else was adopted as the child and its value returned; now
+/// the parent's step fails naming the run, and the genuine child still works.
+#[tokio::test]
+async fn a_run_started_under_a_child_s_id_is_not_adopted_as_the_child() {
+    let engine = Engine::in_memory();
+    let forged = engine
+        .start::<Doubler>("p1/0/child", (1_000,))
+        .await
+        .unwrap();
+    assert_eq!(forged.result().await.unwrap(), 2_000);
+
+    let parent = engine.start::<Parent>("p1", (21,)).await.unwrap();
+    let said = parent.result().await.unwrap();
+    assert!(
+        said.starts_with("child failed") && said.contains("not started by run \"p1\""),
+        "{said}"
+    );
+
+    let genuine = engine.start::<Parent>("p2", (21,)).await.unwrap();
+    assert_eq!(genuine.result().await.unwrap(), "child said 42");
+    let child = engine
+        .run("p2/0/child")
+        .await
+        .unwrap()
+        .expect("the child run");
+    assert_eq!(child.parent.as_deref(), Some("p2"));
+}

@@ -155,11 +155,12 @@ impl Children for WeakEngine {
     fn run_child(
         &self,
         workflow: Arc<dyn ErasedWorkflow>,
+        parent: String,
         run_id: String,
         input: Box<RawValue>,
     ) -> BoxFuture<'static, Result<Box<RawValue>, Error>> {
         match self.0.upgrade() {
-            Some(inner) => Engine { inner }.run_child(workflow, run_id, input),
+            Some(inner) => Engine { inner }.run_child(workflow, parent, run_id, input),
             None => Box::pin(async move {
                 let message = "the engine that runs the parent has stopped".to_owned();
                 Err(Error::parked(run_id, ParkReason::NotExecuting { message }))
@@ -172,13 +173,18 @@ impl Children for Engine {
     fn run_child(
         &self,
         workflow: Arc<dyn ErasedWorkflow>,
+        parent: String,
         run_id: String,
         input: Box<RawValue>,
     ) -> BoxFuture<'static, Result<Box<RawValue>, Error>> {
         let engine = self.clone();
         Box::pin(async move {
+            let options = RunOptions {
+                parent: Some(parent),
+                ..RunOptions::default()
+            };
             engine
-                .start_erased(workflow, &run_id, input, RunOptions::default())
+                .start_erased(workflow, &run_id, input, options)
                 .await?;
             engine.result_raw(&run_id).await
         })

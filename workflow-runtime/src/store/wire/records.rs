@@ -60,6 +60,8 @@ pub(super) struct WireRun {
     concurrency_key: Option<WireConcurrencyKey>,
     #[serde(default)]
     waiting_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -295,6 +297,7 @@ impl From<&RunRecord> for WireRun {
                 limit: k.limit,
             }),
             waiting_for: run.waiting_for.clone(),
+            parent: run.parent.clone(),
             tags: run.tags.clone(),
             resumed_at_us: run.resumed_at_us.clone(),
             created_at_us: run.created_at_us,
@@ -320,6 +323,7 @@ impl From<WireRun> for RunRecord {
             limit: k.limit,
         });
         record.waiting_for = run.waiting_for;
+        record.parent = run.parent;
         record.tags = run.tags;
         record.resumed_at_us = run.resumed_at_us;
         record.created_at_us = run.created_at_us;
