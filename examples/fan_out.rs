@@ -12,13 +12,13 @@
 //! ```
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use workflow_examples::sim_llm::{LlmError, SimLlm};
-use workflow_runtime::{Engine, Event, RunStatus, StepError, workflow};
+use workflow_runtime::{Engine, Event, RunStatus, StepError, StepFailure, resource, workflow};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Ticket {
@@ -43,23 +43,24 @@ async fn triage(tickets: Vec<Ticket>) -> anyhow::Result<Vec<String>> {
     Ok(posted)
 }
 
-/// The mean latency of a model call, set from `--latency-ms`.
-static LATENCY: OnceLock<Duration> = OnceLock::new();
+/// The mean latency of a model call, set from `--latency-ms`: the engine's resource, which the
+/// steps read (`Engine::builder().resource(..)`).
+struct Latency(Duration);
 
 /// The simulated model, taking `scale` times the mean latency (varied by the prompt).
-fn model(scale: f64) -> SimLlm {
-    let base = LATENCY.get().copied().unwrap_or(Duration::from_millis(400));
-    SimLlm {
-        latency: base.mul_f64(scale),
+fn model(scale: f64) -> Result<SimLlm, LlmError> {
+    let base = resource::<Latency>().map_err(|e| LlmError::Api(StepFailure::classified(e)))?;
+    Ok(SimLlm {
+        latency: base.0.mul_f64(scale),
         fail_rate: 0.0,
-    }
+    })
 }
 
 /// Reads the ticket: the longer it is, the longer it takes.
 async fn summarize(ticket: &Ticket) -> Result<String, LlmError> {
     let words = ticket.body.split_whitespace().count();
     let prompt = format!("Summarize in a few words: {}", ticket.body);
-    let answer = model(words as f64 / 10.0).complete(&prompt, 4).await?;
+    let answer = model(words as f64 / 10.0)?.complete(&prompt, 4).await?;
     Ok(format!(
         "'{}' ({})",
         ticket.subject.to_lowercase(),
@@ -69,13 +70,13 @@ async fn summarize(ticket: &Ticket) -> Result<String, LlmError> {
 
 async fn draft_reply(summary: &str) -> Result<String, LlmError> {
     let prompt = format!("Draft a short reply to a ticket about {summary}");
-    let answer = model(1.0).complete(&prompt, 6).await?;
+    let answer = model(1.0)?.complete(&prompt, 6).await?;
     Ok(format!("about {summary}: {}", answer.text))
 }
 
 /// Posts every reply to the help desk (here: waits a little) and returns them as posted.
-async fn post_replies(replies: &[String]) -> Result<Vec<String>, std::io::Error> {
-    tokio::time::sleep(model(0.25).latency).await;
+async fn post_replies(replies: &[String]) -> Result<Vec<String>, LlmError> {
+    tokio::time::sleep(model(0.25)?.latency).await;
     Ok(replies.to_vec())
 }
 
@@ -156,7 +157,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let _ = LATENCY.set(Duration::from_millis(options.latency_ms));
     let mut run_id = "triage-demo".to_owned();
     if options.new {
         let now = std::time::SystemTime::now()
@@ -165,7 +165,11 @@ async fn run(options: Options) -> Result<(), String> {
             .unwrap_or_default();
         run_id = format!("triage-{now}");
     }
-    let engine = Engine::open(&options.db).await.map_err(|e| e.to_string())?;
+    let engine = Engine::builder()
+        .resource(Latency(Duration::from_millis(options.latency_ms)))
+        .open(&options.db)
+        .await
+        .map_err(|e| e.to_string())?;
 
     // One line per step, as it executes or replays: (executed, replayed) counts.
     let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));

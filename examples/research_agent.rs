@@ -16,7 +16,7 @@
 //! API instead (see `src/llm_http.rs`).
 
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,10 @@ use workflow_examples::llm_http::LlmClient;
 use workflow_examples::sim_llm::{
     Completion, INPUT_USD_PER_MTOK, LlmError, MODEL, OUTPUT_USD_PER_MTOK, SimLlm, stable_hash,
 };
-use workflow_runtime::{Engine, Event, RunOptions, RunStatus, StepContext, Workflow, workflow};
+use workflow_runtime::{
+    Engine, Event, RunOptions, RunStatus, StepContext, StepFailure, StepRecord, Workflow, resource,
+    workflow,
+};
 
 /// What the agent learned about one sub-question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,7 +37,9 @@ struct Finding {
     sources: Vec<String>,
 }
 
-/// The model the agent talks to: the simulation, or a real API when a key is set.
+/// The model the agent talks to: the simulation, or a real API when a key is set. It is the
+/// engine's resource (`Engine::builder().resource(model)`), which the steps read: nothing it
+/// holds is journaled, and a test engine registers another.
 #[derive(Debug, Clone)]
 enum Model {
     Simulated(SimLlm),
@@ -60,13 +65,9 @@ impl Model {
     }
 }
 
-static LLM: OnceLock<Model> = OnceLock::new();
-
-fn llm() -> Model {
-    LLM.get().cloned().unwrap_or(Model::Simulated(SimLlm {
-        latency: Duration::from_millis(300),
-        fail_rate: 0.0,
-    }))
+/// The engine's model; only a step can reach it.
+fn llm() -> Result<Arc<Model>, LlmError> {
+    resource::<Model>().map_err(|e| LlmError::Api(StepFailure::classified(e)))
 }
 
 async fn plan_questions(goal: &str) -> Result<Vec<String>, LlmError> {
@@ -80,7 +81,7 @@ async fn plan_questions(goal: &str) -> Result<Vec<String>, LlmError> {
             previous.message
         ));
     }
-    let completion = llm().complete(&prompt, 16).await?;
+    let completion = llm()?.complete(&prompt, 16).await?;
     let proposed: Vec<String> = serde_json::from_str(&completion.text).map_err(LlmError::Schema)?;
     if proposed.iter().all(|q| q.ends_with('?')) && (3..=4).contains(&proposed.len()) {
         return Ok(proposed);
@@ -101,7 +102,7 @@ async fn plan_questions(goal: &str) -> Result<Vec<String>, LlmError> {
 }
 
 async fn search_and_summarize(question: &str) -> Result<Finding, LlmError> {
-    let completion = llm()
+    let completion = llm()?
         .complete(&format!("Search the web and summarize: {question}"), 24)
         .await?;
     let slug = format!("{:x}", stable_hash(&[question]) & 0xff_ffff);
@@ -124,7 +125,7 @@ async fn synthesize(goal: &str, findings: &[Finding]) -> Result<String, LlmError
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    let conclusion = llm().complete(&prompt, 30).await?;
+    let conclusion = llm()?.complete(&prompt, 30).await?;
     let mut report = format!("# {goal}\n\n");
     let mut sources = Vec::new();
     for finding in findings {
@@ -244,11 +245,37 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// What this process did: steps it executed and steps it replayed.
 #[derive(Default)]
 struct Counts {
     executed: u64,
     replayed: u64,
-    retries: u64,
+}
+
+/// The run's totals, from its journal: the same however many processes it took.
+struct Totals {
+    steps: usize,
+    retries: usize,
+    cost_usd: f64,
+}
+
+impl Totals {
+    fn of(journal: &[StepRecord]) -> Totals {
+        let steps = journal.iter().filter(|record| record.is_step());
+        let mut totals = Totals {
+            steps: 0,
+            retries: 0,
+            cost_usd: 0.0,
+        };
+        for step in steps {
+            totals.steps += 1;
+            // A step resumed after a crash counts this process's attempts; its log, them all.
+            let attempts = (step.attempts as usize).max(step.attempt_log.len());
+            totals.retries += attempts.saturating_sub(1);
+            totals.cost_usd += step.usage.cost_usd;
+        }
+        totals
+    }
 }
 
 #[tokio::main]
@@ -278,7 +305,6 @@ async fn run(options: Options) -> Result<ExitCode, String> {
         }),
     };
     let model_name = model.name();
-    let _ = LLM.set(model);
     let mut run_id = options
         .run_id
         .clone()
@@ -293,6 +319,7 @@ async fn run(options: Options) -> Result<ExitCode, String> {
 
     // The example prices every model alike: 3 and 15 USD per million input and output tokens.
     let engine = Engine::builder()
+        .resource(model)
         .price(model_name.clone(), INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK)
         .open(&options.db)
         .await
@@ -340,8 +367,10 @@ async fn run(options: Options) -> Result<ExitCode, String> {
     };
     let elapsed = started.elapsed();
 
+    // The run's totals come from its journal, so that a replayed run reports what it did when
+    // it executed; the events of this process say only what ran here and what replayed.
     let journal = engine.journal(&run_id).await.map_err(|e| e.to_string())?;
-    let cost_usd: f64 = journal.iter().map(|step| step.usage.cost_usd).sum();
+    let totals = Totals::of(&journal);
     let status = engine
         .run(&run_id)
         .await
@@ -354,22 +383,28 @@ async fn run(options: Options) -> Result<ExitCode, String> {
         println!("\n{report}");
     }
     println!(
-        "run {run_id} {status} in {:.2?}: {} steps ({} executed, {} replayed), {} retries, ${cost_usd:.6} spent in total",
+        "run {run_id} {status} in {:.2?}: {} steps ({} executed now, {} replayed), {} {}, ${:.6} spent in total",
         elapsed,
-        counts.executed + counts.replayed,
+        totals.steps,
         counts.executed,
         counts.replayed,
-        counts.retries
+        totals.retries,
+        if totals.retries == 1 {
+            "retry"
+        } else {
+            "retries"
+        },
+        totals.cost_usd,
     );
     if options.json {
         let summary = serde_json::json!({
             "run_id": run_id,
             "status": status.as_str(),
-            "steps_total": counts.executed + counts.replayed,
+            "steps_total": totals.steps,
             "steps_executed": counts.executed,
             "steps_replayed": counts.replayed,
-            "retries": counts.retries,
-            "cost_usd": cost_usd,
+            "retries": totals.retries,
+            "cost_usd": totals.cost_usd,
             "output": output,
         });
         println!("{summary}");
@@ -402,7 +437,6 @@ fn print_step_line(event: &Event, run_id: &str, counts: &Mutex<Counts>) {
             error,
             delay,
         } if id == run_id => {
-            counts.retries += 1;
             println!(
                 "  #{seq:<2} {name:<22} attempt {attempt} failed: {}; retrying in {delay:.1?}",
                 error.message

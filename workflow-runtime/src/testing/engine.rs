@@ -207,18 +207,15 @@ impl TestEngine {
     }
 
     /// Run `run_id`'s history ([`Engine::history`]), a line per event, each its
-    /// [`HistoryKind`](crate::HistoryKind) as JSON.
+    /// [`HistoryKind`](crate::HistoryKind)'s words: `"#2 classify: attempt 1 rate limited;
+    /// retrying in 5.0s: …"`.
     ///
     /// # Errors
     ///
     /// [`Error::RunNotFound`], or the store's error.
     pub async fn history_lines(&self, run_id: &str) -> Result<Vec<String>, Error> {
         let page = self.engine.history(run_id, 0, usize::MAX).await?;
-        Ok(page
-            .events
-            .iter()
-            .map(|e| serde_json::to_string(&e.kind).unwrap_or_default())
-            .collect())
+        Ok(page.events.iter().map(|e| e.kind.to_string()).collect())
     }
 
     /// What run `run_id` spent, summed from its journal (so a replayed or resumed run reports
@@ -271,7 +268,8 @@ fn step_line(step: &StepRecord) -> String {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Totals {
-    /// Steps journaled (not timers, event waits, `durable::now` and the like).
+    /// Steps journaled (not timers, event waits and the like: see
+    /// [`StepRecord::is_step`]).
     pub steps: u64,
     /// Attempts after the first, summed over the steps.
     pub retries: u64,
@@ -287,7 +285,7 @@ impl Totals {
     /// The totals of a run's journal ([`Engine::journal`]).
     pub fn of(journal: &[StepRecord]) -> Totals {
         let mut totals = Totals::default();
-        for step in journal.iter().filter(|s| is_step(&s.name)) {
+        for step in journal.iter().filter(|s| s.is_step()) {
             totals.steps += 1;
             // A resumed step's record counts this process's attempts; its log, every one.
             let attempts = u64::from(step.attempts).max(step.attempt_log.len() as u64);
@@ -315,14 +313,6 @@ impl fmt::Display for Totals {
             self.output_tokens
         )
     }
-}
-
-/// Whether a journal record is a step's, not a timer's, an event wait's or another durable
-/// primitive's.
-fn is_step(name: &str) -> bool {
-    !(matches!(name, "sleep" | "sleep_until" | "now" | "random" | "uuid")
-        || name.starts_with("deadline:")
-        || name.starts_with("event:"))
 }
 
 /// Pauses tokio's clock unless the test did (`start_paused = true`, or `time::pause()`).
