@@ -471,6 +471,7 @@ impl Engine {
         input: Box<RawValue>,
         options: RunOptions,
     ) -> Result<(), Error> {
+        self.refuse_when_shut_down()?;
         if !self.is_registered(workflow.as_ref()) {
             self.register_erased(Arc::clone(&workflow)).await?;
         }
@@ -592,6 +593,12 @@ impl Engine {
         if let Some(dispatcher) = dispatcher {
             let _ = dispatcher.await;
         }
+        // Whoever waits for the end of a run that stopped here is told the engine shut down,
+        // rather than waiting for an end that no task will signal.
+        let endings: Vec<_> = lock(&self.inner.endings).drain().collect();
+        for (_, sender) in endings {
+            let _ = sender.send(true);
+        }
         // Tasks that had just ended may still be dropping their clone of the engine.
         let live = &self.inner.live_tasks;
         loop {
@@ -603,6 +610,15 @@ impl Engine {
             }
             none_left.await;
         }
+    }
+
+    /// [`Error::ShuttingDown`] once [`shutdown`](Engine::shutdown) began: a run started or
+    /// queued then would never execute.
+    fn refuse_when_shut_down(&self) -> Result<(), Error> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
     }
 
     /// Whether this engine executes the run or has it queued.

@@ -577,3 +577,51 @@ async fn a_durable_wait_longer_than_max_duration_ends_the_run_at_its_deadline() 
         );
     }
 }
+
+/// One step that takes a minute.
+struct Minute;
+
+impl Workflow for Minute {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "minute";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            step("wait")
+                .run(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok::<_, io::Error>(())
+                })
+                .await
+                .map_err(fail)?;
+            Ok(())
+        })
+    }
+}
+
+/// Regression: a call racing shutdown got the storage's internals ("journal storage failed:
+/// journal read task failed: task 21 was cancelled") or a park reason; it gets
+/// `Error::ShuttingDown`, and so does a call made after shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_call_racing_shutdown_gets_shutting_down() {
+    let engine = Engine::in_memory();
+    let run = engine.start::<Minute>("minute", ()).await.unwrap();
+    let waiting = tokio::spawn(async move { run.result().await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    engine.shutdown().await;
+    let raced = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the wait for the result ends with the engine")
+        .unwrap();
+    assert!(matches!(raced, Err(Error::ShuttingDown)), "{raced:?}");
+    let after = engine.start::<Minute>("later", ()).await;
+    assert!(matches!(after, Err(Error::ShuttingDown)), "{after:?}");
+    let after = engine.send_event("minute", "nudge", ()).await;
+    assert!(matches!(after, Err(Error::ShuttingDown)), "{after:?}");
+    // The store's own word for it, when a read is cancelled with the runtime.
+    assert!(matches!(
+        Error::from(workflow_runtime::StoreError::Closed),
+        Error::ShuttingDown
+    ));
+}

@@ -8,6 +8,7 @@ impl Engine {
     /// that opens the journal). A run that is executing, queued or finished is left as it is.
     /// Returns whether the run was queued.
     pub async fn resume(&self, run_id: &str) -> Result<bool, Error> {
+        self.refuse_when_shut_down()?;
         let mut run = self.existing(run_id).await?;
         if run.status.is_terminal() || self.knows(run_id) {
             return Ok(false);
@@ -90,6 +91,7 @@ impl Engine {
         name: &str,
         payload: impl Serialize,
     ) -> Result<(), Error> {
+        self.refuse_when_shut_down()?;
         let run = self.existing(run_id).await?;
         if run.status.is_terminal() {
             return Err(Error::RunFinished {
@@ -180,6 +182,7 @@ impl Engine {
         run_id: &str,
         repeat_unknown_outcome: bool,
     ) -> Result<bool, Error> {
+        self.refuse_when_shut_down()?;
         let mut run = self.existing(run_id).await?;
         if !matches!(run.status, RunStatus::Failed | RunStatus::BudgetExceeded) {
             return Ok(false);

@@ -130,6 +130,9 @@ impl Engine {
                         status: RunStatus::Cancelled,
                     });
                 }
+                _ if !known && self.inner.closed.load(Ordering::SeqCst) => {
+                    return Err(Error::ShuttingDown);
+                }
                 _ if !known => {
                     let message = "it is unfinished and neither executing nor queued in this engine (the engine was shut down, or its workflow is not registered)".to_owned();
                     return Err(Error::parked(run_id, ParkReason::NotExecuting { message }));
@@ -138,6 +141,9 @@ impl Engine {
             }
             // Subscribed before reading the record, so an end in between is not missed.
             if ended.ended().await.is_err() {
+                if self.inner.closed.load(Ordering::SeqCst) {
+                    return Err(Error::ShuttingDown);
+                }
                 let message = "the engine stopped".to_owned();
                 return Err(Error::parked(run_id, ParkReason::NotExecuting { message }));
             }
