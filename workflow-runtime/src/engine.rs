@@ -120,6 +120,9 @@ struct RunTable {
     fresh: HashMap<String, RunRecord>,
     /// Runs sent an event while neither executing nor queued here.
     unclaimed_events: std::collections::HashSet<String>,
+    /// Runs whose ending could not be journaled (a full disk): why they stopped, for
+    /// `result()`, which would otherwise read an unfinished record nobody executes.
+    unjournaled: HashMap<String, ParkReason>,
 }
 
 /// A run taken from the queue.
@@ -632,6 +635,7 @@ impl Engine {
         if table.executing.contains_key(&run.run_id) {
             return false;
         }
+        table.unjournaled.remove(&run.run_id);
         let mut entry = queued(run);
         if table.unclaimed_events.remove(&run.run_id) {
             // An event came for it before it was queued here: due now, to receive it.

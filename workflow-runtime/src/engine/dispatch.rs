@@ -124,6 +124,10 @@ impl Engine {
                 });
             }
         }
+        let stopped_because = match &ending {
+            Ending::Parked(reason) => Some(reason.clone()),
+            _ => None,
+        };
         let (status, output, error) = match ending {
             Ending::Completed(output) => (RunStatus::Completed, Some(output), None),
             Ending::Failed(message) => (RunStatus::Failed, None, Some(message)),
@@ -173,8 +177,19 @@ impl Engine {
         let waiting = (status == RunStatus::Waiting).then(|| run.clone());
         writes.push(Write::Run(run));
         if let Err(e) = self.inner.store.commit(writes).await {
-            // The run stays as journaled before and resumes in the next engine.
+            // The run stays as journaled before and resumes in the next engine, or in this
+            // one through `resume` once the journal can be written again. Until then callers
+            // of `result()` learn why it stopped, not only that nobody executes it.
             tracing::error!(error = %e, "could not journal how the run ended");
+            let reason = stopped_because.unwrap_or_else(|| ParkReason::Storage {
+                message: format!(
+                    "the run ended ({status}) but its ending could not be journaled: {e}; `Engine::resume` runs it again from its journal"
+                ),
+            });
+            self.inner
+                .table()
+                .unjournaled
+                .insert(run_id.clone(), reason);
         }
         match &waiting {
             Some(waiting) => self.inner.shared.listeners.emit(Event::RunWaiting {

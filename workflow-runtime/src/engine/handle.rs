@@ -134,6 +134,9 @@ impl Engine {
                     return Err(Error::ShuttingDown);
                 }
                 _ if !known => {
+                    if let Some(reason) = self.inner.table().unjournaled.get(&run_id).cloned() {
+                        return Err(Error::parked(run_id, reason));
+                    }
                     let message = "it is unfinished and neither executing nor queued in this engine (the engine was shut down, or its workflow is not registered)".to_owned();
                     return Err(Error::parked(run_id, ParkReason::NotExecuting { message }));
                 }

@@ -8,7 +8,8 @@
 //! share one fsync.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use redb::{
     Database, DatabaseError, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
@@ -41,7 +42,12 @@ const RECORD_FORMATS: &str = "record_formats";
 /// A journal in one redb file, with group commit.
 pub struct RedbStore {
     path: PathBuf,
-    writer: Arc<Writer>,
+    /// The open database. Replaced after a failed write: redb then refuses every operation
+    /// ("Previous I/O error occurred") until the database is opened again, and a full disk
+    /// that gets space back must not need a restart of the process.
+    writer: RwLock<Option<Arc<Writer>>>,
+    /// Set by a failed write; the next operation opens the database again first.
+    write_failed: AtomicBool,
     accept: Accept,
 }
 
@@ -72,9 +78,91 @@ impl RedbStore {
         let accept = check_or_initialize(&db, &path)?;
         Ok(RedbStore {
             path,
-            writer: Arc::new(Writer::new(db)),
+            writer: RwLock::new(Some(Arc::new(Writer::new(db)))),
+            write_failed: AtomicBool::new(false),
             accept,
         })
+    }
+
+    /// The open database, opened again first if a write failed since.
+    fn writer(&self) -> Result<Arc<Writer>, StoreError> {
+        if self.write_failed.load(Ordering::SeqCst) {
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(|| self.reopen())?
+                }
+                _ => self.reopen()?,
+            }
+        }
+        self.writer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
+    /// Closes the database after a failed write and opens it again (redb recovers it to its
+    /// last commit). Waits, bounded, for the reads and the commit leader still holding the old
+    /// one: the file lock is released only when the last lets go.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.writer.write().unwrap_or_else(|p| p.into_inner());
+        if !self.write_failed.swap(false, Ordering::SeqCst) {
+            return Ok(()); // another caller reopened it meanwhile
+        }
+        let still_in_use = |slot: &mut Option<Arc<Writer>>, old: Arc<Writer>| {
+            *slot = Some(old);
+            self.write_failed.store(true, Ordering::SeqCst);
+            StoreError::Backend(
+                "the journal could not be opened again after a failed write: it is still in use; the next operation tries again".into(),
+            )
+        };
+        if let Some(mut old) = slot.take() {
+            old.wait_idle();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(writer) => {
+                        drop(writer);
+                        break;
+                    }
+                    Err(shared) if std::time::Instant::now() < deadline => {
+                        old = shared;
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                    }
+                    Err(shared) => return Err(still_in_use(&mut slot, shared)),
+                }
+            }
+        }
+        let reopened = guard_panics(|| Database::open(&self.path))
+            .map_err(|detail| StoreError::Damaged { detail })
+            .and_then(|opened| {
+                opened.map_err(|e| {
+                    StoreError::Backend(format!(
+                        "the journal could not be opened again after a failed write: {e}"
+                    ))
+                })
+            });
+        match reopened {
+            Ok(db) => {
+                *slot = Some(Arc::new(Writer::new(db)));
+                Ok(())
+            }
+            Err(e) => {
+                self.write_failed.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Notes a failed write, so that the next operation opens the database again.
+    fn note(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(
+            StoreError::DiskFull { .. } | StoreError::Backend(_) | StoreError::Damaged { .. },
+        ) = &result
+        {
+            self.write_failed.store(true, Ordering::SeqCst);
+        }
+        result
     }
 
     /// The journal file.
@@ -86,7 +174,10 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&dyn ReadableDatabase, Accept) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
-        let writer = Arc::clone(&self.writer);
+        let writer = match self.writer() {
+            Ok(writer) => writer,
+            Err(e) => return Box::pin(async { Err(e) }),
+        };
         let accept = self.accept;
         read_blocking(move || f(&writer.db, accept))
     }
@@ -94,7 +185,9 @@ impl RedbStore {
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
-        self.writer.wait_idle();
+        if let Some(writer) = self.writer.get_mut().ok().and_then(|w| w.as_ref()) {
+            writer.wait_idle();
+        }
     }
 }
 
@@ -493,7 +586,8 @@ fn write_batch(
 fn write_error(error: redb::Error) -> StoreError {
     if let redb::Error::Io(io) = &error
         && let Some(code) = io.raw_os_error()
-        && (code == 28 || code == 27)
+        // ENOSPC, EFBIG (a file-size limit), EDQUOT (a quota).
+        && matches!(code, 28 | 27 | 122)
     {
         return StoreError::DiskFull {
             detail: error.to_string(),
@@ -727,8 +821,12 @@ impl Store for RedbStore {
                 accept: self.accept,
             };
             let (reply, answer) = oneshot::channel();
-            self.writer.submit(Op::Create(Box::new(new), reply));
-            answer.await.map_err(|_| StoreError::Closed)?
+            self.writer()?.submit(Op::Create(Box::new(new), reply));
+            let created = answer.await.map_err(|_| StoreError::Closed)?;
+            if let Err(e) = &created {
+                self.note(Err(e.clone()))?;
+            }
+            created
         })
     }
 
@@ -738,8 +836,8 @@ impl Store for RedbStore {
         Box::pin(async move {
             let writes = encode_writes(writes)?;
             let (reply, answer) = oneshot::channel();
-            self.writer.submit(Op::Commit(writes, reply));
-            answer.await.map_err(|_| StoreError::Closed)?
+            self.writer()?.submit(Op::Commit(writes, reply));
+            self.note(answer.await.map_err(|_| StoreError::Closed)?)
         })
     }
 }
