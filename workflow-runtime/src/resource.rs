@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::retry::{Classify, ErrorClass};
+use crate::retry::{Classify, ErrorClass, StepFailure};
 use crate::step::StepContext;
 
 /// The resources of one engine, one value per type.
@@ -149,6 +149,13 @@ impl std::error::Error for ResourceError {}
 impl Classify for ResourceError {
     fn class(&self) -> ErrorClass {
         ErrorClass::Terminal
+    }
+}
+
+/// A step that returns [`StepFailure`] reads a resource with `resource::<T>()?`: never retried.
+impl From<ResourceError> for StepFailure {
+    fn from(error: ResourceError) -> StepFailure {
+        StepFailure::classified(error)
     }
 }
 

@@ -79,6 +79,22 @@ impl Reference {
                 return problems;
             }
         };
+        if let Some(step) = unknown_outcome_kept(simulation, ending) {
+            // The at-most-once step's promise, kept: the crash came during its call, and the
+            // resumed run was told the outcome is unknown instead of calling it again. That run
+            // ends otherwise than the uninterrupted one, by design.
+            if simulation
+                .resumed_executions
+                .iter()
+                .any(|e| (e.run_id.as_str(), e.seq) == (step.0.as_str(), step.1))
+            {
+                problems.push(format!(
+                    "at-most-once step #{} of run {} executed again after the resume, though its intent was journaled before the crash",
+                    step.1, step.0
+                ));
+            }
+            return problems;
+        }
         if ending.outcome != reference.outcome {
             problems.push(format!(
                 "the output differs: uninterrupted {}, resumed {}",
@@ -150,6 +166,29 @@ impl Reference {
     fn main_run(&self) -> String {
         super::RUN_ID.to_owned()
     }
+}
+
+/// The at-most-once step (run id, seq) whose intent was durable at the crash, without its
+/// outcome, and which the resumed run journaled as `outcome_unknown`; if there is one.
+fn unknown_outcome_kept(simulation: &Simulation, ending: &Ending) -> Option<(String, u64)> {
+    let mut latest: BTreeMap<(String, u64), StepStatus> = BTreeMap::new();
+    for commit in &simulation.commits {
+        if !(commit.applied || commit.acknowledged) {
+            continue;
+        }
+        for (run_id, step) in &commit.steps {
+            latest.insert((run_id.clone(), step.seq), step.status);
+        }
+    }
+    latest.into_iter().find_map(|((run_id, seq), status)| {
+        let unknown = ending
+            .runs
+            .get(&run_id)?
+            .steps
+            .iter()
+            .any(|s| s.seq == seq && s.value.starts_with("outcomeunknown:"));
+        (status == StepStatus::Started && unknown).then_some((run_id, seq))
+    })
 }
 
 /// A step as the journal comparison sees it: records of times and random values by name only
