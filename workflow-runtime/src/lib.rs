@@ -70,8 +70,14 @@
 //! - [`durable`]: timers, event waits, journaled time and randomness, child workflows.
 //! - [`retry`]: error classes and the retry policy; [`CircuitConfig`], [`RateLimit`] and
 //!   [`Budget`] for the rest of the failure semantics.
-//! - `testing` (cargo feature `testing`): `testing::CrashCheck`, which crashes a workflow after
-//!   every commit point and checks that it resumes to the same end.
+//! - `testing` (cargo feature `testing`): the guide *Testing workflows*, one runnable test of
+//!   each kind; `testing::TestEngine` (virtual time, fakes as resources, step overrides, events
+//!   at a virtual time, what happened in one line) and `testing::CrashCheck`, which crashes a
+//!   workflow after every commit point and checks that it resumes to the same end.
+#![cfg_attr(
+    feature = "testing",
+    doc = "  Start with the guide: [Testing workflows](testing#testing-workflows)."
+)]
 //! - [`admin`]: the endpoint through which the `wf` inspector reaches a running engine.
 //! - [`misuse`]: every misuse of the macros and what the compiler says.
 //! - `otel` (cargo feature `otel`): OpenTelemetry spans for runs and step attempts.

@@ -1,8 +1,207 @@
-//! Tools for testing workflows: a crash checker that crashes a workflow after every commit
-//! point and explores the orders in which its concurrent steps finish.
+//! Testing workflows: a test engine with virtual time, step overrides, events at a virtual time,
+//! assertions in one line, and a crash checker that crashes a workflow after every commit point.
 //!
 //! Cargo feature `testing` (it needs tokio's virtual time, `tokio/test-util`): add
 //! `workflow-runtime = { version = "…", features = ["testing"] }` to your dev-dependencies.
+//!
+//! # Testing workflows
+//!
+//! Each kind of test below is complete and runs as it is (`cargo test` runs these very examples).
+//! Write yours under `#[tokio::test]`; they use `#[tokio::main(flavor = "current_thread")]` here
+//! only because a doc example needs a `main`.
+//!
+//! ## Call the workflow directly
+//!
+//! A workflow function stays callable with its own signature. Called outside an engine, its steps
+//! run with their retries and timeouts and nothing is journaled: the quickest test of a body's
+//! logic. A step that reads a [`resource`](crate::resource()) or a body that waits for an event
+//! needs an engine: use the test engine below (the error says so).
+//!
+//! ```
+//! use workflow_runtime::{StepError, step, workflow};
+//!
+//! #[step(retries = 2)]
+//! async fn double(n: u32) -> Result<u32, std::io::Error> {
+//!     Ok(n * 2)
+//! }
+//!
+//! #[workflow]
+//! async fn twice(n: u32) -> Result<u32, StepError> {
+//!     let once = double(n).await?;
+//!     double(once).await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! assert_eq!(twice(3).await.unwrap(), 12);
+//! # }
+//! ```
+//!
+//! ## The test engine, fakes and virtual time
+//!
+//! [`TestEngine`] is an engine on an in-memory journal under tokio's virtual time. Give it the
+//! builder of your engine, with fakes where the real clients were: steps reach them with
+//! [`resource`](crate::resource()), so swapping needs no static. A durable timer of a day takes
+//! no real time; [`TestEngine::elapsed`] says how much virtual time passed.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use workflow_runtime::testing::TestEngine;
+//! use workflow_runtime::{Engine, StepFailure, durable, resource, step, workflow};
+//!
+//! /// The client the steps call; a test registers one that answers from memory.
+//! struct Weather {
+//!     forecast: String,
+//! }
+//!
+//! #[step]
+//! async fn forecast() -> Result<String, StepFailure> {
+//!     let weather: Arc<Weather> = resource()?;
+//!     Ok(weather.forecast.clone())
+//! }
+//!
+//! #[workflow]
+//! async fn tomorrow() -> Result<String, workflow_runtime::StepError> {
+//!     durable::sleep(Duration::from_secs(24 * 3_600)).await;
+//!     forecast().await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let test = TestEngine::with(Engine::builder().resource(Weather { forecast: "sun".into() }));
+//! let run = test.start::<tomorrow>("t", ()).await.unwrap();
+//! assert_eq!(run.result().await.unwrap(), "sun");
+//! assert!(test.elapsed() >= Duration::from_secs(24 * 3_600));
+//! # }
+//! ```
+//!
+//! Time skips only when every task waits on a timer. While a step's own body waits on anything
+//! else (a loopback server, a channel), the clock flows at real speed, so the step's timeout
+//! measures the real wait: a test with real I/O does not time out in the blink of a skip.
+//!
+//! ## Faults, mocks and latencies: step overrides
+//!
+//! [`TestEngine::override_step`] makes the attempts of the steps of one name do what a
+//! [`StepOverride`] says: return a value without calling anything, fail with an
+//! [`ErrorClass`](crate::ErrorClass) on chosen attempts, take a while of virtual time, report what
+//! they spent. The retry policy, rate limits, circuits and budgets see them as real attempts;
+//! [`TestEngine::attempts`] lists what ran, one line each.
+//!
+//! ```
+//! use std::time::Duration;
+//! use workflow_runtime::testing::{StepOverride, TestEngine};
+//! use workflow_runtime::{ErrorClass, StepError, step, workflow};
+//!
+//! #[step(timeout = "10s")]
+//! async fn ask_model(question: String) -> Result<String, std::io::Error> {
+//!     unreachable!("the test mocks the model: {question}")
+//! }
+//!
+//! #[workflow]
+//! async fn answer(question: String) -> Result<String, StepError> {
+//!     ask_model(question).await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let test = TestEngine::new();
+//! let rate_limited = ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(30)) };
+//! test.override_step(
+//!     "ask_model",
+//!     StepOverride::returning("42")
+//!         .failing_on(1, rate_limited)
+//!         // The second attempt hangs past the step's 10 s timeout.
+//!         .taking_on(2, Duration::from_secs(60)),
+//! );
+//! let run = test.start::<answer>("q", ("meaning?".to_owned(),)).await.unwrap();
+//! assert_eq!(run.result().await.unwrap(), "42");
+//! assert_eq!(test.attempts("q"), ["ask_model#1 rate_limited", "ask_model#2 dropped", "ask_model#3 ok"]);
+//! assert_eq!(test.steps("q").await.unwrap(), ["ask_model completed after 3 attempts"]);
+//! # }
+//! ```
+//!
+//! [`StepOverride::running_body`] keeps the step's own body and adds the faults and latencies
+//! around it: a 429 injected before a call to a fake server.
+//!
+//! ## Events and approvals
+//!
+//! [`TestEngine::send_event_at`] sends an event at a virtual time. A run that waits for a timer
+//! or an event leaves memory at once on a test engine (status `waiting`), rather than after the
+//! 10 s an engine keeps it by default; [`TestEngine::settled`] waits until the run stops
+//! executing and returns its record.
+//!
+//! ```
+//! use std::time::Duration;
+//! use workflow_runtime::testing::TestEngine;
+//! use workflow_runtime::{RunStatus, StepError, durable, workflow};
+//!
+//! #[workflow]
+//! async fn purchase(amount: u64) -> Result<String, StepError> {
+//!     let day = Duration::from_secs(24 * 3_600);
+//!     let approved: Option<bool> = durable::wait_for_event_timeout("approval", day).await?;
+//!     Ok(match approved {
+//!         Some(true) => format!("bought for {amount}"),
+//!         _ => "not bought".to_owned(),
+//!     })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let test = TestEngine::new();
+//! let run = test.start::<purchase>("p", (120,)).await.unwrap();
+//! assert_eq!(test.settled("p").await.unwrap().status, RunStatus::Waiting);
+//! test.send_event_at(Duration::from_secs(3_600), "p", "approval", true);
+//! assert_eq!(run.result().await.unwrap(), "bought for 120");
+//! assert!(test.elapsed() >= Duration::from_secs(3_600));
+//! # }
+//! ```
+//!
+//! ## Budgets and what a run spent
+//!
+//! An override that reports a cost drives a budget without a model. [`TestEngine::spent`] sums
+//! the journal: steps, retries, dollars, tokens, in one line to compare.
+//!
+//! ```
+//! use workflow_runtime::testing::{StepOverride, TestEngine};
+//! use workflow_runtime::{Error, ErrorClass, RunStatus, StepError, Usage, step, workflow};
+//!
+//! #[step]
+//! async fn call_model() -> Result<String, std::io::Error> {
+//!     unreachable!("mocked")
+//! }
+//!
+//! #[workflow(max_cost_usd = 0.05)]
+//! async fn agent() -> Result<String, StepError> {
+//!     call_model().await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let test = TestEngine::new();
+//! test.override_step(
+//!     "call_model",
+//!     StepOverride::returning("never")
+//!         .failing_always(ErrorClass::Server { status: 503 })
+//!         .reporting(Usage::tokens("model", 1_000, 200).with_cost_usd(0.02)),
+//! );
+//! let run = test.start::<agent>("a", ()).await.unwrap();
+//! assert!(matches!(run.result().await, Err(Error::BudgetExceeded { .. })));
+//! assert_eq!(test.settled("a").await.unwrap().status, RunStatus::BudgetExceeded);
+//! assert_eq!(
+//!     test.spent("a").await.unwrap().to_string(),
+//!     "1 step, 2 retries, $0.0600, 3000 tokens in, 600 out"
+//! );
+//! # }
+//! ```
+//!
+//! [`TestEngine::history_lines`] gives the run's history in words, a line per event, and the
+//! engine's own [`journal`](crate::Engine::journal) and [`history`](crate::Engine::history) are
+//! there too ([`TestEngine`] derefs to its [`Engine`]).
+//!
+//! ## A crash at every commit point
+//!
+//! [`CrashCheck`] runs a workflow once, then again crashed after each commit (and during it), and
+//! checks that each resumed run ends as the uninterrupted one did; with
+//! [`with_step_latencies`](CrashCheck::with_step_latencies) or
+//! [`with_seeds`](CrashCheck::with_seeds), in several orders of its concurrent steps.
+//! [`with_engine`](CrashCheck::with_engine) registers the fakes, and
+//! [`override_step`](CrashCheck::override_step) mocks the steps that would need a socket.
 //!
 //! ```
 //! use workflow_runtime::{StepError, step, testing, workflow};
@@ -38,7 +237,12 @@
 //! # }
 //! ```
 //!
-//! # How a crash is simulated
+//! A whole agent under all of these, from a loopback HTTP server to a crash at every commit, is
+//! the ticket-triage example's test: `tests/ticket_triage.rs` in the repository.
+//!
+//! # The crash checker
+//!
+//! ## How a crash is simulated
 //!
 //! [`CrashCheck::run`] runs the workflow once, uninterrupted, on an in-memory store, and numbers
 //! the store's writes (the run's creation, each step's outcome, a timer, an event sent, a change
@@ -58,7 +262,7 @@
 //! workflow of 20 steps, its 22 commit points and 45 simulations take some 15 ms in a release
 //! build.
 //!
-//! # What is checked
+//! ## What is checked
 //!
 //! After each resumed run:
 //!
@@ -74,11 +278,17 @@
 //! 6. before the crash, the run made the same commits as the uninterrupted run (otherwise it is
 //!    not deterministic even without a crash).
 //!
+//! One divergence is by design: a crash during the call of an
+//! [`at_most_once`](crate::Step::at_most_once) step (its intent journaled, its outcome not)
+//! ends the resumed step with [`StepErrorKind::OutcomeUnknown`](crate::StepErrorKind), and the
+//! run otherwise than the uninterrupted one. The checker accepts that, and checks instead that
+//! the step was not called again.
+//!
 //! The uninterrupted run must itself replay to its output. A failure names the latency seed, the
 //! crash point (the commit's number and what it wrote: "after commit 7: step #4 summarize"), the
 //! variant, and the first difference found.
 //!
-//! # What the checker needs of a workflow
+//! ## What the checker needs of a workflow
 //!
 //! Steps must be deterministic under the check, given their inputs and attempt number (stub the
 //! model and the network): values are compared across simulations. The simulated processes have
