@@ -34,6 +34,13 @@ use crate::journal::{InboxEvent, RunRecord, StepRecord};
 const RECORD_V2: u8 = 0xF2;
 /// Tag byte plus checksum.
 const ENVELOPE_LEN: usize = 5;
+/// How a step's value is stored: absent, JSON text, or a JSON array of integers 0 to 255 (what
+/// serde makes of `Vec<u8>` and `[u8; N]`) as its bytes, one byte each instead of up to four.
+const VALUE_NONE: u8 = 0;
+const VALUE_JSON: u8 = 1;
+const VALUE_BYTES: u8 = 2;
+/// Arrays shorter than this stay JSON: the gain would not pay for the scan.
+const BYTES_MIN_LEN: usize = 64;
 
 /// Which record formats a journal may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +70,17 @@ pub(crate) fn encode_step(run_id: &str, step: &StepRecord) -> Result<Vec<u8>, St
     put_varint(&mut body, step.finished_at_us);
     put_varint(&mut body, step.delivery.map_or(0, |d| d.saturating_add(1)));
     match &step.output {
-        None => body.push(0),
-        Some(value) => {
-            body.push(1);
-            put_bytes(&mut body, value.get().as_bytes());
-        }
+        None => body.push(VALUE_NONE),
+        Some(value) => match byte_array(value.get()) {
+            Some(bytes) => {
+                body.push(VALUE_BYTES);
+                put_bytes(&mut body, &bytes);
+            }
+            None => {
+                body.push(VALUE_JSON);
+                put_bytes(&mut body, value.get().as_bytes());
+            }
+        },
     }
     let extras = WireStepExtras::of(step);
     if !extras.is_empty() {
@@ -208,8 +221,9 @@ fn decode_step_body(seq: u64, body: &[u8]) -> Result<StepRecord, String> {
     let finished_at_us = reader.varint()?;
     let delivery = reader.varint()?.checked_sub(1);
     let output = match reader.byte()? {
-        0 => None,
-        1 => {
+        VALUE_NONE => None,
+        VALUE_BYTES => Some(byte_array_json(reader.bytes()?)?),
+        VALUE_JSON => {
             let json = std::str::from_utf8(reader.bytes()?)
                 .map_err(|_| "the value is not UTF-8".to_owned())?;
             Some(
@@ -238,6 +252,49 @@ fn decode_step_body(seq: u64, body: &[u8]) -> Result<StepRecord, String> {
         output,
         extras,
     ))
+}
+
+/// The bytes of `json` when it is an array of integers 0 to 255, written the way serde_json
+/// writes them (no spaces, no leading zeros), so that [`byte_array_json`] gives back the very
+/// same text.
+fn byte_array(json: &str) -> Option<Vec<u8>> {
+    let inner = json.strip_prefix('[')?.strip_suffix(']')?;
+    if inner.len() < BYTES_MIN_LEN {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(inner.len() / 2);
+    for number in inner.split(',') {
+        let canonical = match number.as_bytes() {
+            [b'0'] => true,
+            [b'1'..=b'9', rest @ ..] => rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
+        if !canonical {
+            return None;
+        }
+        bytes.push(number.parse::<u8>().ok()?);
+    }
+    Some(bytes)
+}
+
+/// The JSON text of a byte array stored as bytes.
+fn byte_array_json(bytes: &[u8]) -> Result<Box<RawValue>, String> {
+    let mut json = String::with_capacity(bytes.len() * 4 + 2);
+    json.push('[');
+    for (i, &byte) in bytes.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        if byte >= 100 {
+            json.push(char::from(b'0' + byte / 100));
+        }
+        if byte >= 10 {
+            json.push(char::from(b'0' + byte / 10 % 10));
+        }
+        json.push(char::from(b'0' + byte % 10));
+    }
+    json.push(']');
+    RawValue::from_string(json).map_err(|e| format!("the byte array's JSON: {e}"))
 }
 
 /// Frames `body` with the version-2 tag and the checksum of `key` and `body`.
@@ -434,6 +491,40 @@ mod tests {
         let sealed = seal(&[b"run-1", &7u64.to_le_bytes()], &body);
         let error = decode_step("run-1", 7, &sealed, Accept::V2).unwrap_err();
         assert!(error.to_string().contains("runs past"), "{error}");
+    }
+
+    /// A byte array (`Vec<u8>`) is stored one byte per element and reads back as the same
+    /// JSON text; arrays that are not canonical bytes stay JSON.
+    #[test]
+    fn byte_arrays_are_stored_as_bytes() {
+        let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let json = serde_json::to_string(&bytes).unwrap();
+        let step = StepRecord::completed(0, "download", raw(&json));
+        let encoded = encode_step("r", &step).unwrap();
+        assert!(
+            encoded.len() < bytes.len() + 100,
+            "{} bytes for a {}-byte value ({} as JSON)",
+            encoded.len(),
+            bytes.len(),
+            json.len()
+        );
+        let back = decode_step("r", 0, &encoded, Accept::V2).unwrap();
+        assert_eq!(back.output.unwrap().get(), json);
+        for not_bytes in [
+            format!("[{}256]", "1,".repeat(70)),
+            format!("[{}01]", "1,".repeat(70)),
+            format!("[{}-1]", "1,".repeat(70)),
+            format!("[{} 1]", "1,".repeat(70)),
+            "[1,2,3]".to_owned(),
+        ] {
+            assert_eq!(byte_array(&not_bytes), None, "{not_bytes}");
+            if not_bytes.contains("01]") {
+                continue; // not JSON either
+            }
+            let step = StepRecord::completed(0, "x", raw(&not_bytes));
+            let back = decode_step("r", 0, &encode_step("r", &step).unwrap(), Accept::V2);
+            assert_eq!(back.unwrap().output.unwrap().get(), not_bytes);
+        }
     }
 
     /// A journal created at version 2 holds only version-2 records; one created at version 1
