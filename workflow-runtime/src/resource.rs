@@ -162,6 +162,8 @@ impl From<ResourceError> for StepFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::BoxFuture;
+    use crate::{Engine, Workflow, WorkflowFailure, step};
 
     #[test]
     fn a_resource_is_found_by_its_type_and_replaced_by_another_of_that_type() {
@@ -177,11 +179,54 @@ mod tests {
         assert!(resources.get::<u64>().is_none());
     }
 
+    /// Reads the engine's `String` in its body and in a step: (body's, step's).
+    struct Greeting;
+
+    impl Workflow for Greeting {
+        type Input = ();
+        type Output = (String, String);
+        const NAME: &'static str = "greeting";
+
+        fn run(_: ()) -> BoxFuture<'static, Result<(String, String), WorkflowFailure>> {
+            Box::pin(async {
+                let in_body = match resource::<String>() {
+                    Ok(value) => format!("read {value}"),
+                    Err(error) => error.to_string(),
+                };
+                let in_step = step("greet")
+                    .run(|| async { resource::<String>().map(|s| (*s).clone()) })
+                    .await
+                    .map_err(|e| WorkflowFailure::new(e.to_string()))?;
+                Ok((in_body, in_step))
+            })
+        }
+    }
+
     #[tokio::test]
-    async fn a_body_outside_steps_is_refused_naming_the_type() {
-        let error = resource::<String>().err();
+    async fn a_step_reads_its_own_engines_resource_and_the_body_is_refused() {
+        for greeting in ["hello", "bonjour"] {
+            let engine = Engine::builder().resource(greeting.to_owned()).in_memory();
+            let run = engine.start::<Greeting>("g", ()).await.unwrap();
+            let (in_body, in_step) = run.result().await.unwrap();
+            assert_eq!(in_step, greeting);
+            assert!(
+                in_body
+                    .starts_with("resource `alloc::string::String` was asked for outside a step"),
+                "{in_body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_called_outside_an_engine_is_told_to_use_one() {
+        let error = step("greet")
+            .non_retryable()
+            .run(|| async { resource::<String>().map(|s| (*s).clone()) })
+            .await
+            .unwrap_err();
+        assert!(error.message.contains("outside an engine"), "{error}");
         assert_eq!(
-            error,
+            resource::<String>().err(),
             Some(ResourceError::OutsideStep {
                 type_name: "alloc::string::String"
             })
