@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use workflow_runtime::{Engine, durable, workflow};
+use workflow_runtime::{Engine, Event, durable, workflow};
 
 /// What the agent proposes to buy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,7 +135,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let engine = Engine::open(&options.db).await.map_err(|e| e.to_string())?;
+    let engine = Engine::builder()
+        // A durable wait is silent: say when the run leaves memory to wait (after the engine's
+        // park threshold, 10 s by default), so that it is clear a restart loses nothing.
+        .on_event(|event| {
+            if let Event::RunWaiting { waiting_for, .. } = event {
+                println!("  the run left memory to wait for {waiting_for}; stop and rerun at will");
+            }
+        })
+        .open(&options.db)
+        .await
+        .map_err(|e| e.to_string())?;
     let run = engine
         .start::<purchase>(
             options.run_id.clone(),
