@@ -17,11 +17,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::{
@@ -31,7 +30,7 @@ use support::{
 use workflow_runtime::BoxFuture;
 use workflow_runtime::{
     Engine, Error, OpenError, RunRecord, RunStatus, StepContext, StepErrorKind, StepRecord,
-    StepStatus, Workflow, WorkflowFailure, idempotency_key, step,
+    StepStatus, Workflow, WorkflowFailure, idempotency_key, resource, step,
 };
 
 /// Steps per run: enough that a kill at step 3 leaves finished steps on both sides of it.
@@ -112,24 +111,21 @@ impl KillPoint {
 }
 
 /// Set only in a child process, which runs one run: a process-wide value is enough, and the
-/// parent's in-process runs (which never set it) can never hang.
+/// parent's in-process runs (which never set it) can never hang. A static, not a resource of
+/// the engine: the body reads it between steps too, where resources are refused.
 static KILL_POINT: OnceLock<KillPoint> = OnceLock::new();
 
-/// Side-effect logs by run id. A map rather than one path so that the parent can resume a run
-/// in-process (the lock test) and log to that run's file while other tests run in parallel.
-static LOGS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+/// Where the steps of an engine's runs log their side effects: the engine's resource, so that
+/// the parent can resume a run in-process (the lock test) and log to that run's file while
+/// other tests run in parallel.
+struct EffectLog(PathBuf);
 
-fn set_log(run_id: &str, path: &Path) {
-    LOGS.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(run_id.to_owned(), path.to_owned());
-}
-
-fn log_of(run_id: Option<&str>) -> Option<PathBuf> {
-    LOGS.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(run_id?)
-        .cloned()
+/// Opens the journal at `db`, its steps logging to `log`.
+async fn open(db: &Path, log: &Path) -> Result<Engine, workflow_runtime::Error> {
+    Engine::builder()
+        .resource(EffectLog(log.to_owned()))
+        .open(db)
+        .await
 }
 
 /// Whether this process must stop at `point`: then it tells the parent and never goes on.
@@ -151,7 +147,7 @@ fn part(i: u32) -> String {
 
 async fn step_body(i: u32, step_ms: u64) -> Result<String, std::io::Error> {
     let ctx = StepContext::current().expect("a step body runs inside a step");
-    let log = log_of(ctx.run_id());
+    let log = resource::<EffectLog>().ok().map(|log| log.0.clone());
     if let Some(log) = &log {
         log_start(log, &ctx);
     }
@@ -225,7 +221,7 @@ fn child_process_entry() {
         return;
     };
     let run_id = required_env(ENV_RUN);
-    set_log(&run_id, Path::new(&required_env(ENV_LOG)));
+    let log = PathBuf::from(required_env(ENV_LOG));
     let step_ms: u64 = required_env(ENV_STEP_MS)
         .parse()
         .expect("step latency in ms");
@@ -234,7 +230,7 @@ fn child_process_entry() {
         KILL_POINT.set(point).expect("the kill point is set once");
     }
     let output = block_on(async {
-        let engine = Engine::open(&db)
+        let engine = open(Path::new(&db), &log)
             .await
             .expect("the child opens the journal");
         print_flushed(OPENED);
@@ -699,9 +695,8 @@ fn a_journal_held_by_a_live_child_is_locked_and_resumes_after_the_kill() {
     let child_pid = child.pid();
 
     // This process now resumes the run itself, logging to the same file.
-    set_log(run_id, &files.log);
     let output = block_on(async {
-        let engine = Engine::open(&files.db)
+        let engine = open(&files.db, &files.log)
             .await
             .expect("the journal opens once its holder is dead");
         let run = engine

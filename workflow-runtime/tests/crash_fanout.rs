@@ -26,13 +26,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::future::{try_join, try_join_all};
@@ -42,7 +41,7 @@ use support::{
 };
 use workflow_runtime::{
     Engine, RunRecord, RunStatus, StepContext, StepError, StepRecord, Workflow, idempotency_key,
-    workflow,
+    resource, workflow,
 };
 
 /// How long the parent waits for any one marker or exit. A healthy child takes well under a
@@ -157,7 +156,7 @@ fn latency(prompt: &str) -> Duration {
 /// log; stops at the kill point `in:<prompt>`.
 async fn llm(prompt: String) -> Result<String, std::io::Error> {
     let ctx = StepContext::current();
-    let logs = ctx.as_ref().and_then(|ctx| logs_of(ctx.run_id()));
+    let logs = resource::<Logs>().ok();
     if let (Some(ctx), Some(logs)) = (&ctx, &logs) {
         log_start(&logs.effects, ctx);
         log_prompt(&logs.prompts, ctx, &prompt);
@@ -192,7 +191,7 @@ async fn draft_reply(id: u64, customer: &str, articles: &str) -> Result<String, 
 /// The final step: posts every draft and returns them as posted. Stops at `in:post_replies`.
 async fn post_replies(drafts: &[String]) -> Result<Vec<String>, std::io::Error> {
     let ctx = StepContext::current();
-    let logs = ctx.as_ref().and_then(|ctx| logs_of(ctx.run_id()));
+    let logs = resource::<Logs>().ok();
     if let (Some(ctx), Some(logs)) = (&ctx, &logs) {
         log_start(&logs.effects, ctx);
         log_prompt(&logs.prompts, ctx, &format!("post {}", drafts.join(" | ")));
@@ -215,7 +214,8 @@ async fn pause() {
 // Kill points and logs
 // ---------------------------------------------------------------------------------------------
 
-/// Set only in a first child: where it stops for its SIGKILL.
+/// Set only in a first child: where it stops for its SIGKILL. A static, not a resource of the
+/// engine: the process-wide freeze is the harness's, whoever reaches the point.
 static KILL_POINT: OnceLock<String> = OnceLock::new();
 
 /// Whether this process must stop at `label`: then it tells the parent and freezes the thread
@@ -229,6 +229,8 @@ fn kill_point(label: &str) {
     }
 }
 
+/// Where the steps of an engine's runs log: the engine's resource, so that the parent's
+/// in-process replays log under their own run's files while other tests run in parallel.
 #[derive(Debug, Clone)]
 struct Logs {
     /// The harness's side-effect log: which process started and ended which step.
@@ -237,21 +239,13 @@ struct Logs {
     prompts: PathBuf,
 }
 
-/// Logs by run id: the parent's in-process replays log under their own run's files while other
-/// tests run in parallel.
-static LOGS: Mutex<BTreeMap<String, Logs>> = Mutex::new(BTreeMap::new());
-
-fn set_logs(run_id: &str, logs: Logs) {
-    LOGS.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(run_id.to_owned(), logs);
-}
-
-fn logs_of(run_id: Option<&str>) -> Option<Logs> {
-    LOGS.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(run_id?)
-        .cloned()
+/// Opens the journal at `db`, its steps logging to `logs`.
+async fn open(db: &Path, logs: Logs) -> Engine {
+    Engine::builder()
+        .resource(logs)
+        .open(db)
+        .await
+        .expect("open the journal")
 }
 
 fn log_prompt(path: &Path, ctx: &StepContext, prompt: &str) {
@@ -354,21 +348,16 @@ fn fan_out_child_entry() {
     };
     let flow = Flow::from_name(&required_env(ENV_FLOW));
     let run_id = required_env(ENV_RUN);
-    set_logs(
-        &run_id,
-        Logs {
-            effects: required_env(ENV_LOG).into(),
-            prompts: required_env(ENV_PROMPTS).into(),
-        },
-    );
+    let logs = Logs {
+        effects: required_env(ENV_LOG).into(),
+        prompts: required_env(ENV_PROMPTS).into(),
+    };
     let kill = required_env(ENV_KILL);
     if !kill.is_empty() {
         KILL_POINT.set(kill).expect("the kill point is set once");
     }
     let outcome = block_on(async {
-        let engine = Engine::open(&db)
-            .await
-            .expect("the child opens the journal");
+        let engine = open(Path::new(&db), logs).await;
         flow.run(&engine, &run_id).await
     });
     CHILD.print_output(&outcome);
@@ -546,9 +535,8 @@ fn crash_and_resume(flow: Flow, kill: &str) {
     }
 
     // 3. No step journaled before the kill ran again, in the second process or in the replay.
-    set_logs(&run_id, logs.clone());
     let replayed = block_on(async {
-        let engine = Engine::open(&files.db).await.expect("open the journal");
+        let engine = open(&files.db, logs.clone()).await;
         flow.replay(&engine, &run_id).await
     });
     let me = std::process::id();

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::{
@@ -28,7 +28,7 @@ use support::{
 };
 use workflow_runtime::{
     BoxFuture, Budget, Engine, Error, RunStatus, StepContext, StepErrorKind, StepRecord,
-    StepStatus, Usage, Workflow, WorkflowFailure, durable, idempotency_key, step,
+    StepStatus, Usage, Workflow, WorkflowFailure, durable, idempotency_key, resource, step,
 };
 
 /// How long the parent waits for any one marker or exit. Generous, for a loaded machine; a
@@ -63,22 +63,46 @@ const CHILD: Protocol = Protocol {
 // The side-effect log
 // ---------------------------------------------------------------------------------------------
 
-/// Set once in a child process, from `SCHED_CRASH_LOG`. The parent never runs step bodies.
-static LOG: OnceLock<PathBuf> = OnceLock::new();
+/// What a child process's steps are told: where they log their effects (`SCHED_CRASH_LOG`),
+/// and which steps block in this process. The engine's resource, so each process (and each
+/// engine) has its own; the parent's engines have none and never run step bodies.
+#[derive(Debug, Clone, Default)]
+struct Harness {
+    log: PathBuf,
+    /// [`Kid`]'s second step blocks (the first process of the child-workflow test).
+    kid_blocks: bool,
+    /// Step [`SPEND_BLOCK_SEQ`] of [`Spender`] blocks (the first process of the budget test).
+    spender_blocks: bool,
+}
+
+impl Harness {
+    fn of_step() -> Option<Arc<Harness>> {
+        resource::<Harness>().ok()
+    }
+}
+
+/// Opens the journal at `db` with `harness` for the steps.
+async fn open(db: &Path, harness: &Harness) -> Engine {
+    Engine::builder()
+        .resource(harness.clone())
+        .open(db)
+        .await
+        .expect("the child opens the journal")
+}
 
 /// Logs that the current step's body starts; returns its context.
 fn effect_start() -> StepContext {
     let ctx = StepContext::current().expect("a step body runs inside a step");
-    if let Some(log) = LOG.get() {
-        log_start(log, &ctx);
+    if let Some(harness) = Harness::of_step() {
+        log_start(&harness.log, &ctx);
     }
     ctx
 }
 
 /// Logs that the step's body ends (its effect took place).
 fn effect_end(ctx: &StepContext) {
-    if let Some(log) = LOG.get() {
-        log_end(log, ctx);
+    if let Some(harness) = Harness::of_step() {
+        log_end(&harness.log, ctx);
     }
 }
 
@@ -176,9 +200,6 @@ impl Workflow for Blocker {
     }
 }
 
-/// Set in the first process of the child-workflow test: [`Kid`]'s second step blocks there.
-static KID_BLOCKS: OnceLock<bool> = OnceLock::new();
-
 /// A step, a child workflow, a step.
 struct Parent;
 
@@ -210,7 +231,7 @@ impl Workflow for Kid {
             let b = step("kid-block")
                 .run(|| async move {
                     let ctx = effect_start();
-                    if KID_BLOCKS.get() == Some(&true) {
+                    if Harness::of_step().is_some_and(|h| h.kid_blocks) {
                         print_flushed(BLOCKED);
                         std::future::pending::<()>().await;
                     }
@@ -244,10 +265,6 @@ impl Workflow for Sleeper {
     }
 }
 
-/// Set in the first process of the budget test: step [`SPEND_BLOCK_SEQ`] of [`Spender`] blocks
-/// there.
-static SPENDER_BLOCKS: OnceLock<bool> = OnceLock::new();
-
 /// The name of every step of [`Spender`].
 const SPEND_STEP: &str = "spend";
 /// What each step of [`Spender`] reports it spent.
@@ -276,7 +293,9 @@ impl Workflow for Spender {
                         // Reported before the block: the killed attempt's spend exists only in
                         // the dead process's memory, and must not count.
                         ctx.report_usage(Usage::default().with_cost_usd(SPEND_STEP_USD));
-                        if ctx.seq() == SPEND_BLOCK_SEQ && SPENDER_BLOCKS.get() == Some(&true) {
+                        if ctx.seq() == SPEND_BLOCK_SEQ
+                            && Harness::of_step().is_some_and(|h| h.spender_blocks)
+                        {
                             print_flushed(BLOCKED);
                             std::future::pending::<()>().await;
                         }
@@ -318,29 +337,31 @@ fn child_process_entry() {
         return;
     };
     let db = PathBuf::from(required_env(ENV_DB));
-    LOG.set(PathBuf::from(required_env(ENV_LOG)))
-        .expect("the log is set once");
+    let harness = Harness {
+        log: PathBuf::from(required_env(ENV_LOG)),
+        ..Harness::default()
+    };
     let arg = required_env(ENV_ARG);
     match role.as_str() {
-        "group" => child_group(&db),
-        "cancel" => child_cancel(&db, &arg),
-        "cancel-check" => child_cancel_check(&db, &arg),
-        "family" => child_family(&db, &arg),
-        "sleep" => child_sleep(&db),
-        "spend" => child_spend(&db, &arg),
+        "group" => child_group(&db, &harness),
+        "cancel" => child_cancel(&db, &harness, &arg),
+        "cancel-check" => child_cancel_check(&db, &harness, &arg),
+        "family" => child_family(&db, harness, &arg),
+        "sleep" => child_sleep(&db, &harness),
+        "spend" => child_spend(&db, harness, &arg),
         other => panic!("unknown child role {other:?}"),
     }
 }
 
 /// Starts `GROUP_RUNS` runs of [`Group`] at once on one journal and waits for them.
-fn child_group(db: &Path) {
+fn child_group(db: &Path, harness: &Harness) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let engine = open(db, harness).await;
         let mut starts = tokio::task::JoinSet::new();
         for i in 0..GROUP_RUNS {
             let engine = engine.clone();
@@ -363,9 +384,9 @@ fn child_group(db: &Path) {
 /// Starts [`Blocker`], waits for a line on stdin, cancels the run, and then waits to be killed.
 /// `arg` is `settle` (print `CANCELLED` once the run's end is reported) or `at-return` (print it
 /// as soon as `cancel` returns, then stall the runtime so the kill lands at that very moment).
-fn child_cancel(db: &Path, mode: &str) {
+fn child_cancel(db: &Path, harness: &Harness, mode: &str) {
     block_on(async {
-        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let engine = open(db, harness).await;
         let run = engine
             .start::<Blocker>(BLOCKER_RUN, ())
             .await
@@ -403,10 +424,10 @@ fn child_cancel(db: &Path, mode: &str) {
 
 /// A new process on the journal of a cancelled run: registers [`Blocker`], reports how many
 /// runs that resumed and the run's result, and gives a resumed run `arg` ms to show itself.
-fn child_cancel_check(db: &Path, wait_ms: &str) {
+fn child_cancel_check(db: &Path, harness: &Harness, wait_ms: &str) {
     let wait_ms: u64 = wait_ms.parse().expect("a wait in ms");
     block_on(async {
-        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let engine = open(db, harness).await;
         let queued = engine.register::<Blocker>().await.expect("register");
         print_flushed(&format!("{QUEUED}{queued}"));
         // A resumed run never ends (its step blocks): give it `wait_ms` to show itself.
@@ -421,12 +442,14 @@ fn child_cancel_check(db: &Path, wait_ms: &str) {
 
 /// `block`: starts [`Parent`] and waits (its child blocks). `finish`: registers both workflows
 /// and waits for the parent's result, which it prints.
-fn child_family(db: &Path, mode: &str) {
-    KID_BLOCKS
-        .set(mode == "block")
-        .expect("set once per process");
+fn child_family(db: &Path, harness: Harness, mode: &str) {
+    let harness = Harness {
+        kid_blocks: mode == "block",
+        ..harness
+    };
+    let harness = &harness;
     let output = block_on(async {
-        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let engine = open(db, harness).await;
         match mode {
             "block" => {
                 let run = engine
@@ -449,9 +472,9 @@ fn child_family(db: &Path, mode: &str) {
 }
 
 /// Starts (or resumes) [`Sleeper`] and prints its output.
-fn child_sleep(db: &Path) {
+fn child_sleep(db: &Path, harness: &Harness) {
     let output = block_on(async {
-        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let engine = open(db, harness).await;
         let run = engine
             .start::<Sleeper>(SLEEP_RUN, (SLEEP_MS,))
             .await
@@ -463,12 +486,14 @@ fn child_sleep(db: &Path) {
 
 /// `block`: starts [`Spender`], whose step [`SPEND_BLOCK_SEQ`] blocks, and waits to be killed.
 /// `finish`: resumes the run and prints why it stopped.
-fn child_spend(db: &Path, mode: &str) {
-    SPENDER_BLOCKS
-        .set(mode == "block")
-        .expect("set once per process");
+fn child_spend(db: &Path, harness: Harness, mode: &str) {
+    let harness = Harness {
+        spender_blocks: mode == "block",
+        ..harness
+    };
+    let harness = &harness;
     let message = block_on(async {
-        let engine = Engine::open(db).await.expect("the child opens the journal");
+        let engine = open(db, harness).await;
         let run = engine
             .start::<Spender>(SPEND_RUN, ())
             .await
