@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 use super::{StepOverride, TestEngine};
 use crate::retry::ErrorClass;
@@ -44,15 +44,14 @@ impl Workflow for Fetch {
 /// 10 s timeout at once, so the step timed out though the server answered within milliseconds.
 #[tokio::test(start_paused = true)]
 async fn a_step_waiting_on_a_loopback_socket_is_not_timed_out_by_skipped_time() {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    // A server outside the runtime, as a real one is: a thread of its own, answering after
+    // 30 ms of real time.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        // Real time, off the runtime's clock: what a real server's latency is.
-        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(30)))
-            .await
-            .unwrap();
-        socket.write_all(b"pong").await.unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        std::io::Write::write_all(&mut socket, b"pong").unwrap();
     });
     let test = TestEngine::with(EngineBuilder::default().resource(Server(address)));
     let run = test.start::<Fetch>("f", ()).await.unwrap();
@@ -64,7 +63,7 @@ async fn a_step_waiting_on_a_loopback_socket_is_not_timed_out_by_skipped_time() 
         "{:?}",
         test.elapsed()
     );
-    server.await.unwrap();
+    server.join().unwrap();
 }
 
 /// A call with retries: a sleep, then the model.
@@ -166,4 +165,13 @@ async fn a_direct_call_that_waits_for_an_event_points_to_the_test_engine() {
         .await
         .unwrap_err();
     assert!(error.message.contains("TestEngine"), "{}", error.message);
+}
+
+#[test]
+fn the_test_kits_types_are_send_sync_static() {
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+    assert_send_sync_static::<TestEngine>();
+    assert_send_sync_static::<StepOverride>();
+    assert_send_sync_static::<super::Totals>();
+    assert_send_sync_static::<crate::ResourceError>();
 }
