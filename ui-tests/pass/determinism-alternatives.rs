@@ -1,12 +1,13 @@
 //! What the determinism checks accept: the runtime's durable clock, randomness, ids and timers,
 //! races with `durable::race` and `durable::race_all` instead of `select!`, `BTreeMap`
 //! iteration, a `HashMap` that is only looked up or whose keys are sorted first, anything inside
-//! a `#[step]`, nested helper fns, and the escape hatch `#[allow_nondeterministic]`.
+//! a `#[step]`, nested helper fns, the durable timer called by a bare name after a `use`, and
+//! the escape hatch `#[allow_nondeterministic]`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
-use workflow_runtime::durable::Either;
+use workflow_runtime::durable::{Either, sleep};
 use workflow_runtime::{Engine, StepError, durable, workflow};
 
 async fn ask(question: &str) -> Result<String, std::io::Error> {
@@ -27,6 +28,8 @@ async fn agent(goal: String) -> Result<String, StepError> {
     let seed: u64 = durable::random().await;
     let request_id: String = durable::uuid().await;
     durable::sleep(Duration::from_millis(1)).await;
+    // A bare name, imported: judged by its type, which is not tokio's timer.
+    sleep(Duration::from_millis(1)).await;
 
     // Races poll their futures in order, so a tie has the same winner on replay; the losers
     // are dropped.

@@ -10,17 +10,20 @@
 //! Detection is syntactic: paths (`Instant::now`, `tokio::spawn`, `std::fs::read`), method
 //! names (`.spawn(..)`), macro names (`select!`, `select_biased!`), and, for `HashMap`/`HashSet`
 //! iteration, a `for` loop over (or `.iter()` and friends on) a local whose declared type or
-//! initializer names `HashMap` or `HashSet`. A call hidden in a helper function, behind a
+//! initializer names `HashMap` or `HashSet`. A call whose bare name could be the runtime's or
+//! tokio's (`sleep(d)` after a `use`, which the macro cannot see) is checked by its type
+//! instead, by code the macro wraps around it. A call hidden in a helper function, behind a
 //! `use ... as` alias or inside a macro whose arguments are not expressions is not seen.
 //!
 //! `#[step]` expressions are not checked: a step runs once and its outcome is journaled.
 //! `#[allow_nondeterministic]` on a statement or an expression accepts what it marks; the macro
 //! removes it, like `#[step]`.
 
-use proc_macro2::{TokenStream, TokenTree};
-use quote::{ToTokens, quote};
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{
     Attribute, Block, Expr, ExprForLoop, ExprMethodCall, FnArg, Item, Local, Macro, Meta, Pat,
@@ -39,6 +42,7 @@ pub(crate) const ALLOW_ATTR: &str = "allow_nondeterministic";
 pub(crate) fn workflow_body(sig: &Signature, body: &mut Block, krate: &Path, ctxt: &Ctxt) {
     let mut checker = Checker {
         krate: render(krate).trim_start_matches("::").to_owned(),
+        krate_path: krate.clone(),
         ctxt,
         hashed: Vec::new(),
         exempt: 0,
@@ -57,6 +61,8 @@ pub(crate) fn workflow_body(sig: &Signature, body: &mut Block, krate: &Path, ctx
 struct Checker<'a> {
     /// The runtime's path as the user would write it, for the suggestions.
     krate: String,
+    /// The runtime's path, for the code that checks a call by its type.
+    krate_path: Path,
     ctxt: &'a Ctxt,
     /// Locals known to hold a `HashMap` or `HashSet`, with which of the two.
     hashed: Vec<(String, &'static str)>,
@@ -151,6 +157,20 @@ const CRATES: &[(&str, Kind)] = &[
     ("hyper", Kind::Io),
     ("fastrand", Kind::Random),
     ("getrandom", Kind::Random),
+];
+
+/// Names of calls that are nondeterministic or not depending on whose they are, which a `use`
+/// decides out of the macro's sight: a bare `sleep(d)` is `durable::sleep` or, after
+/// `use tokio::time::sleep`, tokio's. A call by one of these names that no rule reports is
+/// checked by its type instead (see [`probe_call`]).
+const NAMES_JUDGED_BY_TYPE: &[&str] = &[
+    "sleep",
+    "sleep_until",
+    "interval",
+    "interval_at",
+    "timeout",
+    "timeout_at",
+    "spawn",
 ];
 
 /// Methods that start work outside the run's task, whatever their receiver (`JoinSet`, a
@@ -424,6 +444,7 @@ impl VisitMut for Checker<'_> {
             if this.exempt == 0 {
                 this.check_expr(expr, consumed);
             }
+            let judged_by_type = this.exempt == 0 && is_judged_by_type(expr);
             match expr {
                 Expr::Macro(mac) => this.check_macro(&mac.mac),
                 // `m.keys().map(f).count()`: the whole receiver chain is consumed by `count`,
@@ -439,6 +460,9 @@ impl VisitMut for Checker<'_> {
                 }
                 _ => visit_mut::visit_expr_mut(this, expr),
             }
+            if judged_by_type {
+                probe_call(expr, &this.krate_path);
+            }
         });
     }
 
@@ -450,6 +474,82 @@ impl VisitMut for Checker<'_> {
     // A nested fn is not the workflow body (it may be called from anywhere), and a nested
     // `#[workflow]` checks its own.
     fn visit_item_mut(&mut self, _: &mut Item) {}
+}
+
+/// Whether `expr` is a call named in [`NAMES_JUDGED_BY_TYPE`] that no rule reports by its path
+/// (`tokio::time::sleep(d)` is reported as it is; `sleep(d)` and `durable::sleep(d)` are not).
+fn is_judged_by_type(expr: &Expr) -> bool {
+    let Expr::Call(call) = expr else {
+        return false;
+    };
+    let Expr::Path(func) = &*call.func else {
+        return false;
+    };
+    func.qself.is_none()
+        && classify(&func.path).is_none()
+        && func.path.segments.last().is_some_and(|segment| {
+            NAMES_JUDGED_BY_TYPE.contains(&segment.ident.unraw().to_string().as_str())
+        })
+}
+
+// sleep(d)
+// becomes
+// (match sleep(d) {
+//     call => {
+//         use ::workflow_runtime::__private::{AnyKind as _, SpawnKind as _, TimeoutKind as _, TimerKind as _};
+//         NotATokioTimer::check((&::workflow_runtime::__private::Call(&call)).__workflow_call_kind());
+//         NotATokioTimeout::check(<the same>);
+//         NotASpawn::check(<the same>);
+//         call
+//     }
+// })
+// (the three traits in `::workflow_runtime::__private`). The macro sees the body, not the
+// file's `use`s, so a bare name cannot tell `durable::sleep` from `tokio::time::sleep`; the
+// call's type can, where rustc knows it: autoref specialization finds tokio's `Sleep`,
+// `Interval`, `Timeout` or a `JoinHandle`, and the trait that kind of value fails reports it,
+// at the user's call. Any other value passes unchanged. A name the rules do not list (an alias,
+// `use tokio::time::sleep as wait`) is still not seen. The parentheses keep `(match ..).await`
+// an expression at the start of a statement; the scrutinee's temporaries live to the end of
+// the enclosing statement, as they did in `sleep(d).await`.
+fn probe_call(expr: &mut Expr, krate: &Path) {
+    let span = expr.span();
+    let call = std::mem::replace(expr, Expr::Verbatim(TokenStream::new()));
+    // Mixed-site hygiene at the user's call, where rustc then reports an unmet bound.
+    let value = Ident::new("call", Span::mixed_site().located_at(span));
+    let krate = respan(krate, span);
+    // The kind as each check's argument, an expression of the user's span: a bare local
+    // would be reported at `#[workflow]`.
+    let kind = quote_spanned!(span=> (&#krate::__private::Call(&#value)).__workflow_call_kind());
+    let checks = quote_spanned! {span=>
+        #krate::__private::NotATokioTimer::check(#kind);
+        #krate::__private::NotATokioTimeout::check(#kind);
+        #krate::__private::NotASpawn::check(#kind);
+    };
+    let probed = quote! {
+        (match #call {
+            #value => {
+                #[allow(unused_imports)]
+                use #krate::__private::{AnyKind as _, SpawnKind as _, TimeoutKind as _, TimerKind as _};
+                #checks
+                #value
+            }
+        })
+    };
+    // Parsed, not verbatim: the rewriting of `#[step]`s that comes next must still find any in
+    // the call's arguments.
+    *expr = syn::parse2(probed.clone()).unwrap_or(Expr::Verbatim(probed));
+}
+
+/// `krate` with every token at `span`, so that errors in the code around it point there.
+fn respan(krate: &Path, span: Span) -> TokenStream {
+    krate
+        .to_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 fn is_allow_attr(attr: &Attribute) -> bool {

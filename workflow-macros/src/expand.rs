@@ -232,6 +232,7 @@ pub(crate) fn step_site(site: &StepSite) -> TokenStream {
     let krate = respan(krate, call.span());
     let classify = classify(&krate, call.span());
     let attempt = quote_spanned!(call.span()=> #krate::__private::classified(#call, #classify));
+    let attempt = owned_value_check(attempt, &krate, call.span());
     let attempt = if moved.is_empty() {
         attempt
     } else {
@@ -284,6 +285,47 @@ fn moved_check(ident: &Ident) -> TokenStream {
             #[diagnostic::do_not_recommend]
             impl<T: ::core::marker::Copy> #copy for T {}
             #copy::#method(#borrow);
+        }
+    }
+}
+
+// classified(fetch(&url), ..), the future of one attempt
+// becomes
+// match classified(fetch(&url), ..) {
+//     attempt => {
+//         use ::workflow_runtime::__private::{AnyValue as _, BorrowedValue as _};
+//         OwnedStepValue::must_be_owned((&&Probe::of(&attempt)).__workflow_step_value());
+//         attempt
+//     }
+// }
+// (`OwnedStepValue` and `Probe` in `::workflow_runtime::__private`.) A step whose value is a
+// reference (`&'static str`) meets `StepValue`'s serde bounds up to lifetimes, so rustc's only
+// complaint came from the borrow checker, in serde's words: "implementation of `Deserialize`
+// is not general enough". Autoref specialization, resolved here where the attempt's output is
+// concrete, finds the value's type for a reference and `Owned` otherwise; only `Owned`
+// implements `OwnedStepValue`, so a reference fails it, in its words, at the user's call, and
+// the borrow checker, which does not run on a body with type errors, says nothing more. A
+// reference deeper inside (`Vec<&str>`) still gets serde's words. The scrutinee's temporaries
+// live as long as they did in `|| classified(..)`.
+pub(crate) fn owned_value_check(
+    attempt: TokenStream,
+    krate: &TokenStream,
+    span: Span,
+) -> TokenStream {
+    let value = Ident::new("attempt", Span::mixed_site());
+    let check = quote_spanned! {span=>
+        #krate::__private::OwnedStepValue::must_be_owned(
+            (&&#krate::__private::Probe::of(&#value)).__workflow_step_value()
+        );
+    };
+    quote! {
+        match #attempt {
+            #value => {
+                #[allow(unused_imports)]
+                use #krate::__private::{AnyValue as _, BorrowedValue as _};
+                #check
+                #value
+            }
         }
     }
 }

@@ -163,13 +163,17 @@ pub mod misuse {
 }
 
 #[doc(hidden)]
-pub use __private::{StepErrorValue, StepValue, WorkflowArgument, WorkflowOutput};
+pub use __private::{
+    NotASpawn, NotATokioTimeout, NotATokioTimer, OwnedStepValue, Spawned, StepErrorValue,
+    StepValue, TokioTimeout, TokioTimer, WorkflowArgument, WorkflowOutput,
+};
 
 /// What macro-generated code uses. Not public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
     use std::error::Error;
     use std::fmt::Display;
+    use std::marker::PhantomData;
 
     use serde::Serialize;
     use serde::de::DeserializeOwned;
@@ -380,6 +384,174 @@ pub mod __private {
             crate::StepFailure::from_error(error.into_boxed())
         }
     }
+
+    /// The future of a step's attempt, as the `#[step]` macro probes its value's type at the
+    /// call, where it is concrete: `(&&Probe::of(&attempt)).__workflow_step_value()` resolves
+    /// to [`BorrowedValue`] when the value is a reference, and to [`AnyValue`] otherwise.
+    pub struct Probe<F>(PhantomData<F>);
+
+    impl<F> Probe<F> {
+        /// The probe of `attempt`'s type.
+        pub fn of(_attempt: &F) -> Self {
+            Probe(PhantomData)
+        }
+    }
+
+    /// What [`AnyValue`] finds: a value that is not a reference.
+    pub struct Owned;
+
+    /// A step's value as the journal needs it: owning its data. A reference (`&'static str`)
+    /// meets the serde bounds of [`StepValue`] up to lifetimes, and rustc would only say, from
+    /// its borrow checker, that "implementation of `Deserialize` is not general enough"; the
+    /// macro checks this trait first, at the user's call, and the borrow checker does not run
+    /// on a body with type errors.
+    #[diagnostic::on_unimplemented(
+        message = "the value of a step is journaled, so it must be owned, and `{Self}` borrows",
+        label = "this step's value is a reference",
+        note = "a step's value is written to the journal when the step completes and decoded from it when the run is replayed, into a value that owns its data: return `String` rather than `&str`, `Vec<T>` rather than `&[T]`, `T` rather than `&T`"
+    )]
+    pub trait OwnedStepValue {
+        /// Nothing: calling it requires the bound.
+        fn must_be_owned(_value: PhantomData<Self>) {}
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl OwnedStepValue for Owned {}
+
+    /// The probe of a step whose value is a reference (see [`Probe`]).
+    pub trait BorrowedValue<V: ?Sized> {
+        /// The value's type.
+        fn __workflow_step_value(&self) -> PhantomData<V> {
+            PhantomData
+        }
+    }
+
+    impl<'a, U: ?Sized, E, F> BorrowedValue<&'a U> for &Probe<F> where
+        F: Future<Output = Result<&'a U, E>>
+    {
+    }
+
+    /// The fallback of [`BorrowedValue`].
+    pub trait AnyValue {
+        /// [`Owned`].
+        fn __workflow_step_value(&self) -> PhantomData<Owned> {
+            PhantomData
+        }
+    }
+
+    impl<F> AnyValue for Probe<F> {}
+
+    /// The value of a call in a workflow body that `#[workflow]` cannot judge by its name: a
+    /// bare `sleep(d)` is `durable::sleep` or, after `use tokio::time::sleep`, tokio's. The
+    /// macro probes its type where it is concrete, by autoref specialization:
+    /// `(&Call(&value)).__workflow_call_kind()` resolves to [`TimerKind`], [`TimeoutKind`] or
+    /// [`SpawnKind`] for tokio's (and std's) types, to [`AnyKind`] otherwise; then each of
+    /// [`NotATokioTimer`], [`NotATokioTimeout`] and [`NotASpawn`] is required of the kind
+    /// found, and the one that fails says why in its words.
+    pub struct Call<'a, T>(pub &'a T);
+
+    /// What [`AnyKind`] finds.
+    pub struct Deterministic;
+    /// What [`TimerKind`] finds.
+    pub struct TokioTimer;
+    /// What [`TimeoutKind`] finds.
+    pub struct TokioTimeout;
+    /// What [`SpawnKind`] finds.
+    pub struct Spawned;
+
+    /// The probe of a tokio timer.
+    pub trait TimerKind {
+        /// [`TokioTimer`].
+        fn __workflow_call_kind(&self) -> PhantomData<TokioTimer> {
+            PhantomData
+        }
+    }
+
+    impl TimerKind for Call<'_, tokio::time::Sleep> {}
+    impl TimerKind for Call<'_, tokio::time::Interval> {}
+
+    /// The probe of tokio's timeout.
+    pub trait TimeoutKind {
+        /// [`TokioTimeout`].
+        fn __workflow_call_kind(&self) -> PhantomData<TokioTimeout> {
+            PhantomData
+        }
+    }
+
+    impl<F> TimeoutKind for Call<'_, tokio::time::Timeout<F>> {}
+
+    /// The probe of a spawned task or thread.
+    pub trait SpawnKind {
+        /// [`Spawned`].
+        fn __workflow_call_kind(&self) -> PhantomData<Spawned> {
+            PhantomData
+        }
+    }
+
+    impl<T> SpawnKind for Call<'_, tokio::task::JoinHandle<T>> {}
+    impl<T> SpawnKind for Call<'_, std::thread::JoinHandle<T>> {}
+
+    /// The fallback of the probes of [`Call`].
+    pub trait AnyKind {
+        /// [`Deterministic`].
+        fn __workflow_call_kind(&self) -> PhantomData<Deterministic> {
+            PhantomData
+        }
+    }
+
+    impl<T> AnyKind for &Call<'_, T> {}
+
+    /// A call in a workflow body that is not tokio's timer.
+    #[diagnostic::on_unimplemented(
+        message = "this call is tokio's timer, which starts over on every replay and is lost in a crash; use `durable::sleep(duration).await`, whose wake-up time is journaled",
+        label = "a `tokio::time` timer, named through a `use`",
+        note = "#[workflow] judges calls by their names, and this name does not say whose it is; its type does. If replaying it is harmless, mark the statement `#[allow_nondeterministic]`"
+    )]
+    pub trait NotATokioTimer {
+        /// Nothing: calling it requires the bound.
+        fn check(_kind: PhantomData<Self>) {}
+    }
+
+    /// A call in a workflow body that is not tokio's timeout.
+    #[diagnostic::on_unimplemented(
+        message = "this call is tokio's timeout, which races the clock and can end another way when the workflow is replayed; give the step a timeout instead, like `#[step(timeout = \"60s\")]`",
+        label = "`tokio::time::timeout`, named through a `use`",
+        note = "#[workflow] judges calls by their names, and this name does not say whose it is; its type does. If replaying it is harmless, mark the statement `#[allow_nondeterministic]`"
+    )]
+    pub trait NotATokioTimeout {
+        /// Nothing: calling it requires the bound.
+        fn check(_kind: PhantomData<Self>) {}
+    }
+
+    /// A call in a workflow body that does not spawn a task or a thread.
+    #[diagnostic::on_unimplemented(
+        message = "this call spawns a task, which runs outside the workflow's task, where steps are not journaled and nothing is replayed; start a child workflow with `durable::child::<W>(input).await`, or await steps together with `join_all`",
+        label = "a spawned task or thread, named through a `use`",
+        note = "#[workflow] judges calls by their names, and this name does not say whose it is; its type does. If replaying it is harmless, mark the statement `#[allow_nondeterministic]`"
+    )]
+    pub trait NotASpawn {
+        /// Nothing: calling it requires the bound.
+        fn check(_kind: PhantomData<Self>) {}
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl NotATokioTimer for Deterministic {}
+    #[diagnostic::do_not_recommend]
+    impl NotATokioTimer for TokioTimeout {}
+    #[diagnostic::do_not_recommend]
+    impl NotATokioTimer for Spawned {}
+    #[diagnostic::do_not_recommend]
+    impl NotATokioTimeout for Deterministic {}
+    #[diagnostic::do_not_recommend]
+    impl NotATokioTimeout for TokioTimer {}
+    #[diagnostic::do_not_recommend]
+    impl NotATokioTimeout for Spawned {}
+    #[diagnostic::do_not_recommend]
+    impl NotASpawn for Deterministic {}
+    #[diagnostic::do_not_recommend]
+    impl NotASpawn for TokioTimer {}
+    #[diagnostic::do_not_recommend]
+    impl NotASpawn for TokioTimeout {}
 
     /// Maps the error of a step's attempt with `classify`, which the macro writes at the call
     /// site so that the concrete error type picks its classifier.

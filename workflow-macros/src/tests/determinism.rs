@@ -377,3 +377,41 @@ fn suggestions_name_the_runtime_as_the_crate_does() {
         expansion.errors
     );
 }
+
+/// Regression: `use tokio::time::sleep;` then `sleep(d).await` in a body compiled, unseen (the
+/// macro sees the body, not the `use`). A bare name that could be the runtime's or tokio's is
+/// judged by its type: the call is wrapped in the probe; a path a rule reports, or a call the
+/// escape hatch marks, is not.
+#[test]
+fn calls_whose_name_does_not_say_whose_they_are_are_judged_by_type() {
+    const PROBE: &str = "::workflow_runtime::__private::NotATokioTimer::check";
+    for body in [
+        "sleep(d).await; Ok(1)",
+        "let h = spawn(work()); Ok(1)",
+        "let r = timeout(d, work()).await; Ok(1)",
+        "durable::sleep(d).await; Ok(1)",
+    ] {
+        let expansion = workflow_body(body);
+        expansion.assert_no_errors();
+        assert!(
+            super::canonical(expansion.tokens.clone())
+                .contains(&super::canonical(super::tokens(PROBE))),
+            "{body} is not probed"
+        );
+    }
+    for body in [
+        "sleep_well(d).await; Ok(1)",
+        "#[allow_nondeterministic] sleep(d).await; Ok(1)",
+        "let x = self::helper(d); Ok(1)",
+    ] {
+        let expansion = workflow_body(body);
+        expansion.assert_no_errors();
+        expansion.assert_lacks(PROBE);
+    }
+    assert_reported(
+        "tokio::time::sleep(d).await; Ok(1)",
+        "`tokio::time::sleep` is a timer",
+        "tokio::time::sleep",
+    );
+    workflow_body("tokio::time::sleep(d).await; Ok(1)").assert_lacks(PROBE);
+}

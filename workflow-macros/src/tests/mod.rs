@@ -80,8 +80,8 @@ pub(super) fn canonical(tokens: TokenStream) -> String {
 /// Expands the shorthand `KRATE::__private::step(NAME).OPTIONS.run(|| CALL)` of expected output
 /// (the call of `Step::run` it reads as) into what the macros generate:
 /// `KRATE::__private::StepValue::run(KRATE::__private::step(NAME).OPTIONS, || KRATE::__private::classified(CALL, |__error| { ... }),)`,
-/// the classification of the attempt's error being the same for every step (and shown in full
-/// in the snapshot). `.run(|| [a, b] CALL)` also has the checks that the locals `a` and `b`,
+/// the classification of the attempt's error and the check that the step's value is owned
+/// being the same for every step (and shown in full in the snapshot). `.run(|| [a, b] CALL)` also has the checks that the locals `a` and `b`,
 /// which `CALL` moves, are `Copy` (see [`moved_check`]).
 pub(super) fn with_classify(expected: &str, krate: &str) -> String {
     const MARKER: &str = ".run(|| ";
@@ -129,6 +129,18 @@ pub(super) fn with_classify(expected: &str, krate: &str) -> String {
              use {krate}::__private::{{ChainKind as _, ClassifyKind as _}}; \
              {krate}::__private::StepErrorValue::into_failure((&__error).__workflow_error_kind(), __error) }})"
         );
+        // The check that the step's value is owned, as `expand` writes it at a step's call
+        // (the snapshot shows it in full). A `#[step]` fn has none: its signature is checked.
+        let attempt = if call.trim_start().starts_with("__workflow_step_body") {
+            attempt
+        } else {
+            crate::expand::owned_value_check(
+                tokens(&attempt),
+                &tokens(krate),
+                proc_macro2::Span::call_site(),
+            )
+            .to_string()
+        };
         match moved {
             // The `)` closing `.run(` is the first character of `rest`.
             Some(checks) => out.push_str(&format!("|| {{ {checks} {attempt} }},")),

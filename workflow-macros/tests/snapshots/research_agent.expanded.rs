@@ -6,7 +6,7 @@
 pub async fn research_agent(goal: String) -> anyhow::Result<String> {
     let plan = ::workflow_runtime::__private::StepValue::run(
             ::workflow_runtime::__private::step("plan_questions"),
-            || ::workflow_runtime::__private::classified(
+            || match ::workflow_runtime::__private::classified(
                 plan_questions(&goal),
                 |__error| {
                     #[allow(unused_imports)]
@@ -18,7 +18,19 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
                         __error,
                     )
                 },
-            ),
+            ) {
+                attempt => {
+                    #[allow(unused_imports)]
+                    use ::workflow_runtime::__private::{
+                        AnyValue as _, BorrowedValue as _,
+                    };
+                    ::workflow_runtime::__private::OwnedStepValue::must_be_owned(
+                        (&&::workflow_runtime::__private::Probe::of(&attempt))
+                            .__workflow_step_value(),
+                    );
+                    attempt
+                }
+            },
         )
         .await?;
     let mut findings = Vec::new();
@@ -41,7 +53,7 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
                         impl<T: ::core::marker::Copy> Copy for T {}
                         Copy::moved_into_step(&q);
                     }
-                    ::workflow_runtime::__private::classified(
+                    match ::workflow_runtime::__private::classified(
                         search_and_summarize(q),
                         |__error| {
                             #[allow(unused_imports)]
@@ -53,7 +65,19 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
                                 __error,
                             )
                         },
-                    )
+                    ) {
+                        attempt => {
+                            #[allow(unused_imports)]
+                            use ::workflow_runtime::__private::{
+                                AnyValue as _, BorrowedValue as _,
+                            };
+                            ::workflow_runtime::__private::OwnedStepValue::must_be_owned(
+                                (&&::workflow_runtime::__private::Probe::of(&attempt))
+                                    .__workflow_step_value(),
+                            );
+                            attempt
+                        }
+                    }
                 },
             )
             .await?;
@@ -61,7 +85,7 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
     }
     let draft = ::workflow_runtime::__private::StepValue::run(
             ::workflow_runtime::__private::step("draft"),
-            || ::workflow_runtime::__private::classified(
+            || match ::workflow_runtime::__private::classified(
                 llm.complete(&goal, &findings),
                 |__error| {
                     #[allow(unused_imports)]
@@ -73,12 +97,24 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
                         __error,
                     )
                 },
-            ),
+            ) {
+                attempt => {
+                    #[allow(unused_imports)]
+                    use ::workflow_runtime::__private::{
+                        AnyValue as _, BorrowedValue as _,
+                    };
+                    ::workflow_runtime::__private::OwnedStepValue::must_be_owned(
+                        (&&::workflow_runtime::__private::Probe::of(&attempt))
+                            .__workflow_step_value(),
+                    );
+                    attempt
+                }
+            },
         )
         .await;
     ::workflow_runtime::__private::StepValue::run(
             ::workflow_runtime::__private::step("notify_reviewer"),
-            || ::workflow_runtime::__private::classified(
+            || match ::workflow_runtime::__private::classified(
                 notify_reviewer(&goal),
                 |__error| {
                     #[allow(unused_imports)]
@@ -90,12 +126,24 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
                         __error,
                     )
                 },
-            ),
+            ) {
+                attempt => {
+                    #[allow(unused_imports)]
+                    use ::workflow_runtime::__private::{
+                        AnyValue as _, BorrowedValue as _,
+                    };
+                    ::workflow_runtime::__private::OwnedStepValue::must_be_owned(
+                        (&&::workflow_runtime::__private::Probe::of(&attempt))
+                            .__workflow_step_value(),
+                    );
+                    attempt
+                }
+            },
         )
         .await?;
     let report = ::workflow_runtime::__private::StepValue::run(
             ::workflow_runtime::__private::step("synthesize"),
-            || ::workflow_runtime::__private::classified(
+            || match ::workflow_runtime::__private::classified(
                 synthesize(&goal, &findings, draft.ok()),
                 |__error| {
                     #[allow(unused_imports)]
@@ -107,7 +155,19 @@ pub async fn research_agent(goal: String) -> anyhow::Result<String> {
                         __error,
                     )
                 },
-            ),
+            ) {
+                attempt => {
+                    #[allow(unused_imports)]
+                    use ::workflow_runtime::__private::{
+                        AnyValue as _, BorrowedValue as _,
+                    };
+                    ::workflow_runtime::__private::OwnedStepValue::must_be_owned(
+                        (&&::workflow_runtime::__private::Probe::of(&attempt))
+                            .__workflow_step_value(),
+                    );
+                    attempt
+                }
+            },
         )
         .await?;
     Ok(report)
