@@ -625,3 +625,52 @@ async fn a_call_racing_shutdown_gets_shutting_down() {
         Error::ShuttingDown
     ));
 }
+
+/// Two steps around an hour's durable sleep (and a journaled time), under `max_steps = 2`.
+struct TwoStepsAndASleep;
+
+impl Workflow for TwoStepsAndASleep {
+    type Input = ();
+    type Output = u32;
+    const NAME: &'static str = "two_steps_and_a_sleep";
+
+    fn budget() -> Budget {
+        Budget::UNLIMITED.with_max_steps(2)
+    }
+
+    fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+        Box::pin(async move {
+            let one = step("one")
+                .run(|| async { Ok::<_, io::Error>(1) })
+                .await
+                .map_err(fail)?;
+            let _ = workflow_runtime::durable::now().await;
+            // Long enough to leave memory: the run comes back by replaying its journal.
+            workflow_runtime::durable::sleep(Duration::from_secs(3_600)).await;
+            let two = step("two")
+                .run(|| async { Ok::<_, io::Error>(2) })
+                .await
+                .map_err(fail)?;
+            Ok(one + two)
+        })
+    }
+}
+
+/// Regression: a run resumed from its journal counted the records of its timer and its
+/// journaled time as steps, so `max_steps = 2` stopped a run of two steps after a long sleep.
+#[tokio::test(start_paused = true)]
+async fn max_steps_counts_steps_not_timers_when_a_run_is_replayed() {
+    let engine = Engine::in_memory();
+    let value = engine
+        .start::<TwoStepsAndASleep>("sleeper", ())
+        .await
+        .unwrap()
+        .result()
+        .await;
+    assert_eq!(value.unwrap(), 3);
+    let run = engine.run("sleeper").await.unwrap().unwrap();
+    assert!(
+        !run.resumed_at_us.is_empty(),
+        "the run left memory during its sleep and was replayed"
+    );
+}

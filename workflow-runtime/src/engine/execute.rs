@@ -156,6 +156,9 @@ pub(super) async fn execute_in(
         match step.status {
             // What failed attempts spent counts; the step itself counts once it finishes.
             StepStatus::Pending => spent.charge_usage(&step.usage),
+            // A timer's, an event wait's or a journaled time's record is no step: live, it
+            // was not counted either.
+            _ if !step.is_step() => spent.charge_usage(&step.usage),
             _ => spent.charge(&step.usage),
         }
     }
