@@ -168,6 +168,15 @@ impl Reference {
     }
 }
 
+/// Whether the crash of `simulation` came during an at-most-once step's call, which the resumed
+/// run ended with an unknown outcome.
+pub(crate) fn unknown_outcome_of(simulation: &Simulation) -> bool {
+    match &simulation.ending {
+        Ok(ending) if simulation.crashed => unknown_outcome_kept(simulation, ending).is_some(),
+        _ => false,
+    }
+}
+
 /// The at-most-once step (run id, seq) whose intent was durable at the crash, without its
 /// outcome, and which the resumed run journaled as `outcome_unknown`; if there is one.
 fn unknown_outcome_kept(simulation: &Simulation, ending: &Ending) -> Option<(String, u64)> {

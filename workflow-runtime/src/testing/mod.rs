@@ -498,6 +498,7 @@ impl CrashCheck {
             crash_points: 0,
             simulations: 0,
             seeds: self.latencies.len(),
+            unknown_outcomes: 0,
             failures: Vec::new(),
         };
         let setup = self.input.clone().and_then(|input| {
@@ -563,9 +564,12 @@ impl CrashCheck {
                 variant: *variant,
             };
             let simulation = simulate::simulate(&plan, reference.latencies, Some(crash));
-            reference.compare(&simulation, crash)
+            let unknown = compare::unknown_outcome_of(&simulation);
+            (reference.compare(&simulation, crash), unknown)
         });
-        for ((index, reference, commit, variant), problems) in jobs.iter().zip(outcomes) {
+        for ((index, reference, commit, variant), (problems, unknown)) in jobs.iter().zip(outcomes)
+        {
+            report.unknown_outcomes += usize::from(unknown);
             if problems.is_empty() {
                 continue;
             }
@@ -777,6 +781,7 @@ pub struct Report {
     crash_points: usize,
     simulations: usize,
     seeds: usize,
+    unknown_outcomes: usize,
     failures: Vec<Failure>,
 }
 
@@ -790,6 +795,15 @@ impl Report {
     /// Simulations run: the uninterrupted runs and the crashed-and-resumed ones.
     pub fn simulations(&self) -> usize {
         self.simulations
+    }
+
+    /// Simulations in which the crash came during the call of an
+    /// [`at_most_once`](crate::Step::at_most_once) step and the resumed run, rightly, ended the
+    /// step with an unknown outcome instead of calling it again (see [What is
+    /// checked](self#what-is-checked)). Zero when the workflow has no such step, or when no
+    /// crash landed in one's call.
+    pub fn unknown_outcomes(&self) -> usize {
+        self.unknown_outcomes
     }
 
     /// The simulations that diverged, in the order of seeds, commits and variants.
@@ -826,7 +840,15 @@ impl fmt::Display for Report {
             if self.seeds == 1 { "" } else { "s" },
         )?;
         if self.failures.is_empty() {
-            return write!(f, ": all resumed runs ended as the uninterrupted ones");
+            write!(f, ": all resumed runs ended as the uninterrupted ones")?;
+            if self.unknown_outcomes > 0 {
+                write!(
+                    f,
+                    " (or, {} of them, with an at-most-once step's outcome unknown, as promised)",
+                    self.unknown_outcomes
+                )?;
+            }
+            return Ok(());
         }
         write!(f, ": {} diverged", self.failures.len())?;
         for failure in self.failures.iter().take(LISTED) {
