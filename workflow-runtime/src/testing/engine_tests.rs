@@ -175,3 +175,51 @@ fn the_test_kits_types_are_send_sync_static() {
     assert_send_sync_static::<super::Totals>();
     assert_send_sync_static::<crate::ResourceError>();
 }
+
+/// One call through the circuit `search`, with its default retries.
+struct Search;
+
+impl Workflow for Search {
+    type Input = ();
+    type Output = String;
+    const NAME: &'static str = "search";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async {
+            let outcome = step("search")
+                .circuit("search")
+                .run(|| async { Ok::<_, std::io::Error>("found".to_owned()) })
+                .await;
+            Ok(match outcome {
+                Ok(value) => value,
+                Err(error) => format!("{:?}", error.kind),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_fault_on_every_attempt_opens_the_circuit_for_the_next_runs() {
+    let config = crate::CircuitConfig::new(3, Duration::from_secs(60));
+    let test = TestEngine::with(EngineBuilder::default().circuit("search", config));
+    test.override_step(
+        "search",
+        StepOverride::running_body().failing_always(ErrorClass::Server { status: 503 }),
+    );
+    let first = test.start::<Search>("s1", ()).await.unwrap();
+    // Three failures in a row open it: the fourth attempt is refused, and so is the next run's.
+    assert_eq!(first.result().await.unwrap(), "CircuitOpen");
+    assert_eq!(
+        test.attempts("s1"),
+        ["search#1 server", "search#2 server", "search#3 server"]
+    );
+    let second = test.start::<Search>("s2", ()).await.unwrap();
+    assert_eq!(second.result().await.unwrap(), "CircuitOpen");
+    assert_eq!(test.attempts("s2"), Vec::<String>::new());
+    // Once the fault is gone and the cool-down over, a probe closes it again.
+    test.clear_override("search");
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let third = test.start::<Search>("s3", ()).await.unwrap();
+    assert_eq!(third.result().await.unwrap(), "found");
+    assert_eq!(test.attempts("s3"), ["search#1 ok"]);
+}
