@@ -2,8 +2,9 @@
 //! attempts that ran, and a clock that flows at real speed while a step's own body waits on
 //! something outside the runtime's timers.
 //!
-//! The kit is registered on the engine as a resource of a private type, so an engine without
-//! one (every engine outside tests) pays one failed map lookup per step.
+//! The kit is registered on the engine as a resource of a private type. An engine without one
+//! pays one failed map lookup per step, and only in a build with feature `testing`: without
+//! it, none of this is compiled.
 
 use std::collections::BTreeMap;
 use std::fmt;
