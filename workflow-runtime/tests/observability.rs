@@ -424,3 +424,80 @@ async fn the_admin_endpoint_refuses_reads_and_commands_without_the_token() {
     drop(admin);
     assert!(!info_file.exists(), "the info file goes with the endpoint");
 }
+
+/// The messages of the tracing events emitted while it is the default subscriber.
+#[derive(Default)]
+struct Messages(Mutex<Vec<String>>);
+
+impl tracing::Subscriber for Messages {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Line<'a>(&'a mut String);
+        impl tracing::field::Visit for Line<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        let mut line = String::new();
+        event.record(&mut Line(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Waits a minute for an approval.
+struct Approval;
+
+impl Workflow for Approval {
+    type Input = ();
+    type Output = Option<bool>;
+    const NAME: &'static str = "approval";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<Option<bool>, WorkflowFailure>> {
+        Box::pin(async move {
+            let approved = workflow_runtime::durable::wait_for_event_timeout(
+                "approval",
+                Duration::from_secs(60),
+            )
+            .await?;
+            Ok(approved)
+        })
+    }
+}
+
+/// Regression: a durable wait said nothing while it waited; only its leaving memory, 10 s
+/// later, was an event. It says at once what it waits for and for how long at most.
+#[tokio::test(start_paused = true)]
+async fn a_durable_wait_says_so_when_it_begins() {
+    let messages = Arc::new(Messages::default());
+    let _default = tracing::subscriber::set_default(Arc::clone(&messages));
+    let engine = Engine::in_memory();
+    let run = engine.start::<Approval>("approval-1", ()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let said = messages.0.lock().unwrap().clone();
+    let line = said
+        .iter()
+        .find(|line| line.contains("run waits durably"))
+        .unwrap_or_else(|| panic!("no line about the wait in {said:#?}"));
+    for part in [
+        "run_id=approval-1",
+        "waiting_for=\"event `approval`\"",
+        "at_most=60s",
+        "leaves_memory_after=10s",
+    ] {
+        assert!(line.contains(part), "{part} is not in {line}");
+    }
+    engine
+        .send_event("approval-1", "approval", true)
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), Some(true));
+}
