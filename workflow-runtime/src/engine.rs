@@ -65,7 +65,7 @@ pub struct Engine {
 struct Inner {
     shared: Arc<Shared>,
     store: Arc<dyn Store>,
-    workflows: Mutex<HashMap<String, Arc<dyn ErasedWorkflow>>>,
+    workflows: Mutex<Registry>,
     /// Every run this engine has queued or executes.
     table: Mutex<RunTable>,
     /// Wakes the dispatcher: a run was queued, or a slot was freed.
@@ -105,6 +105,55 @@ impl Drop for LiveTask {
         if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.none_left.notify_waiters();
         }
+    }
+}
+
+/// The workflows an engine runs: by name, then by version.
+#[derive(Default, Clone)]
+pub(crate) struct Registry {
+    by_name: HashMap<String, std::collections::BTreeMap<u32, Arc<dyn ErasedWorkflow>>>,
+}
+
+impl Registry {
+    /// Version `version` of workflow `name`.
+    pub(crate) fn get(&self, name: &str, version: u32) -> Option<Arc<dyn ErasedWorkflow>> {
+        self.by_name.get(name)?.get(&version).cloned()
+    }
+
+    /// The latest version of workflow `name`.
+    pub(crate) fn latest(&self, name: &str) -> Option<Arc<dyn ErasedWorkflow>> {
+        self.by_name.get(name)?.values().next_back().cloned()
+    }
+
+    /// The versions of workflow `name` registered here.
+    pub(crate) fn versions(&self, name: &str) -> Vec<u32> {
+        self.by_name
+            .get(name)
+            .map(|versions| versions.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn add(&mut self, workflow: Arc<dyn ErasedWorkflow>) -> Result<Arc<dyn ErasedWorkflow>, Error> {
+        let versions = self.by_name.entry(workflow.name().to_owned()).or_default();
+        if let Some(existing) = versions.get(&workflow.version()) {
+            if existing.type_id() != workflow.type_id() {
+                return Err(Error::DuplicateWorkflowName {
+                    name: format!("{} (version {})", workflow.name(), workflow.version()),
+                });
+            }
+            return Ok(Arc::clone(existing));
+        }
+        if let Some(other) = versions.values().next()
+            && other.io_types() != workflow.io_types()
+        {
+            return Err(Error::VersionTypesDiffer {
+                workflow: workflow.name().to_owned(),
+                version: workflow.version(),
+                other: other.version(),
+            });
+        }
+        versions.insert(workflow.version(), Arc::clone(&workflow));
+        Ok(workflow)
     }
 }
 
@@ -289,7 +338,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 shared: Arc::new(Shared::new(Arc::clone(&store))),
                 store,
-                workflows: Mutex::new(HashMap::new()),
+                workflows: Mutex::new(Registry::default()),
                 table: Mutex::new(RunTable::default()),
                 dispatch: Arc::new(Notify::new()),
                 dispatcher_started: AtomicBool::new(false),
@@ -392,9 +441,23 @@ impl Engine {
         let workflow = self.add_workflow(workflow)?;
         let runs = self.inner.store.list_runs().await?;
         let mut queued = 0;
-        for run in runs {
-            if run.workflow != workflow.name() {
+        for mut run in runs {
+            // Each version resumes its own runs: a run continues on the version it started on.
+            if run.workflow != workflow.name() || run.version != workflow.version() {
                 continue;
+            }
+            // A run waiting for an event that was sent while no engine here ran it (by another
+            // process, or by an engine without its version) is due now, not at its deadline.
+            if run.status == RunStatus::Waiting
+                && run.not_before_us.is_none()
+                && !self
+                    .inner
+                    .store
+                    .load_events(run.run_id.clone())
+                    .await?
+                    .is_empty()
+            {
+                run.not_before_us = Some(journal::now_us());
             }
             let resumable = match run.status {
                 RunStatus::Pending | RunStatus::Running | RunStatus::Waiting => true,
@@ -413,23 +476,13 @@ impl Engine {
         &self,
         workflow: Arc<dyn ErasedWorkflow>,
     ) -> Result<Arc<dyn ErasedWorkflow>, Error> {
-        let mut workflows = lock(&self.inner.workflows);
-        if let Some(existing) = workflows.get(workflow.name()) {
-            if existing.type_id() != workflow.type_id() {
-                return Err(Error::DuplicateWorkflowName {
-                    name: workflow.name().to_owned(),
-                });
-            }
-            return Ok(Arc::clone(existing));
-        }
-        workflows.insert(workflow.name().to_owned(), Arc::clone(&workflow));
-        Ok(workflow)
+        lock(&self.inner.workflows).add(workflow)
     }
 
     /// Whether this workflow itself (not just another one with its name) is registered.
     fn is_registered(&self, workflow: &dyn ErasedWorkflow) -> bool {
         lock(&self.inner.workflows)
-            .get(workflow.name())
+            .get(workflow.name(), workflow.version())
             .is_some_and(|existing| existing.type_id() == workflow.type_id())
     }
 
@@ -478,12 +531,17 @@ impl Engine {
         if !self.is_registered(workflow.as_ref()) {
             self.register_erased(Arc::clone(&workflow)).await?;
         }
+        // New runs start on the latest version of the name registered here.
+        let workflow = lock(&self.inner.workflows)
+            .latest(workflow.name())
+            .unwrap_or(workflow);
         let name = workflow.name();
         let now = journal::now_us();
         let record = RunRecord {
             run_id: run_id.to_owned(),
             workflow: name.to_owned(),
             fingerprint: workflow.fingerprint(),
+            version: workflow.version(),
             status: RunStatus::Pending,
             input,
             output: None,

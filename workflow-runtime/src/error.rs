@@ -334,6 +334,16 @@ pub enum Error {
         /// The workflow that was asked for.
         requested: String,
     },
+    /// Two versions of one workflow name take different inputs or return different outputs:
+    /// a run started on one could not be handed to the other, nor its value read.
+    VersionTypesDiffer {
+        /// The workflow's name.
+        workflow: String,
+        /// The version being registered.
+        version: u32,
+        /// A registered version with other types.
+        other: u32,
+    },
     /// A child workflow's run id is taken by a run its parent did not start: the parent does
     /// not adopt it (its value is not the child's).
     NotAChild {
@@ -448,6 +458,14 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "run id {run_id:?} already belongs to a run of workflow `{existing}`, not `{requested}`"
+            ),
+            Error::VersionTypesDiffer {
+                workflow,
+                version,
+                other,
+            } => write!(
+                f,
+                "version {version} of workflow `{workflow}` takes or returns other types than version {other}: every version of a name takes the same input and returns the same output"
             ),
             Error::NotAChild { run_id, parent } => write!(
                 f,

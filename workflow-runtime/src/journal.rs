@@ -91,6 +91,10 @@ pub struct RunRecord {
     pub workflow: String,
     /// The compile-time fingerprint of the workflow body the run started with.
     pub fingerprint: u64,
+    /// The version of the workflow the run started on, and always continues on
+    /// ([`Workflow::VERSION`](crate::Workflow::VERSION)); 1 for runs journaled before versions.
+    #[serde(default = "first_version")]
+    pub version: u32,
     /// Where the run is in its lifecycle.
     pub status: RunStatus,
     /// The workflow's arguments, as JSON.
@@ -183,6 +187,7 @@ impl RunRecord {
             run_id: run_id.into(),
             workflow: workflow.into(),
             fingerprint,
+            version: 1,
             status: RunStatus::Pending,
             input,
             output: None,
@@ -328,6 +333,10 @@ pub(crate) fn encode_value<T: Serialize + serde::de::DeserializeOwned>(
         ));
     }
     Ok(raw)
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// The idempotency key of a step: the same in every attempt and in every process.

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 pub(crate) struct Queued {
     pub(crate) run_id: String,
     pub(crate) workflow: String,
+    /// The workflow version the run is pinned to.
+    pub(crate) version: u32,
     pub(crate) priority: i32,
     /// When the run is due, in microseconds since the Unix epoch; `u64::MAX` for a run that
     /// waits for an event with no deadline.
@@ -184,6 +186,7 @@ mod tests {
         Queued {
             run_id: id.into(),
             workflow: workflow.into(),
+            version: 1,
             priority,
             due_us,
             key: key.map(|(k, n)| (k.into(), n)),

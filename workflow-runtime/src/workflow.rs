@@ -50,6 +50,11 @@ pub trait Workflow: Send + Sync + 'static {
     /// A hash of the workflow body, computed by `#[workflow]` at compile time; a run resumed
     /// under another fingerprint is reported as resumed under changed code.
     const FINGERPRINT: u64 = 0;
+    /// The version of the workflow under its name (`#[workflow(version = 2)]`). Several
+    /// versions of one name live side by side in a binary: a run is pinned to the version it
+    /// started on and always continues on it, and new runs start on the latest version. All
+    /// versions of a name take the same input and return the same output.
+    const VERSION: u32 = 1;
 
     /// The budget of every run, unless overridden when the run is started.
     fn budget() -> Budget {
@@ -88,6 +93,9 @@ pub(crate) trait Children: Send + Sync {
 pub(crate) trait ErasedWorkflow: Send + Sync {
     fn budget(&self) -> Budget;
     fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    /// The input and output types, which every version of a name shares.
+    fn io_types(&self) -> (TypeId, TypeId);
     fn fingerprint(&self) -> u64;
     fn type_id(&self) -> TypeId;
     fn concurrency(&self) -> Option<u32>;
@@ -110,6 +118,14 @@ impl<W> Erased<W> {
 impl<W: Workflow> ErasedWorkflow for Erased<W> {
     fn name(&self) -> &'static str {
         W::NAME
+    }
+
+    fn version(&self) -> u32 {
+        W::VERSION
+    }
+
+    fn io_types(&self) -> (TypeId, TypeId) {
+        (TypeId::of::<W::Input>(), TypeId::of::<W::Output>())
     }
 
     fn fingerprint(&self) -> u64 {

@@ -12,6 +12,7 @@ pub(super) fn queued(run: &RunRecord) -> Queued {
     Queued {
         run_id: run.run_id.clone(),
         workflow: run.workflow.clone(),
+        version: run.version,
         priority: run.priority,
         due_us,
         key: run
@@ -58,10 +59,13 @@ impl Engine {
         let workflows = lock(&self.inner.workflows).clone();
         let mut table = self.inner.table();
         let (ready, next_due) = table.queue.take_ready(journal::now_us(), limit, |name| {
-            workflows.get(name).map(|w| w.concurrency())
+            workflows.latest(name).map(|w| w.concurrency())
         });
         for (queued, slot) in ready {
-            let Some(workflow) = workflows.get(&queued.workflow).cloned() else {
+            let Some(workflow) = workflows.get(&queued.workflow, queued.version) else {
+                // Not registered here (any more): the run stays as journaled, for an engine
+                // that has its version.
+                table.queue.release(&slot);
                 continue;
             };
             let run_id = queued.run_id;

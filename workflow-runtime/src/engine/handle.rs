@@ -137,6 +137,20 @@ impl Engine {
                     if let Some(reason) = self.inner.table().unjournaled.get(&run_id).cloned() {
                         return Err(Error::parked(run_id, reason));
                     }
+                    let versions = lock(&self.inner.workflows).versions(&record.workflow);
+                    if !versions.is_empty() && !versions.contains(&record.version) {
+                        let message = format!(
+                            "it waits for version {} of workflow `{}`, which this engine does not have (it has {}): it continues where a binary with that version runs",
+                            record.version,
+                            record.workflow,
+                            versions
+                                .iter()
+                                .map(|v| format!("version {v}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        return Err(Error::parked(run_id, ParkReason::NotExecuting { message }));
+                    }
                     let message = "it is unfinished and neither executing nor queued in this engine (the engine was shut down, or its workflow is not registered)".to_owned();
                     return Err(Error::parked(run_id, ParkReason::NotExecuting { message }));
                 }

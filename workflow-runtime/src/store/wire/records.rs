@@ -36,6 +36,9 @@ pub(super) struct WireRun {
     run_id: String,
     workflow: String,
     fingerprint: u64,
+    /// Absent in records journaled before versions: those runs are of version 1.
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    version: u32,
     status: WireRunStatus,
     input: Box<RawValue>,
     #[serde(
@@ -234,6 +237,14 @@ pub(super) struct WireEvent {
     sent_at_us: u64,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
+fn is_first_version(version: &u32) -> bool {
+    *version == 1
+}
+
 /// Reads a journaled value that is present as `Some`, even when it is JSON `null` (the value
 /// of a step returning `()`); an absent field is `None`.
 fn present_value<'de, D: serde::Deserializer<'de>>(
@@ -282,6 +293,7 @@ impl From<&RunRecord> for WireRun {
             run_id: run.run_id.clone(),
             workflow: run.workflow.clone(),
             fingerprint: run.fingerprint,
+            version: run.version,
             status: run.status.into(),
             input: run.input.clone(),
             output: run.output.clone(),
@@ -309,6 +321,7 @@ impl From<&RunRecord> for WireRun {
 impl From<WireRun> for RunRecord {
     fn from(run: WireRun) -> Self {
         let mut record = RunRecord::new(run.run_id, run.workflow, run.fingerprint, run.input);
+        record.version = run.version;
         record.status = run.status.into();
         record.output = run.output;
         record.error = run.error;
