@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Order, Refund, order_journal, table_row, wf};
+use common::{Order, Refund, Reply, order_journal, table_row, unknown_reply_outcome, wf};
 use workflow_runtime::BoxFuture;
 use workflow_runtime::{
     Backoff, Engine, RunStatus, StepContext, StepFailure, StepStatus, Workflow, WorkflowFailure,
@@ -555,38 +555,6 @@ async fn show_counts_every_attempts_error_and_history_lists_each() {
     );
 }
 
-/// Sends a reply at most once: the call hangs until the file `gate` exists.
-struct Reply;
-
-impl Workflow for Reply {
-    type Input = (PathBuf,);
-    type Output = String;
-    const NAME: &'static str = "reply";
-
-    fn run((gate,): (PathBuf,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
-        Box::pin(async move {
-            let sent = step("send_reply")
-                .at_most_once()
-                .retries(0)
-                .run(|| {
-                    let gate = gate.clone();
-                    async move {
-                        // Bounded: a test ends long before.
-                        for _ in 0..60_000 {
-                            if gate.exists() {
-                                return Ok::<_, std::io::Error>("sent".to_owned());
-                            }
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                        Err(std::io::Error::other("the gate never opened"))
-                    }
-                })
-                .await?;
-            Ok(sent)
-        })
-    }
-}
-
 /// Regression: `wf retry` of a run that failed at an at-most-once step whose outcome is unknown
 /// made the call again without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,30 +562,7 @@ async fn retry_of_an_unknown_at_most_once_outcome_says_why_and_needs_force() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.redb");
     let gate = dir.path().join("gate");
-    // The first process dies (shuts down) during the call.
-    let engine = Engine::open(&path).await.unwrap();
-    engine
-        .start::<Reply>("reply-1", (gate.clone(),))
-        .await
-        .unwrap();
-    for _ in 0..1000 {
-        if engine.journal("reply-1").await.unwrap().len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        engine.journal("reply-1").await.unwrap()[0].status,
-        StepStatus::Started
-    );
-    engine.shutdown().await;
-    drop(engine);
-    // The next one finds the call's outcome unknown, and the run fails.
-    let engine = Engine::open(&path).await.unwrap();
-    engine.register::<Reply>().await.unwrap();
-    wait_for_status(&engine, "reply-1", RunStatus::Failed).await;
-    engine.shutdown().await;
-    drop(engine);
+    unknown_reply_outcome(&path, &gate).await;
     let db = arg(&path);
 
     let refused = wf(&["retry", db, "reply-1"]).expect_code(1);

@@ -294,3 +294,48 @@ async fn wf_reads_and_steers_a_running_engine_through_its_admin_endpoint() {
     );
     engine.shutdown().await;
 }
+
+/// `wf retry` through the admin endpoint refuses, saying why, a run stopped at an at-most-once
+/// step whose outcome is unknown, and `--force` retries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_of_an_unknown_outcome_through_the_endpoint_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("live.redb");
+    let db = db_path.to_str().unwrap();
+    let gate = dir.path().join("gate");
+    common::unknown_reply_outcome(&db_path, &gate).await;
+    let engine = Engine::open(&db_path).await.unwrap();
+    let admin = engine
+        .serve_admin(
+            "127.0.0.1:0".parse().unwrap(),
+            &AdminInfo::path_for(&db_path),
+        )
+        .await
+        .unwrap();
+
+    let refused = wf(&["retry", db, "reply-1"], &[]).await.expect_code(1);
+    assert!(
+        refused.stderr.contains(
+            "was not retried: it stopped at step `send_reply` (#0), which is at-most-once"
+        ) && refused.stderr.contains("wf retry --force"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        engine.run("reply-1").await.unwrap().unwrap().status,
+        RunStatus::Failed,
+        "a refused retry changes nothing"
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    let reply = engine.handle::<common::Reply>("reply-1");
+    engine.register::<common::Reply>().await.unwrap();
+    let forced = wf(&["retry", db, "reply-1", "--force"], &[]).await.ok();
+    assert!(forced.contains("run reply-1 queued again"), "{forced}");
+    let value = tokio::time::timeout(Duration::from_secs(30), reply.result())
+        .await
+        .expect("the forced retry ends within 30 s");
+    assert_eq!(value.expect("the forced retry completes"), "sent");
+    drop((reply, admin));
+    engine.shutdown().await;
+}

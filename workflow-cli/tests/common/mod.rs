@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use workflow_runtime::BoxFuture;
 use workflow_runtime::{
-    Backoff, Engine, RunOptions, StepContext, StepFailure, Usage, Workflow, WorkflowFailure, step,
+    Backoff, Engine, RunOptions, RunStatus, StepContext, StepFailure, StepStatus, Usage, Workflow,
+    WorkflowFailure, step,
 };
 
 /// Waits between attempts short enough for a fast test, long enough to see on a timeline.
@@ -151,6 +152,71 @@ pub async fn order_journal(dir: &Path) -> PathBuf {
     engine.shutdown().await;
     drop(engine);
     db
+}
+
+/// Sends a reply at most once: the call hangs until the file `gate` exists.
+pub struct Reply;
+
+impl Workflow for Reply {
+    type Input = (PathBuf,);
+    type Output = String;
+    const NAME: &'static str = "reply";
+
+    fn run((gate,): (PathBuf,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let sent = step("send_reply")
+                .at_most_once()
+                .retries(0)
+                .run(|| {
+                    let gate = gate.clone();
+                    async move {
+                        // Bounded: a test ends long before.
+                        for _ in 0..60_000 {
+                            if gate.exists() {
+                                return Ok::<_, std::io::Error>("sent".to_owned());
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(std::io::Error::other("the gate never opened"))
+                    }
+                })
+                .await?;
+            Ok(sent)
+        })
+    }
+}
+
+/// Journals at `db` the run `reply-1` of [`Reply`], failed at its at-most-once step
+/// `send_reply` with an unknown outcome: a first engine shuts down (as a process would die)
+/// during the call, and the next finds the call's outcome unknown. The engines are shut down.
+pub async fn unknown_reply_outcome(db: &Path, gate: &Path) {
+    let engine = Engine::open(db).await.expect("open the journal");
+    engine
+        .start::<Reply>("reply-1", (gate.to_path_buf(),))
+        .await
+        .expect("start reply-1");
+    for _ in 0..1000 {
+        if engine.journal("reply-1").await.expect("read").len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let journal = engine.journal("reply-1").await.expect("read");
+    assert_eq!(journal.first().map(|s| s.status), Some(StepStatus::Started));
+    engine.shutdown().await;
+    drop(engine);
+    let engine = Engine::open(db).await.expect("open the journal again");
+    engine.register::<Reply>().await.expect("register");
+    for _ in 0..1000 {
+        let run = engine.run("reply-1").await.expect("read").expect("the run");
+        if run.status == RunStatus::Failed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let run = engine.run("reply-1").await.expect("read").expect("the run");
+    assert_eq!(run.status, RunStatus::Failed, "{:?}", run.error);
+    engine.shutdown().await;
 }
 
 /// What a finished `wf` printed, and how it exited.
