@@ -634,6 +634,9 @@ impl Engine {
     /// are, and they resume in the next engine), stops taking runs from the queue, and waits
     /// until the runs and the queue have stopped. Once the last clone of the engine is dropped
     /// after this, the journal file is closed and can be opened again in this process.
+    ///
+    /// A call racing it, or made after it (`start`, `send_event`, `retry`, `resume`, a
+    /// [`RunHandle::result`] of a run it stopped), returns [`Error::ShuttingDown`].
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.dispatch.notify_one();
