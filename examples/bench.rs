@@ -37,6 +37,8 @@ const PAYLOAD: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijk
 const WARM_UP_COMMITS: u64 = 200;
 /// Rows per write transaction of B2: what one group commit of W1b would hold at best.
 const B2_ROWS_PER_TRANSACTION: u64 = 200;
+/// Runs W3 starts together (below its limit of executing runs).
+const W3_STARTS_AT_ONCE: usize = 100;
 /// Above this ratio between a series' fastest and slowest repetition, the sitting was too
 /// noisy for its figures to mean anything.
 const MAX_SPREAD: f64 = 1.5;
@@ -222,37 +224,81 @@ impl FlushCounter {
     }
 }
 
-/// One timed repetition: `units` (commits, rows or steps) done in `elapsed`, with the disk's
-/// flushes meanwhile and, where each unit was timed, the median unit latency.
-struct Repetition {
-    units: u64,
-    elapsed: Duration,
-    flushes: Option<u64>,
-    p50: Option<Duration>,
-    p99: Option<Duration>,
+/// The CPU time this process has used (all its threads, user and system), from
+/// `/proc/self/stat` in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: utime
+    // and stime are the 14th and 15th fields of the line, so the 12th and 13th after it.
+    let after_name = stat.rsplit_once(')')?.1;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }
 
-impl Repetition {
-    /// A repetition whose units were timed one by one (`latencies`, in any order), or not at
-    /// all (empty).
-    fn new(
-        units: u64,
-        elapsed: Duration,
-        flushes: Option<u64>,
-        mut latencies: Vec<Duration>,
-    ) -> Repetition {
+/// Measures what a repetition costs besides its units: wall time, the disk's flushes, and
+/// this process's CPU time.
+struct Meter<'a> {
+    counter: &'a FlushCounter,
+    started: Instant,
+    flushes: Option<u64>,
+    cpu: Option<Duration>,
+}
+
+impl Meter<'_> {
+    fn start(counter: &FlushCounter) -> Meter<'_> {
+        Meter {
+            counter,
+            flushes: counter.read(),
+            cpu: process_cpu(),
+            started: Instant::now(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The repetition of `units` done since the start; `latencies`, in any order, are the
+    /// units' own if each was timed (else empty).
+    fn stop(self, units: u64, mut latencies: Vec<Duration>) -> Repetition {
+        let elapsed = self.started.elapsed();
+        let flushes = self.counter.since(self.flushes);
+        let cpu = process_cpu()
+            .zip(self.cpu)
+            .map(|(now, then)| now.saturating_sub(then));
         latencies.sort();
         Repetition {
             units,
             elapsed,
             flushes,
+            cpu,
             p50: percentile(&latencies, 0.5),
             p99: percentile(&latencies, 0.99),
         }
     }
+}
 
+/// One timed repetition: `units` (commits, rows or steps) done in `elapsed`, with the disk's
+/// flushes and the process's CPU time meanwhile and, where each unit was timed, the median
+/// unit latency.
+struct Repetition {
+    units: u64,
+    elapsed: Duration,
+    flushes: Option<u64>,
+    cpu: Option<Duration>,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+}
+
+impl Repetition {
     fn rate(&self) -> f64 {
         self.units as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_per_unit(&self) -> Option<Duration> {
+        self.cpu.map(|cpu| cpu / self.units.max(1) as u32)
     }
 
     fn flushes_per_unit(&self) -> Option<f64> {
@@ -266,6 +312,7 @@ impl Repetition {
             "ms": round3(self.elapsed.as_secs_f64() * 1e3),
             "flushes": self.flushes,
             "flushes_per_unit": self.flushes_per_unit().map(round3),
+            "cpu_us_per_unit": self.cpu_per_unit().map(micros),
         });
         if let Some(p50) = self.p50 {
             line["p50_us"] = json!(micros(p50));
@@ -415,17 +462,15 @@ fn warmed_raw_database(path: &Path) -> Database {
 fn raw_redb(path: &Path, rows: u64, min_time: Duration, flushes: &FlushCounter) -> Repetition {
     let db = warmed_raw_database(path);
     let mut latencies = Vec::new();
-    let before = flushes.read();
-    let started = Instant::now();
+    let meter = Meter::start(flushes);
     let mut units = 0;
-    while started.elapsed() < min_time {
+    while meter.elapsed() < min_time {
         let commit_started = Instant::now();
         raw_commit(&db, units, rows);
         latencies.push(commit_started.elapsed());
         units += rows;
     }
-    let flushes = flushes.since(before);
-    Repetition::new(units, started.elapsed(), flushes, latencies)
+    meter.stop(units, latencies)
 }
 
 /// An engine on a new file, warmed up like a raw baseline's file: one run of as many
@@ -446,10 +491,9 @@ async fn warmed_engine(path: &Path) -> Engine {
 async fn w1a(path: &Path, steps: u64, min_time: Duration, flushes: &FlushCounter) -> Repetition {
     let engine = warmed_engine(path).await;
     lock(&STEP_LATENCIES).clear();
-    let before = flushes.read();
-    let started = Instant::now();
+    let meter = Meter::start(flushes);
     let mut units = 0;
-    while units == 0 || started.elapsed() < min_time {
+    while units == 0 || meter.elapsed() < min_time {
         engine
             .start::<Sequential>(format!("w1a-{units}"), (steps, true))
             .await
@@ -459,11 +503,9 @@ async fn w1a(path: &Path, steps: u64, min_time: Duration, flushes: &FlushCounter
             .expect("W1a run");
         units += steps;
     }
-    let elapsed = started.elapsed();
-    let flushes = flushes.since(before);
+    let repetition = meter.stop(units, std::mem::take(&mut *lock(&STEP_LATENCIES)));
     engine.shutdown().await;
-    let latencies = std::mem::take(&mut *lock(&STEP_LATENCIES));
-    Repetition::new(units, elapsed, flushes, latencies)
+    repetition
 }
 
 /// W1b (`work_ms` = 0) and W4: rounds of `runs` runs started together, each of `steps` steps,
@@ -476,10 +518,9 @@ async fn concurrent(
 ) -> Repetition {
     let engine = warmed_engine(path).await;
     engine.register::<Working>().await.expect("register");
-    let before = flushes.read();
-    let started = Instant::now();
+    let meter = Meter::start(flushes);
     let mut round = 0;
-    while round == 0 || started.elapsed() < min_time {
+    while round == 0 || meter.elapsed() < min_time {
         // Started together, as concurrent clients would: their creations share commits too.
         let starts = (0..runs)
             .map(|r| engine.start::<Working>(format!("run-{round}-{r}"), (steps, work_ms)));
@@ -494,10 +535,9 @@ async fn concurrent(
         futures::future::join_all(results).await;
         round += 1;
     }
-    let elapsed = started.elapsed();
-    let flushes = flushes.since(before);
+    let repetition = meter.stop(round * runs * steps, Vec::new());
     engine.shutdown().await;
-    Repetition::new(round * runs * steps, elapsed, flushes, Vec::new())
+    repetition
 }
 
 /// W2: a journal holding one unfinished run with `steps` completed steps, resumed to its end;
@@ -526,8 +566,7 @@ async fn w2(path: &Path, steps: u64, flushes: &FlushCounter) -> Repetition {
             store.commit(writes).await.expect("commit");
         }
     }
-    let before = flushes.read();
-    let started = Instant::now();
+    let meter = Meter::start(flushes);
     let engine = Engine::open(path).await.expect("open");
     engine.register::<Sequential>().await.expect("register");
     engine
@@ -535,10 +574,9 @@ async fn w2(path: &Path, steps: u64, flushes: &FlushCounter) -> Repetition {
         .result()
         .await
         .expect("W2 run");
-    let elapsed = started.elapsed();
-    let flushes = flushes.since(before);
+    let repetition = meter.stop(steps, Vec::new());
     engine.shutdown().await;
-    Repetition::new(steps, elapsed, flushes, Vec::new())
+    repetition
 }
 
 fn resident_bytes() -> u64 {
@@ -560,11 +598,16 @@ async fn w3(path: &Path, runs: u64) -> f64 {
         .expect("open");
     engine.register::<Sleeper>().await.expect("register");
     let before = resident_bytes();
-    for r in 0..runs {
-        engine
-            .start::<Sleeper>(format!("sleeper-{r}"), ())
-            .await
-            .expect("start");
+    // Started a few hundred at a time, as concurrent clients would, so that their creations
+    // share commits: one by one, 10,000 creations take 10,000 fsyncs (40 s on a slow disk).
+    let ids: Vec<u64> = (0..runs).collect();
+    for chunk in ids.chunks(W3_STARTS_AT_ONCE) {
+        let starts = chunk
+            .iter()
+            .map(|r| engine.start::<Sleeper>(format!("sleeper-{r}"), ()));
+        for started in futures::future::join_all(starts).await {
+            started.expect("start");
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while engine.load() != (runs as usize, 0) {
@@ -624,6 +667,16 @@ async fn main() {
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
     let sizes = if quick { &QUICK } else { &FULL };
+    // `--only W1b,W2` runs those workloads (with their baselines) alone, for profiling one.
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|names| names.split(',').map(str::to_owned).collect());
+    let wanted = |names: &[&str]| {
+        only.as_ref()
+            .is_none_or(|only| names.iter().any(|n| only.iter().any(|o| o == n)))
+    };
     // Not /tmp: it may be a tmpfs, where fsync costs nothing.
     let parent = std::env::current_dir()
         .expect("current directory")
@@ -650,96 +703,111 @@ async fn main() {
     };
 
     // B1 and W1a, alternating.
-    let section = Instant::now();
-    let (mut b1, mut w1a_reps) = (Vec::new(), Vec::new());
-    for _ in 0..sizes.pairs {
-        b1.push(raw_redb(&bench.fresh_file(), 1, min_time, &bench.flushes));
-        let path = bench.fresh_file();
-        w1a_reps.push(w1a(&path, sizes.w1a_steps, min_time, &bench.flushes).await);
+    if wanted(&["B1", "W1a"]) {
+        let section = Instant::now();
+        let (mut b1, mut w1a_reps) = (Vec::new(), Vec::new());
+        for _ in 0..sizes.pairs {
+            b1.push(raw_redb(&bench.fresh_file(), 1, min_time, &bench.flushes));
+            let path = bench.fresh_file();
+            w1a_reps.push(w1a(&path, sizes.w1a_steps, min_time, &bench.flushes).await);
+        }
+        let why = validity("B1", &b1, "W1a", &w1a_reps);
+        let mut line = series_json("B1", "commits_per_s", &b1);
+        line["valid"] = json!(why.is_empty());
+        line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
+        emit(line);
+        let mut line = series_json("W1a", "steps_per_s", &w1a_reps);
+        add_pairing(&mut line, "ratio_to_B1", &b1, &w1a_reps, &why);
+        emit(line);
     }
-    let why = validity("B1", &b1, "W1a", &w1a_reps);
-    let mut line = series_json("B1", "commits_per_s", &b1);
-    line["valid"] = json!(why.is_empty());
-    line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
-    emit(line);
-    let mut line = series_json("W1a", "steps_per_s", &w1a_reps);
-    add_pairing(&mut line, "ratio_to_B1", &b1, &w1a_reps, &why);
-    emit(line);
 
     // B2 and W1b, alternating.
-    let section = Instant::now();
-    let (mut b2, mut w1b) = (Vec::new(), Vec::new());
-    let w1b_shape = (sizes.w1b_runs, sizes.w1b_steps, 0);
-    for _ in 0..sizes.pairs {
-        let path = bench.fresh_file();
-        b2.push(raw_redb(
-            &path,
-            B2_ROWS_PER_TRANSACTION,
-            min_time,
-            &bench.flushes,
-        ));
-        let path = bench.fresh_file();
-        w1b.push(concurrent(&path, w1b_shape, min_time, &bench.flushes).await);
+    let mut w1b_rate = None;
+    if wanted(&["B2", "W1b", "W4"]) {
+        let section = Instant::now();
+        let (mut b2, mut w1b) = (Vec::new(), Vec::new());
+        let w1b_shape = (sizes.w1b_runs, sizes.w1b_steps, 0);
+        for _ in 0..sizes.pairs {
+            let path = bench.fresh_file();
+            b2.push(raw_redb(
+                &path,
+                B2_ROWS_PER_TRANSACTION,
+                min_time,
+                &bench.flushes,
+            ));
+            let path = bench.fresh_file();
+            w1b.push(concurrent(&path, w1b_shape, min_time, &bench.flushes).await);
+        }
+        let why = validity("B2", &b2, "W1b", &w1b);
+        let mut line = series_json("B2", "rows_per_s", &b2);
+        line["rows_per_transaction"] = json!(B2_ROWS_PER_TRANSACTION);
+        line["valid"] = json!(why.is_empty());
+        line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
+        emit(line);
+        let mut line = series_json("W1b", "steps_per_s", &w1b);
+        add_pairing(&mut line, "ratio_to_B2", &b2, &w1b, &why);
+        emit(line);
+        w1b_rate = Some(median(w1b.iter().map(Repetition::rate).collect()));
     }
-    let why = validity("B2", &b2, "W1b", &w1b);
-    let mut line = series_json("B2", "rows_per_s", &b2);
-    line["rows_per_transaction"] = json!(B2_ROWS_PER_TRANSACTION);
-    line["valid"] = json!(why.is_empty());
-    line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
-    emit(line);
-    let mut line = series_json("W1b", "steps_per_s", &w1b);
-    add_pairing(&mut line, "ratio_to_B2", &b2, &w1b, &why);
-    emit(line);
-    let w1b_rate = median(w1b.iter().map(Repetition::rate).collect());
 
-    let section = Instant::now();
-    let mut w2_reps = Vec::new();
-    for _ in 0..sizes.pairs {
-        let path = bench.fresh_file();
-        w2_reps.push(w2(&path, sizes.w2_steps, &bench.flushes).await);
+    if wanted(&["W2"]) {
+        let section = Instant::now();
+        let mut w2_reps = Vec::new();
+        for _ in 0..sizes.pairs {
+            let path = bench.fresh_file();
+            w2_reps.push(w2(&path, sizes.w2_steps, &bench.flushes).await);
+        }
+        let mut line = series_json("W2", "replayed_steps_per_s", &w2_reps);
+        let open_to_done = w2_reps.iter().map(|r| r.elapsed.as_secs_f64() * 1e3);
+        line["open_to_done_ms"] = json!(round3(median(open_to_done.collect())));
+        line["steps"] = json!(sizes.w2_steps);
+        line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
+        emit(line);
     }
-    let mut line = series_json("W2", "replayed_steps_per_s", &w2_reps);
-    let open_to_done = w2_reps.iter().map(|r| r.elapsed.as_secs_f64() * 1e3);
-    line["open_to_done_ms"] = json!(round3(median(open_to_done.collect())));
-    line["steps"] = json!(sizes.w2_steps);
-    line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
-    emit(line);
 
-    let section = Instant::now();
-    let mut per_run = Vec::new();
-    for _ in 0..sizes.slow_repetitions {
-        per_run.push(w3(&bench.fresh_file(), sizes.w3_runs).await);
-    }
-    emit(
-        json!({"name": "W3", "bytes_per_parked_run": median(per_run).round(),
+    if wanted(&["W3"]) {
+        let section = Instant::now();
+        let mut per_run = Vec::new();
+        for _ in 0..sizes.slow_repetitions {
+            per_run.push(w3(&bench.fresh_file(), sizes.w3_runs).await);
+        }
+        emit(
+            json!({"name": "W3", "bytes_per_parked_run": median(per_run).round(),
         "runs": sizes.w3_runs, "seconds": round3(section.elapsed().as_secs_f64())}),
-    );
-
-    let section = Instant::now();
-    let mut w4 = Vec::new();
-    let w4_shape = (sizes.w1b_runs, sizes.w1b_steps, 1);
-    for _ in 0..sizes.pairs {
-        let path = bench.fresh_file();
-        w4.push(concurrent(&path, w4_shape, min_time, &bench.flushes).await);
+        );
     }
-    let mut line = series_json("W4", "steps_per_s", &w4);
-    let w4_rate = median(w4.iter().map(Repetition::rate).collect());
-    line["ratio_to_W1b"] = json!(round3(w4_rate / w1b_rate));
-    line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
-    emit(line);
 
-    let section = Instant::now();
-    let mut growth = Vec::new();
-    for _ in 0..sizes.slow_repetitions {
-        let path = bench.fresh_file();
-        growth.push(w5(&path, sizes.w5_steps, sizes.w5_window).await);
+    if wanted(&["W4"]) {
+        let section = Instant::now();
+        let mut w4 = Vec::new();
+        let w4_shape = (sizes.w1b_runs, sizes.w1b_steps, 1);
+        for _ in 0..sizes.pairs {
+            let path = bench.fresh_file();
+            w4.push(concurrent(&path, w4_shape, min_time, &bench.flushes).await);
+        }
+        let mut line = series_json("W4", "steps_per_s", &w4);
+        let w4_rate = median(w4.iter().map(Repetition::rate).collect());
+        if let Some(w1b_rate) = w1b_rate {
+            line["ratio_to_W1b"] = json!(round3(w4_rate / w1b_rate));
+        }
+        line["seconds"] = json!(round3(section.elapsed().as_secs_f64()));
+        emit(line);
     }
-    let first = median(growth.iter().map(|g| g.first).collect());
-    let last = median(growth.iter().map(|g| g.last).collect());
-    let bytes = median(growth.iter().map(|g| g.bytes_per_step).collect());
-    emit(
-        json!({"name": "W5", "first_steps_per_s": first.round(), "last_steps_per_s": last.round(),
+
+    if wanted(&["W5"]) {
+        let section = Instant::now();
+        let mut growth = Vec::new();
+        for _ in 0..sizes.slow_repetitions {
+            let path = bench.fresh_file();
+            growth.push(w5(&path, sizes.w5_steps, sizes.w5_window).await);
+        }
+        let first = median(growth.iter().map(|g| g.first).collect());
+        let last = median(growth.iter().map(|g| g.last).collect());
+        let bytes = median(growth.iter().map(|g| g.bytes_per_step).collect());
+        emit(
+            json!({"name": "W5", "first_steps_per_s": first.round(), "last_steps_per_s": last.round(),
         "last_to_first": round3(last / first), "file_bytes_per_step": bytes.round(),
         "seconds": round3(section.elapsed().as_secs_f64())}),
-    );
+        );
+    }
 }
