@@ -245,13 +245,31 @@ fn steps_table(steps: &[StepRecord]) -> String {
             }
             (None, None) => String::new(),
         };
+        let latency = duration_us(step.finished_at_us.saturating_sub(step.started_at_us));
+        if !step.is_step() {
+            // A timer, an event wait, its deadline or a journaled value: not a step, and
+            // nothing of a step's to count.
+            let none = || "-".to_owned();
+            table.row(vec![
+                step.seq.to_string(),
+                step.name.clone(),
+                "durable".into(),
+                none(),
+                none(),
+                latency,
+                none(),
+                none(),
+                String::new(),
+            ]);
+            continue;
+        }
         table.row(vec![
             step.seq.to_string(),
             step.name.clone(),
             snake(&step.status),
             step.attempts.to_string(),
             errors.to_string(),
-            duration_us(step.finished_at_us.saturating_sub(step.started_at_us)),
+            latency,
             (step.usage.input_tokens + step.usage.output_tokens).to_string(),
             usd(step.usage.cost_usd),
             clip(&error, 72),

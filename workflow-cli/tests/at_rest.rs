@@ -516,6 +516,18 @@ async fn runs_counts_steps_not_the_records_of_timers_and_event_waits() {
     assert_eq!(row[1..5], ["approval", "completed", "2", "0"], "{table}");
     let shown = wf(&["show", db, "approval-1"]).ok();
     assert!(shown.contains("spent     2 steps, 0 retries"), "{shown}");
+    // SEQ STEP STATUS ATTEMPTS ERRORS LATENCY TOKENS COST: a wait is no step.
+    let wait = table_row(&shown, "2");
+    assert_eq!(
+        wait[1..5],
+        ["event:approval", "durable", "-", "-"],
+        "{shown}"
+    );
+    let history = wf(&["show", db, "approval-1", "--history"]).ok();
+    assert!(
+        history.contains("#2 event:approval: journaled (a durable wait or value, not a step)"),
+        "{history}"
+    );
     let cost = wf(&["cost", db]).ok();
     assert_eq!(table_row(&cost, "approval")[4], "2", "{cost}");
 }
@@ -545,7 +557,7 @@ async fn show_counts_every_attempts_error_and_history_lists_each() {
     let history = wf(&["show", db, "stubborn-1", "--history"]).ok();
     for attempt in [1, 2] {
         let line = format!(
-            "#0 call: attempt {attempt} failed; retrying in 0.0ns: refused on attempt {attempt}"
+            "#0 call: attempt {attempt} failed; retrying at once: refused on attempt {attempt}"
         );
         assert!(history.contains(&line), "missing {line:?}:\n{history}");
     }

@@ -111,13 +111,26 @@ impl fmt::Display for HistoryKind {
                 attempt,
                 error,
                 wait_us,
-            } => write!(
-                f,
-                "#{seq} {name}: attempt {attempt} {}; retrying in {:.1?}: {}",
-                attempt_verb(error.kind),
-                Duration::from_micros(*wait_us),
-                error.message
-            ),
+            } => {
+                let next = match Duration::from_micros(*wait_us) {
+                    Duration::ZERO => "retrying at once".to_owned(),
+                    wait => format!("retrying in {wait:.1?}"),
+                };
+                write!(
+                    f,
+                    "#{seq} {name}: attempt {attempt} {}; {next}: {}",
+                    attempt_verb(error.kind),
+                    error.message
+                )
+            }
+            // What a durable primitive journaled (a timer that fired, an event received, the
+            // time): no attempts, tokens or cost to speak of.
+            HistoryKind::StepCompleted { seq, name, .. } if !is_step_name(name) => {
+                write!(
+                    f,
+                    "#{seq} {name}: journaled (a durable wait or value, not a step)"
+                )
+            }
             HistoryKind::StepCompleted {
                 seq,
                 name,
@@ -175,12 +188,16 @@ impl StepRecord {
     /// time, a random number and a uuid (`now`, `random`, `uuid`). Those are not steps, and
     /// the inspector and the cost ledger do not count them as such.
     pub fn is_step(&self) -> bool {
-        !(matches!(
-            self.name.as_str(),
-            "sleep" | "sleep_until" | "now" | "random" | "uuid"
-        ) || self.name.starts_with("deadline:")
-            || self.name.starts_with("event:"))
+        is_step_name(&self.name)
     }
+}
+
+/// Whether a record named `name` is a step's, by the names the durable primitives journal
+/// under (see [`StepRecord::is_step`]).
+fn is_step_name(name: &str) -> bool {
+    !(matches!(name, "sleep" | "sleep_until" | "now" | "random" | "uuid")
+        || name.starts_with("deadline:")
+        || name.starts_with("event:"))
 }
 
 /// A page of a run's history.
