@@ -281,7 +281,7 @@ impl Source {
                 };
                 changed.map_err(|e| match e {
                     Error::RunNotFound { .. } => self.unknown_run(run_id),
-                    Error::UnknownOutcome { seq, step, .. } => CliError::failure(format!(
+                    Error::OutcomeUnknown { seq, step, .. } => CliError::failure(format!(
                         "run {run_id} was not retried: it stopped at step `{step}` (#{seq}), which is at-most-once, and its process ended during the call, so whether the call took effect is unknown; a retry calls it again. Check what it did, then `wf retry {} {run_id} --force` to call it again",
                         self.db.display()
                     )),

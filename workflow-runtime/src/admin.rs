@@ -339,7 +339,7 @@ async fn answer(
 fn error_body(error: &Error) -> (u16, serde_json::Value) {
     let status = match error {
         Error::RunNotFound { .. } => 404,
-        Error::UnknownOutcome { .. } => 409,
+        Error::OutcomeUnknown { .. } => 409,
         Error::ShuttingDown => 503,
         _ => 500,
     };

@@ -434,7 +434,7 @@ pub enum Error {
     /// step whose process ended during its call, so whether the call took effect is unknown,
     /// and a retry calls it again. Check what it did, then
     /// [`Engine::force_retry`](crate::Engine::force_retry) if calling it again is right.
-    UnknownOutcome {
+    OutcomeUnknown {
         /// The run.
         run_id: String,
         /// The step's sequence number.
@@ -505,7 +505,7 @@ impl fmt::Display for Error {
                 write!(f, "run {run_id:?} has finished ({status})")
             }
             Error::Admin(e) => e.fmt(f),
-            Error::UnknownOutcome { run_id, seq, step } => write!(
+            Error::OutcomeUnknown { run_id, seq, step } => write!(
                 f,
                 "run {run_id:?} was not retried: it stopped at step `{step}` (#{seq}), which is at-most-once, and its process ended during the call, so whether the call took effect is unknown; a retry calls it again. Check what it did, then force the retry (`Engine::force_retry`, `wf retry --force`) if calling it again is right"
             ),

@@ -164,7 +164,7 @@ impl Engine {
     /// whether the run was queued.
     ///
     /// A run that failed at an at-most-once step whose outcome is unknown (its process ended
-    /// during the call) is refused with [`Error::UnknownOutcome`]: a retry would make the call
+    /// during the call) is refused with [`Error::OutcomeUnknown`]: a retry would make the call
     /// again, which is what at-most-once was asked to prevent. Once you know the call did not
     /// take effect, [`force_retry`](Engine::force_retry) makes it again.
     pub async fn retry(&self, run_id: &str) -> Result<bool, Error> {
@@ -196,7 +196,7 @@ impl Engine {
                 .as_ref()
                 .is_some_and(|e| e.kind == crate::StepErrorKind::OutcomeUnknown);
             if unknown && !repeat_unknown_outcome {
-                return Err(Error::UnknownOutcome {
+                return Err(Error::OutcomeUnknown {
                     run_id: run_id.to_owned(),
                     seq: last.seq,
                     step: last.name.clone(),
