@@ -196,7 +196,7 @@ fn header(run: &RunRecord, steps: &[StepRecord]) -> String {
         lines.push(("resumed", format!("{} times", run.resumed_at_us.len())));
     }
     if let Some(waiting) = &run.waiting_for {
-        lines.push(("waiting", waiting.clone()));
+        lines.push(("waiting", waiting_for(run, waiting, now_us())));
     }
     if let Some(error) = &run.error {
         lines.push(("error", error.clone()));
@@ -206,6 +206,25 @@ fn header(run: &RunRecord, steps: &[StepRecord]) -> String {
         .into_iter()
         .map(|(k, v)| format!("{k:<width$}  {v}\n"))
         .collect()
+}
+
+/// What a waiting run waits for, and until when: the journal words a timer by its due time in
+/// seconds since the Unix epoch, which the run's `not_before_us` gives as a time to read.
+fn waiting_for(run: &RunRecord, waiting: &str, now: u64) -> String {
+    let what = if waiting.starts_with("timer until ") {
+        "a timer"
+    } else {
+        waiting
+    };
+    match run.not_before_us {
+        Some(due) if due > now => format!(
+            "{what}, due {} (in {})",
+            timestamp(due),
+            duration_us(due - now)
+        ),
+        Some(due) => format!("{what}, due {} (now)", timestamp(due)),
+        None => what.to_owned(),
+    }
 }
 
 fn steps_table(steps: &[StepRecord]) -> String {

@@ -609,3 +609,53 @@ async fn retry_of_an_unknown_at_most_once_outcome_says_why_and_needs_force() {
     drop(reply);
     engine.shutdown().await;
 }
+
+/// Sleeps an hour, durably.
+struct Nap;
+
+impl Workflow for Nap {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "nap";
+
+    fn run((): ()) -> BoxFuture<'static, Result<(), WorkflowFailure>> {
+        Box::pin(async move {
+            durable::sleep(Duration::from_secs(3_600)).await;
+            Ok(())
+        })
+    }
+}
+
+/// `wf show` of a run out of memory on a timer says when it is due, as a time to read (the
+/// journal words it in seconds since the Unix epoch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_says_when_a_waiting_run_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    let engine = Engine::builder()
+        .park_after(Duration::from_millis(1))
+        .open(&path)
+        .await
+        .unwrap();
+    engine.start::<Nap>("nap-1", ()).await.unwrap();
+    for _ in 0..1000 {
+        let run = engine.run("nap-1").await.unwrap().unwrap();
+        if run.status == RunStatus::Waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    engine.shutdown().await;
+    drop(engine);
+
+    let shown = wf(&["show", arg(&path), "nap-1"]).ok();
+    assert!(shown.contains("status    waiting"), "{shown}");
+    let waiting = shown
+        .lines()
+        .find(|line| line.starts_with("waiting"))
+        .unwrap_or_else(|| panic!("no waiting line in {shown}"));
+    assert!(
+        waiting.starts_with("waiting   a timer, due 20") && waiting.contains("(in 59m"),
+        "{waiting}"
+    );
+}
