@@ -135,6 +135,9 @@ pub(crate) struct RunContext {
     budget: Budget,
     created_at_us: u64,
     status_change: Mutex<Option<RunRecord>>,
+    /// Writes that cost no commit of their own (a patch marker): the run's next commit
+    /// carries them.
+    riders: Mutex<Vec<crate::store::Write>>,
     inbox: Mutex<Inbox>,
     inbox_signal: Notify,
     running_steps: Mutex<BTreeMap<u64, (String, u64)>>,
@@ -177,6 +180,7 @@ impl RunContext {
             verify_only: setup.verify_only,
             children: setup.children,
             status_change: Mutex::new(setup.status_change),
+            riders: Mutex::new(Vec::new()),
             inbox: Mutex::new(Inbox::default()),
             inbox_signal: Notify::new(),
             running_steps: Mutex::new(BTreeMap::new()),
@@ -206,6 +210,16 @@ impl RunContext {
 
     /// Allocates the next sequence number. Called synchronously where a step is called, so the
     /// numbering follows the order in which the body calls steps, even under `join_all`.
+    /// The sequence number the next call will get.
+    pub(crate) fn peek_seq(state: &RunState) -> u64 {
+        state.next_seq
+    }
+
+    /// Takes the sequence number `peek_seq` returned.
+    pub(crate) fn take_seq(state: &mut RunState) {
+        state.next_seq += 1;
+    }
+
     pub(crate) fn allocate_seq(&self) -> u64 {
         let mut state = self.state();
         let seq = state.next_seq;
@@ -276,6 +290,23 @@ impl RunContext {
     /// pending or waiting carries it.
     pub(crate) fn take_status_change(&self) -> Option<RunRecord> {
         lock(&self.status_change).take()
+    }
+
+    /// Queues a write for the run's next commit.
+    pub(crate) fn ride_on_next_commit(&self, write: crate::store::Write) {
+        lock(&self.riders).push(write);
+    }
+
+    /// The writes queued for the next commit.
+    pub(crate) fn take_riders(&self) -> Vec<crate::store::Write> {
+        std::mem::take(&mut *lock(&self.riders))
+    }
+
+    /// Puts back writes whose commit failed, ahead of any queued since.
+    pub(crate) fn restore_riders(&self, mut writes: Vec<crate::store::Write>) {
+        let mut riders = lock(&self.riders);
+        writes.append(&mut riders);
+        *riders = writes;
     }
 
     /// Puts back a status change whose commit failed.

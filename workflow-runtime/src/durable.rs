@@ -411,7 +411,13 @@ async fn wait_event<T: Serialize + DeserializeOwned>(
                     announced = true;
                     announce_wait(&run, seq, &waiting_for, remaining.unwrap_or(Duration::MAX));
                 }
-                let wait = remaining.map_or(in_memory, |r| r.min(in_memory));
+                let wait = match (long.is_some(), remaining) {
+                    // Already a long wait: only the event or the deadline wakes it now. (Waking
+                    // every threshold again spun without end at a threshold of zero.)
+                    (true, Some(remaining)) => remaining,
+                    (true, None) => Duration::MAX,
+                    (false, remaining) => remaining.map_or(in_memory, |r| r.min(in_memory)),
+                };
                 tokio::select! {
                     _ = &mut changed => {}
                     _ = tokio::time::sleep(wait) => {
@@ -628,4 +634,42 @@ pub async fn race_all<F: Future>(futures: impl IntoIterator<Item = F>) -> (usize
         std::task::Poll::Pending
     })
     .await
+}
+
+/// Marks a change made inside one version of a workflow while runs are in flight:
+///
+/// ```
+/// # use workflow_runtime::durable;
+/// # async fn send_receipt() {} async fn log_sale() {}
+/// # async fn body() {
+/// if durable::patched("send-receipt") {
+///     send_receipt().await; // the new path
+/// } else {
+///     log_sale().await; // the old path, for runs that passed here before the patch
+/// }
+/// # }
+/// ```
+///
+/// A run that passed this point before the patch existed keeps the old path when it is
+/// replayed (its journal goes on with the old path's steps); a run that reaches it now takes
+/// the new path, and that answer is journaled as a marker that rides on the run's next commit
+/// (no fsync of its own), so every replay answers the same. Once no run from before the patch
+/// remains, replace the call with [`deprecated_patch`] and keep only the new path.
+///
+/// Each patch id appears once in a workflow body and is called outside steps, in the body's
+/// own order; outside an engine it returns `true`.
+pub fn patched(id: &str) -> bool {
+    match body_run() {
+        Some(run) => crate::replay::patched(&run, id),
+        None => true,
+    }
+}
+
+/// The second stage of [`patched`]: the old path is gone, and runs that took the patch still
+/// replay (their journal holds its marker, which this consumes). Remove the call once no run
+/// that took the patch remains in flight.
+pub fn deprecated_patch(id: &str) {
+    if let Some(run) = body_run() {
+        crate::replay::deprecated_patch(&run, id);
+    }
 }

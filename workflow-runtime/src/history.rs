@@ -188,7 +188,7 @@ impl StepRecord {
     /// time, a random number and a uuid (`now`, `random`, `uuid`). Those are not steps, and
     /// the inspector and the cost ledger do not count them as such.
     pub fn is_step(&self) -> bool {
-        is_step_name(&self.name)
+        self.status != crate::journal::StepStatus::Marker && is_step_name(&self.name)
     }
 }
 

@@ -246,6 +246,10 @@ pub enum StepStatus {
     /// (kept in `usage`, so that a crash during the retries cannot reset a budget). A resumed
     /// run carries on from it.
     Pending,
+    /// A mark in the run's path, not a step: a patch the run took
+    /// ([`durable::patched`](crate::durable::patched)), named `patch:ID`. Replay reads it to
+    /// take the same branch again.
+    Marker,
 }
 
 /// A finished step as the journal holds it.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use support::fail;
 use workflow_runtime::store::MemoryStore;
-use workflow_runtime::{BoxFuture, Engine, Error, Workflow, WorkflowFailure, durable, step};
+use workflow_runtime::{
+    BoxFuture, Engine, Error, StepStatus, Workflow, WorkflowFailure, durable, step,
+};
 
 async fn approved() -> Result<bool, WorkflowFailure> {
     durable::wait_for_event::<bool>("approve")
@@ -196,4 +198,153 @@ async fn versions_of_a_name_must_share_their_types() {
         ),
         "{error:?}"
     );
+}
+
+// --- Patches: a change inside one version ------------------------------------------------
+
+async fn named_step(name: &'static str) -> Result<String, WorkflowFailure> {
+    step(name)
+        .run(move || async move { Ok::<_, io::Error>(name.to_owned()) })
+        .await
+        .map_err(fail)
+}
+
+/// Before the patch: reserve, log, wait for approval, ship.
+struct ShopBefore;
+
+impl Workflow for ShopBefore {
+    type Input = ();
+    type Output = String;
+    const NAME: &'static str = "shop";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let mut path = vec![named_step("reserve").await?];
+            path.push(named_step("log").await?);
+            approved().await?;
+            path.push(named_step("ship").await?);
+            Ok(path.join(" "))
+        })
+    }
+}
+
+/// The patch: a receipt before the log.
+struct ShopPatched;
+
+impl Workflow for ShopPatched {
+    type Input = ();
+    type Output = String;
+    const NAME: &'static str = "shop";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let mut path = vec![named_step("reserve").await?];
+            if durable::patched("receipt") {
+                path.push(named_step("receipt").await?);
+            }
+            path.push(named_step("log").await?);
+            approved().await?;
+            path.push(named_step("ship").await?);
+            Ok(path.join(" "))
+        })
+    }
+}
+
+/// Later: the old path is gone.
+struct ShopDeprecated;
+
+impl Workflow for ShopDeprecated {
+    type Input = ();
+    type Output = String;
+    const NAME: &'static str = "shop";
+
+    fn run(_: ()) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            let mut path = vec![named_step("reserve").await?];
+            durable::deprecated_patch("receipt");
+            path.push(named_step("receipt").await?);
+            path.push(named_step("log").await?);
+            approved().await?;
+            path.push(named_step("ship").await?);
+            Ok(path.join(" "))
+        })
+    }
+}
+
+async fn until_waiting(engine: &Engine, run_id: &str) {
+    for _ in 0..1_000 {
+        let run = engine.run(run_id).await.unwrap().unwrap();
+        if run.waiting_for.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!("run {run_id} never waited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_patch_keeps_runs_from_before_it_on_the_old_path_and_new_runs_on_the_new() {
+    let store = Arc::new(MemoryStore::new());
+    // Waiting runs leave memory at once (an event wait at a threshold of zero used to spin
+    // without end under paused time, and this test hung).
+    let at_once = || {
+        Engine::builder()
+            .park_after(std::time::Duration::ZERO)
+            .store(Arc::clone(&store))
+    };
+    let before = at_once();
+    before.start::<ShopBefore>("old", ()).await.unwrap();
+    until_waiting(&before, "old").await;
+    before.shutdown().await;
+
+    // The patch is deployed: the old run passed the patch point (its journal goes on with
+    // `log` there), a new run takes the new path.
+    let patched = at_once();
+    patched.register::<ShopPatched>().await.unwrap();
+    patched.start::<ShopPatched>("new", ()).await.unwrap();
+    until_waiting(&patched, "new").await;
+    patched.send_event("old", "approve", true).await.unwrap();
+    assert_eq!(
+        patched.handle::<ShopPatched>("old").result().await.unwrap(),
+        "reserve log ship"
+    );
+    let journal = patched.journal("new").await.unwrap();
+    let marker = journal.iter().find(|s| s.name == "patch:receipt");
+    assert!(
+        marker.is_some_and(|m| m.status == StepStatus::Marker && !m.is_step()),
+        "the patch is journaled as a marker, not a step: {journal:?}"
+    );
+    patched.shutdown().await;
+
+    // The new run resumes on code where the patch is deprecated: its marker is consumed and
+    // its path replays; so does it on the patched code (checked by Engine::replay below).
+    let deprecated = Engine::with_store(Arc::clone(&store));
+    deprecated.register::<ShopDeprecated>().await.unwrap();
+    deprecated.send_event("new", "approve", true).await.unwrap();
+    assert_eq!(
+        deprecated
+            .handle::<ShopDeprecated>("new")
+            .result()
+            .await
+            .unwrap(),
+        "reserve receipt log ship"
+    );
+    assert_eq!(
+        deprecated.replay::<ShopPatched>("new").await.unwrap(),
+        "reserve receipt log ship"
+    );
+    assert_eq!(
+        deprecated.replay::<ShopPatched>("old").await.unwrap(),
+        "reserve log ship"
+    );
+    // A fresh run on the deprecated code has no marker and needs none.
+    let fresh = deprecated
+        .start::<ShopDeprecated>("fresh", ())
+        .await
+        .unwrap();
+    deprecated
+        .send_event("fresh", "approve", true)
+        .await
+        .unwrap();
+    assert_eq!(fresh.result().await.unwrap(), "reserve receipt log ship");
 }

@@ -349,6 +349,65 @@ pub(crate) async fn record_final(run: &Arc<RunContext>, record: &mut StepRecord)
     finished(run, record);
 }
 
+/// [`durable::patched`](crate::durable::patched): whether the run takes the patched path.
+///
+/// The answer is journaled as a marker at the next sequence number, so every replay answers
+/// the same: a run whose journal holds the marker there took the patch; a run whose journal
+/// goes on with anything else there passed this point before the patch existed and keeps the
+/// old path; a run with nothing journaled from there on is live and takes the patch, and the
+/// marker rides on its next commit (no fsync of its own: a marker nothing follows need not
+/// survive a crash, as the run then reaches this point live again).
+pub(crate) fn patched(run: &RunContext, id: &str) -> bool {
+    let marker = patch_marker(id);
+    let mut state = run.replay_state();
+    let seq = RunContext::peek_seq(&state);
+    match state.journal.records.get(&seq) {
+        Some(record) if record.name == marker => {
+            state.journal.records.remove(&seq);
+            RunContext::take_seq(&mut state);
+            true
+        }
+        // The journal goes on without the marker: the run passed here before the patch.
+        Some(_) => false,
+        None if state.journal.records.range(seq..).next().is_some() => false,
+        None => {
+            RunContext::take_seq(&mut state);
+            drop(state);
+            if !run.verify_only {
+                let mut record = StepRecord::completed(seq, marker, RawValue::NULL.to_owned());
+                record.status = StepStatus::Marker;
+                record.output = None;
+                run.ride_on_next_commit(Write::Step {
+                    run_id: run.run_id.clone(),
+                    step: record,
+                });
+            }
+            true
+        }
+    }
+}
+
+/// [`durable::deprecated_patch`](crate::durable::deprecated_patch): consumes the patch's
+/// marker where a run journaled one, and journals nothing new.
+pub(crate) fn deprecated_patch(run: &RunContext, id: &str) {
+    let marker = patch_marker(id);
+    let mut state = run.replay_state();
+    let seq = RunContext::peek_seq(&state);
+    if state
+        .journal
+        .records
+        .get(&seq)
+        .is_some_and(|r| r.name == marker)
+    {
+        state.journal.records.remove(&seq);
+        RunContext::take_seq(&mut state);
+    }
+}
+
+fn patch_marker(id: &str) -> String {
+    format!("patch:{id}")
+}
+
 /// Commits `record`; on failure returns why the run must be parked.
 pub(crate) async fn commit(run: &RunContext, record: &StepRecord) -> Result<(), ParkReason> {
     commit_with(run, record, Vec::new()).await
@@ -366,6 +425,8 @@ pub(crate) async fn commit_with(
         step: record.clone(),
     }];
     writes.extend(extra);
+    let riders = run.take_riders();
+    writes.extend(riders.iter().cloned());
     let status_change = run.take_status_change();
     if let Some(running) = &status_change {
         writes.push(Write::Run(running.clone()));
@@ -373,6 +434,7 @@ pub(crate) async fn commit_with(
     let committed = run.shared.store.commit(writes).await;
     if committed.is_err() {
         run.restore_status_change(status_change);
+        run.restore_riders(riders);
     }
     committed.map_err(|e| {
         tracing::error!(run_id = %run.run_id, seq = record.seq, step = %record.name, error = %e, "journal write failed: run parked");

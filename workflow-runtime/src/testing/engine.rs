@@ -245,6 +245,7 @@ fn step_line(step: &StepRecord) -> String {
         StepStatus::Failed => "failed",
         StepStatus::Pending => "pending",
         StepStatus::Started => "started",
+        StepStatus::Marker => "marker",
     };
     let mut line = format!("{} {status}", step.name);
     let attempts = step.attempts.max(step.attempt_log.len() as u32);

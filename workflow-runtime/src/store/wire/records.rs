@@ -143,6 +143,7 @@ pub(super) enum WireStepStatus {
     Failed,
     Started,
     Pending,
+    Marker,
 }
 
 /// A step as version 1 wrote it, whole, in JSON.
@@ -486,6 +487,7 @@ impl From<StepStatus> for WireStepStatus {
             StepStatus::Failed => WireStepStatus::Failed,
             StepStatus::Started => WireStepStatus::Started,
             StepStatus::Pending => WireStepStatus::Pending,
+            StepStatus::Marker => WireStepStatus::Marker,
         }
     }
 }
@@ -497,6 +499,7 @@ impl From<WireStepStatus> for StepStatus {
             WireStepStatus::Failed => StepStatus::Failed,
             WireStepStatus::Started => StepStatus::Started,
             WireStepStatus::Pending => StepStatus::Pending,
+            WireStepStatus::Marker => StepStatus::Marker,
         }
     }
 }
@@ -509,6 +512,7 @@ impl WireStepStatus {
             WireStepStatus::Failed => 1,
             WireStepStatus::Started => 2,
             WireStepStatus::Pending => 3,
+            WireStepStatus::Marker => 4,
         }
     }
 
@@ -518,6 +522,7 @@ impl WireStepStatus {
             1 => WireStepStatus::Failed,
             2 => WireStepStatus::Started,
             3 => WireStepStatus::Pending,
+            4 => WireStepStatus::Marker,
             _ => return None,
         })
     }
