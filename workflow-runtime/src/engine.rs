@@ -138,7 +138,7 @@ impl Registry {
         if let Some(existing) = versions.get(&workflow.version()) {
             if existing.type_id() != workflow.type_id() {
                 return Err(Error::DuplicateWorkflowName {
-                    name: format!("{} (version {})", workflow.name(), workflow.version()),
+                    name: workflow.name().to_owned(),
                 });
             }
             return Ok(Arc::clone(existing));

@@ -13,7 +13,7 @@ impl Engine {
     /// journal does not hold, or a renamed one, is an [`Error::RunParked`] naming it; the run
     /// itself is left untouched).
     pub async fn replay<W: Workflow>(&self, run_id: &str) -> Result<W::Output, Error> {
-        let mut run = self.existing(run_id).await?;
+        let run = self.existing(run_id).await?;
         if run.workflow != W::NAME {
             return Err(Error::RunIdConflict {
                 run_id: run_id.to_owned(),
@@ -21,9 +21,24 @@ impl Engine {
                 requested: W::NAME.to_owned(),
             });
         }
-        let workflow = Erased::<W>::new();
-        let run_id = run_id.to_owned();
-        let (ending, context) = execute_in(self, &mut run, &workflow, Mode::VerifyOnly).await;
+        let raw = self.replay_record(run, &Erased::<W>::new()).await?;
+        serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
+            run_id: run_id.to_owned(),
+            what: "output".into(),
+            type_name: std::any::type_name::<W::Output>(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// [`replay`](Engine::replay) of `run` on `workflow`, whatever its type: the output as
+    /// JSON.
+    pub(crate) async fn replay_record(
+        &self,
+        mut run: RunRecord,
+        workflow: &dyn ErasedWorkflow,
+    ) -> Result<Box<serde_json::value::RawValue>, Error> {
+        let run_id = run.run_id.clone();
+        let (ending, context) = execute_in(self, &mut run, workflow, Mode::VerifyOnly).await;
         match ending {
             Ending::Completed(raw) => {
                 if let Some((seq, name)) = context.and_then(|c| c.first_unclaimed()) {
@@ -42,12 +57,7 @@ impl Engine {
                     );
                     return Err(Error::ReplayDiverged { run_id, detail });
                 }
-                serde_json::from_str(raw.get()).map_err(|e| Error::Decode {
-                    run_id,
-                    what: "output".into(),
-                    type_name: std::any::type_name::<W::Output>(),
-                    detail: e.to_string(),
-                })
+                Ok(raw)
             }
             Ending::Failed(message) => Err(Error::RunFailed { run_id, message }),
             Ending::Parked(reason) => Err(Error::parked(run_id, reason)),

@@ -310,6 +310,7 @@ mod engine;
 #[cfg(test)]
 mod engine_tests;
 mod kit;
+mod replay_check;
 mod simulate;
 mod store;
 #[cfg(test)]
@@ -317,6 +318,7 @@ mod tests;
 
 pub use self::engine::{TestEngine, Totals};
 pub use self::kit::StepOverride;
+pub use self::replay_check::{Change, ReplayCheck, ReplayReport, RunVerdict, Verdict};
 pub(crate) use self::kit::{TestKit, kit_of, watched_attempt};
 
 use std::fmt;
