@@ -84,10 +84,29 @@ pub(crate) async fn runs(
             age(run.created_at_us, now),
         ]);
     }
+    // A damaged record is listed as such: the rest of the journal reads, and the user learns
+    // which run to look at instead of a listing that fails whole.
+    let damaged = source.damaged().await?;
+    for (run_id, _) in &damaged {
+        let dash = || "-".to_owned();
+        table.row(vec![
+            run_id.clone(),
+            "?".into(),
+            "damaged".into(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+        ]);
+    }
     if table.is_empty() {
         return Ok(format!("no runs in {} match\n", source.describe()));
     }
-    Ok(table.render())
+    let mut text = table.render();
+    for (run_id, error) in &damaged {
+        text.push_str(&format!("damaged: {run_id}: {error}\n"));
+    }
+    Ok(text)
 }
 
 /// `wf show`: a run's header, its journal as a table, its input and output; with `history`,

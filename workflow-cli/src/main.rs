@@ -155,6 +155,14 @@ fn parse_group(text: &str) -> Result<LedgerGroup, String> {
 }
 
 fn main() -> ExitCode {
+    // redb panics on some damaged files; the journal reader catches those panics and wf
+    // reports the file or the record as damaged, so the panic's own trace is only noise.
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.location().is_some_and(|at| at.file().contains("redb")) {
+            report_panic(info);
+        }
+    }));
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -158,6 +158,21 @@ impl Source {
         }
     }
 
+    /// The runs whose records are damaged, with what is wrong with each (a file read here;
+    /// through an engine's endpoint, none are listed).
+    pub(crate) async fn damaged(&self) -> Result<Vec<(String, String)>, CliError> {
+        match &self.via {
+            Via::Local { inspector, .. } => Ok(inspector
+                .damaged_runs()
+                .await
+                .map_err(|e| self.store_error(e))?
+                .into_iter()
+                .map(|damaged| (damaged.run_id, damaged.error.to_string()))
+                .collect()),
+            Via::Remote { .. } => Ok(Vec::new()),
+        }
+    }
+
     /// Run `run_id`; an unknown id is an error naming it.
     pub(crate) async fn run(&self, run_id: &str) -> Result<RunRecord, CliError> {
         let found = match &self.via {

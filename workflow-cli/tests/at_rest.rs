@@ -659,3 +659,51 @@ async fn show_says_when_a_waiting_run_is_due() {
         "{waiting}"
     );
 }
+
+/// A damaged run record is listed as damaged, with what is wrong, and the other runs still
+/// list; a journal damaged anywhere gives an answer or an error, never a panic's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_run_is_listed_as_damaged_and_a_damaged_file_never_prints_a_panic() {
+    use redb::ReadableTable;
+    let dir = tempfile::tempdir().unwrap();
+    let path = order_journal(dir.path()).await;
+    let pristine = std::fs::read(&path).unwrap();
+    let runs = redb::TableDefinition::<&str, &[u8]>::new("workflow_runs");
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(runs).unwrap();
+            let mut record = table.get("refund-bad").unwrap().unwrap().value().to_vec();
+            let at = record.len() - 2;
+            record[at] ^= 0x10;
+            table.insert("refund-bad", record.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let table = wf(&["runs", arg(&path)]).ok();
+    assert_eq!(table_row(&table, "refund-bad")[2], "damaged", "{table}");
+    assert_eq!(table_row(&table, "order-ok")[2], "completed", "{table}");
+    assert!(
+        table.contains("damaged: refund-bad: corrupted journal record")
+            && table.contains("checksum"),
+        "{table}"
+    );
+
+    // Garbage over each 4 KiB page in turn, redb's own structures included.
+    for (case, offset) in (0..pristine.len()).step_by(4096).enumerate() {
+        let damaged = dir.path().join(format!("damaged-{case}.redb"));
+        let mut bytes = pristine.clone();
+        let end = (offset + 64).min(bytes.len());
+        bytes[offset..end].iter_mut().for_each(|b| *b ^= 0x5A);
+        std::fs::write(&damaged, &bytes).unwrap();
+        for command in ["runs", "cost"] {
+            let outcome = wf(&[command, arg(&damaged)]);
+            assert!(
+                !outcome.stderr.contains("panicked") && !outcome.stderr.contains("RUST_BACKTRACE"),
+                "wf {command} on a file damaged at {offset}:\n{}",
+                outcome.stderr
+            );
+        }
+    }
+}
