@@ -348,3 +348,64 @@ async fn a_patch_keeps_runs_from_before_it_on_the_old_path_and_new_runs_on_the_n
         .unwrap();
     assert_eq!(fresh.result().await.unwrap(), "reserve receipt log ship");
 }
+
+// --- More budget for a run its budget stopped ---------------------------------------------
+
+static PAID_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Eight paid calls of 0.011 USD each, under a 0.05 USD budget.
+struct EightCalls;
+
+impl Workflow for EightCalls {
+    type Input = ();
+    type Output = u32;
+    const NAME: &'static str = "eight_calls";
+
+    fn budget() -> workflow_runtime::Budget {
+        workflow_runtime::Budget::UNLIMITED.with_max_cost_usd(0.05)
+    }
+
+    fn run(_: ()) -> BoxFuture<'static, Result<u32, WorkflowFailure>> {
+        Box::pin(async move {
+            for _ in 0..8 {
+                step("call")
+                    .run(|| async {
+                        PAID_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let ctx = workflow_runtime::StepContext::current().expect("in a step");
+                        ctx.report_usage(workflow_runtime::Usage::default().with_cost_usd(0.011));
+                        Ok::<_, io::Error>(())
+                    })
+                    .await
+                    .map_err(fail)?;
+            }
+            Ok(8)
+        })
+    }
+}
+
+/// A plain retry of a run its budget stopped stops it again at once; `retry_with` gives it
+/// more, and it continues where it stopped, no paid call made twice.
+#[tokio::test]
+async fn retry_with_a_larger_budget_continues_a_run_its_budget_stopped() {
+    let engine = Engine::in_memory();
+    let run = engine.start::<EightCalls>("paid", ()).await.unwrap();
+    assert!(matches!(
+        run.result().await,
+        Err(Error::BudgetExceeded { .. })
+    ));
+    assert_eq!(PAID_CALLS.load(std::sync::atomic::Ordering::SeqCst), 5);
+
+    assert!(engine.retry("paid").await.unwrap());
+    assert!(matches!(
+        run.result().await,
+        Err(Error::BudgetExceeded { .. })
+    ));
+    assert_eq!(PAID_CALLS.load(std::sync::atomic::Ordering::SeqCst), 5);
+
+    let more = workflow_runtime::Budget::UNLIMITED.with_max_cost_usd(0.20);
+    assert!(engine.retry_with("paid", more).await.unwrap());
+    assert_eq!(run.result().await.unwrap(), 8);
+    assert_eq!(PAID_CALLS.load(std::sync::atomic::Ordering::SeqCst), 8);
+    let record = engine.run("paid").await.unwrap().unwrap();
+    assert_eq!(record.budget.max_cost_usd, Some(0.20));
+}

@@ -168,19 +168,28 @@ impl Engine {
     /// again, which is what at-most-once was asked to prevent. Once you know the call did not
     /// take effect, [`force_retry`](Engine::force_retry) makes it again.
     pub async fn retry(&self, run_id: &str) -> Result<bool, Error> {
-        self.retry_from_failed_step(run_id, false).await
+        self.retry_from_failed_step(run_id, false, None).await
+    }
+
+    /// [`retry`](Engine::retry) with another budget: a run stopped by its budget is given
+    /// more and continues where it stopped (a plain retry would stop it again at once). What
+    /// it spent so far still counts against the new budget.
+    pub async fn retry_with(&self, run_id: &str, budget: crate::Budget) -> Result<bool, Error> {
+        self.retry_from_failed_step(run_id, false, Some(budget))
+            .await
     }
 
     /// [`retry`](Engine::retry), calling again an at-most-once step whose outcome is unknown:
     /// for when you checked that its call did not take effect (or that a second is harmless).
     pub async fn force_retry(&self, run_id: &str) -> Result<bool, Error> {
-        self.retry_from_failed_step(run_id, true).await
+        self.retry_from_failed_step(run_id, true, None).await
     }
 
     async fn retry_from_failed_step(
         &self,
         run_id: &str,
         repeat_unknown_outcome: bool,
+        budget: Option<crate::Budget>,
     ) -> Result<bool, Error> {
         self.refuse_when_shut_down()?;
         let mut run = self.existing(run_id).await?;
@@ -210,6 +219,10 @@ impl Engine {
         run.status = RunStatus::Pending;
         run.error = None;
         run.output = None;
+        if let Some(budget) = budget {
+            run.budget = budget;
+            run.budget_exhausted = None;
+        }
         run.updated_at_us = journal::now_us();
         writes.push(Write::Run(run.clone()));
         self.inner.store.commit(writes).await?;
