@@ -355,6 +355,10 @@ pub(crate) fn classify_chain(error: &(dyn StdError + 'static)) -> ErrorClass {
         if let Some(e) = error.downcast_ref::<serde_json::Error>() {
             return e.class();
         }
+        // A missing resource stays missing: retrying only repeats the same error.
+        if error.is::<crate::resource::ResourceError>() {
+            return ErrorClass::Terminal;
+        }
         if let Some(e) = error.downcast_ref::<std::io::Error>()
             && e.kind() == std::io::ErrorKind::TimedOut
         {
@@ -696,5 +700,23 @@ mod tests {
         assert_eq!(classify_chain(&plain), ErrorClass::Transient);
         let failure = StepFailure::from_error(StepFailure::terminal("no"));
         assert_eq!(failure.class(), ErrorClass::Terminal);
+        // A missing resource wrapped in a caller's error (anyhow's context, say) is not
+        // retried: it stays missing.
+        #[derive(Debug)]
+        struct Context(crate::resource::ResourceError);
+        impl fmt::Display for Context {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("reaching the model")
+            }
+        }
+        impl StdError for Context {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let missing = Context(crate::resource::ResourceError::Missing {
+            type_name: "Client",
+        });
+        assert_eq!(classify_chain(&missing), ErrorClass::Terminal);
     }
 }
