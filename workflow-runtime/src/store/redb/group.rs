@@ -68,6 +68,7 @@ pub(super) enum Op {
     Commit(Vec<EncodedWrite>, oneshot::Sender<Result<(), StoreError>>),
 }
 
+/// How many commit sessions hold the writer, and the signal that one let go of it.
 #[derive(Default)]
 struct Holders {
     count: Mutex<usize>,
