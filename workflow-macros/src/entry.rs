@@ -1,5 +1,5 @@
-//! The two macros end to end: parse -> check (signature, determinism) -> model -> rewrite ->
-//! expand, with one [`Ctxt`] collecting the errors of every stage.
+//! The two macros end to end: parse -> check (signature, patches, determinism) -> model ->
+//! rewrite -> expand, with one [`Ctxt`] collecting the errors of every stage.
 //!
 //! Whatever goes wrong, the output contains the user's item (so its callers, and IDEs, keep
 //! working) followed by every error as a `compile_error!` at its own span.
@@ -11,7 +11,7 @@ use syn::{Item, ItemFn};
 use crate::ctxt::Ctxt;
 use crate::model::{Options, StepFn, Workflow};
 use crate::parse::{CRATE_OPTION, STEP_OPTIONS, WORKFLOW_OPTIONS, parse_options};
-use crate::{check, determinism, expand, fingerprint, rewrite};
+use crate::{check, determinism, expand, fingerprint, patches, rewrite};
 
 /// `#[workflow(args)] item`.
 pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -43,6 +43,8 @@ pub(crate) fn workflow_with(args: TokenStream, item: TokenStream, ctxt: &Ctxt) -
 fn workflow_fn(mut func: ItemFn, options: Options, ctxt: &Ctxt) -> TokenStream {
     let signature_ok = check::workflow_signature(&func.sig, ctxt);
     let fingerprint = fingerprint::fingerprint(&func.block);
+    // Before the rewrite, which removes the `#[step]`s that say where a patch must not be.
+    patches::workflow_body(&mut func.block, ctxt);
     determinism::workflow_body(&func.sig, &mut func.block, &options.krate(), ctxt);
     rewrite::workflow_body(&mut func.block, &options.krate(), ctxt);
     if signature_ok {
@@ -71,6 +73,7 @@ pub(crate) fn step_with(args: TokenStream, item: TokenStream, ctxt: &Ctxt) -> To
     match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(mut func)) => {
             let signature_ok = check::step_signature(&func.sig, ctxt);
+            patches::step_fn_body(&mut func.block, ctxt);
             rewrite::step_fn_body(&mut func.block, ctxt);
             if signature_ok {
                 expand::step_fn(&StepFn::new(func, options))

@@ -30,6 +30,7 @@ use crate::parse::{BackoffValue, Value};
 //     type Output = <<anyhow::Result<String> as WorkflowResult>::Ok as WorkflowOutput>::Journaled;
 //     const NAME: &'static str = "research_agent";
 //     const FINGERPRINT: u64 = 0x...;
+//     const VERSION: u32 = 2u32; // only with `version = 2`
 //     fn budget() -> ::workflow_runtime::Budget { Budget::UNLIMITED.with_max_steps(50u64) }
 //     fn run(input) -> BoxFuture<..> {
 //         Box::pin(async move {
@@ -64,6 +65,7 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
         fingerprint,
         budget,
         concurrency,
+        version,
         args,
         input_span,
         output,
@@ -124,6 +126,11 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
             }
         }
     });
+    // Only when set, like `concurrency`: without `version` the trait's default (1) applies.
+    let version = version.map(|(n, span)| {
+        let n = spanned_literal(Literal::u32_suffixed(n), span);
+        quote_spanned!(span=> const VERSION: u32 = #n;)
+    });
     let fingerprint = Literal::u64_suffixed(*fingerprint);
 
     let bindings: Vec<&Ident> = args.iter().map(|arg| &arg.binding).collect();
@@ -183,6 +190,7 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
             #output_item
             const NAME: &'static str = #name;
             const FINGERPRINT: u64 = #fingerprint;
+            #version
 
             fn budget() -> #krate::Budget {
                 #krate::Budget::UNLIMITED #(#budget_calls)*

@@ -41,6 +41,7 @@ mod expand;
 mod fingerprint;
 mod model;
 mod parse;
+mod patches;
 mod rewrite;
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub(crate) struct Options {
     pub(crate) calls: Vec<BuilderCall>,
     /// `concurrency = N` of a workflow, with the span of `N`.
     pub(crate) concurrency: Option<(u32, Span)>,
+    /// `version = N` of a workflow, with the span of `N`.
+    pub(crate) version: Option<(u32, Span)>,
 }
 
 /// `.method(value)` on a runtime builder (`Step`, `Budget`), generated from one option.
@@ -55,6 +57,9 @@ impl Options {
                 (Target::Crate, Value::Path(path)) => options.krate = Some((option.key, path)),
                 (Target::Concurrency, Value::U32(n)) => {
                     options.concurrency = Some((n, option.value_span));
+                }
+                (Target::Version, Value::U32(n)) => {
+                    options.version = Some((n, option.value_span));
                 }
                 (target, value) => unreachable!("option for {target:?} holds {value:?}"),
             }
@@ -89,6 +94,8 @@ pub(crate) struct Workflow {
     pub(crate) budget: Vec<BuilderCall>,
     /// What `Workflow::concurrency()` returns, if not the default.
     pub(crate) concurrency: Option<(u32, Span)>,
+    /// `Workflow::VERSION`, if not the default (1).
+    pub(crate) version: Option<(u32, Span)>,
     pub(crate) args: Vec<Arg>,
     /// Where errors about `type Input` belong: the argument's type if there is one argument,
     /// else the whole argument list `( ... )`.
@@ -137,6 +144,7 @@ impl Workflow {
             fingerprint,
             budget: options.calls,
             concurrency: options.concurrency,
+            version: options.version,
             args,
             output,
             func,

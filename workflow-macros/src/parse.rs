@@ -43,6 +43,8 @@ pub(crate) enum Target {
     Builder(&'static str),
     /// `concurrency`: the value `Workflow::concurrency()` returns.
     Concurrency,
+    /// `version`: the value of `Workflow::VERSION`.
+    Version,
     /// A field of a nested option, such as `initial` of `backoff(initial = "1s")`.
     Field,
 }
@@ -82,6 +84,17 @@ pub(crate) const WORKFLOW_OPTIONS: &[OptionDef] = &[
         kind: ValueKind::Name,
         target: Target::Name,
         example: "\"research-agent\"",
+    },
+    // Beside `name`: the two together say which code a run is pinned to.
+    OptionDef {
+        key: "version",
+        kind: ValueKind::Int {
+            min: 1,
+            max: u32::MAX as u64,
+            ty: IntType::U32,
+        },
+        target: Target::Version,
+        example: "2",
     },
     OptionDef {
         key: "max_steps",
@@ -700,6 +713,9 @@ fn validate_int(
     if n < min {
         let why = match (key, min) {
             ("max_steps", 1) => ": a run with no steps allowed would fail at its first step",
+            ("version", 1) => {
+                ": versions count from 1, the version of a workflow written without `version`"
+            }
             (_, 1) => ": zero would stop every run before it starts",
             _ => "",
         };

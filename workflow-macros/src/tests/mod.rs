@@ -3,6 +3,7 @@
 
 mod determinism;
 mod options;
+mod patches;
 mod rewrite;
 mod signature;
 mod snapshot;

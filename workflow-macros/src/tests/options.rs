@@ -52,11 +52,11 @@ fn unknown_option_suggests_the_nearest_and_lists_the_valid_ones() {
         "timout",
     )]);
     workflow("max_step = 3", WORKFLOW_FN).assert_errors(&[(
-        "unknown option `max_step`; did you mean `max_steps`? valid options: `name`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
+        "unknown option `max_step`; did you mean `max_steps`? valid options: `name`, `version`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
         "max_step",
     )]);
     workflow("max_cost = 3", WORKFLOW_FN).assert_errors(&[(
-        "unknown option `max_cost`; did you mean `max_cost_usd`? valid options: `name`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
+        "unknown option `max_cost`; did you mean `max_cost_usd`? valid options: `name`, `version`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
         "max_cost",
     )]);
 }
@@ -336,6 +336,48 @@ fn concurrency_becomes_the_workflow_concurrency() {
         "concurrency = 4",
         &format!("unknown option `concurrency`; {STEP_LIST}"),
         "concurrency",
+    );
+}
+
+#[test]
+fn version_becomes_the_workflow_version() {
+    let expansion = workflow("name = \"purchase\", version = 2", WORKFLOW_FN);
+    expansion.assert_no_errors();
+    expansion.assert_contains("const NAME: &'static str = \"purchase\";");
+    expansion.assert_contains("const VERSION: u32 = 2u32;");
+    // Unset, the trait's default (1) applies.
+    workflow("", WORKFLOW_FN).assert_lacks("const VERSION");
+    workflow("version = 0", WORKFLOW_FN).assert_errors(&[(
+        "`version` must be at least 1: versions count from 1, the version of a workflow written without `version`",
+        "0",
+    )]);
+    workflow("version = \"2\"", WORKFLOW_FN).assert_errors(&[(
+        "`version` takes an integer, not a string: `version = 2`",
+        "\"2\"",
+    )]);
+    workflow("version = 2.5", WORKFLOW_FN).assert_errors(&[(
+        "`version` takes an integer of at least 1, like `version = 2`",
+        "2.5",
+    )]);
+    workflow("version = -1", WORKFLOW_FN).assert_errors(&[(
+        "`version` cannot be negative; it takes an integer of at least 1, like `version = 2`",
+        "-1",
+    )]);
+    workflow("version = 5000000000", WORKFLOW_FN)
+        .assert_errors(&[("`version` must be at most 4294967295", "5000000000")]);
+    // Reported at the second, and the first still applies.
+    let twice = workflow("version = 2, name = \"purchase\", version = 3", WORKFLOW_FN);
+    twice.assert_errors(&[("duplicate option `version`", "version")]);
+    twice.assert_contains("const VERSION: u32 = 2u32;");
+    workflow("versoin = 2", WORKFLOW_FN).assert_errors(&[(
+        "unknown option `versoin`; did you mean `version`? valid options: `name`, `version`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
+        "versoin",
+    )]);
+    // A workflow option, not a step's.
+    assert_step_error(
+        "version = 2",
+        &format!("unknown option `version`; {STEP_LIST}"),
+        "version",
     );
 }
 
