@@ -73,6 +73,7 @@ use proc_macro::TokenStream;
 /// | option | value | default |
 /// | --- | --- | --- |
 /// | `name` | the stable name the journal records, a string | the fn's name |
+/// | `version` | the version of the workflow under its name, an integer of at least 1 | 1 |
 /// | `max_steps` | an integer of at least 1 | unlimited |
 /// | `max_cost_usd` | a non-negative number | unlimited |
 /// | `max_tokens` | an integer of at least 1 | unlimited |
@@ -81,9 +82,36 @@ use proc_macro::TokenStream;
 /// | `concurrency` | an integer of at least 1: the runs of this workflow executing at once in an engine | no limit of its own |
 /// | `crate` | the path to `workflow_runtime`, a string, for renamed dependencies | `"::workflow_runtime"` |
 ///
-/// The `max_*` options make `Workflow::budget()`, `concurrency` makes `Workflow::concurrency()`.
-/// Renaming the fn renames the workflow: set `name` to keep resuming the runs that were
-/// journaled under the old name.
+/// The `max_*` options make `Workflow::budget()`, `concurrency` makes `Workflow::concurrency()`,
+/// `version` makes `Workflow::VERSION`. Renaming the fn renames the workflow: set `name` to keep
+/// resuming the runs that were journaled under the old name.
+///
+/// # Versions and patches
+///
+/// To change a workflow while runs are in flight, keep the old fn and add the new one beside it
+/// under the same `name`, with the next `version`:
+///
+/// ```ignore
+/// #[workflow(name = "purchase")] // version 1
+/// async fn purchase_v1(amount: u32) -> anyhow::Result<String> { ... }
+///
+/// #[workflow(name = "purchase", version = 2)]
+/// async fn purchase_v2(amount: u32) -> anyhow::Result<String> { ... }
+/// ```
+///
+/// Register both. A run is pinned to the version it started on and always continues on it; new
+/// runs start on the latest version registered, whichever of the types `Engine::start` is given.
+/// Every version of a name takes the same arguments and returns the same type, and no two share
+/// a number: `Engine::register` refuses either mistake, since each `#[workflow]` sees only its
+/// own fn.
+///
+/// For a small change inside one version, branch on `workflow_runtime::durable::patched("id")`
+/// instead. The macro checks each patch call of the body: the id is a string literal, each id is
+/// used once in the body (`patched` and `deprecated_patch` alike), and no patch is called inside
+/// a step (a `#[step]` expression, the closure of `step("..").run(..)`, a `#[step]` fn), where
+/// it would not be journaled. A call is recognised by a path ending in `durable::patched` or
+/// `durable::deprecated_patch`; a bare `patched("id")` after a `use` only with a string literal,
+/// so that a fn of your own named `patched` is left alone.
 ///
 /// # Steps in the body
 ///

@@ -657,7 +657,13 @@ pub async fn race_all<F: Future>(futures: impl IntoIterator<Item = F>) -> (usize
 /// remains, replace the call with [`deprecated_patch`] and keep only the new path.
 ///
 /// Each patch id appears once in a workflow body and is called outside steps, in the body's
-/// own order; outside an engine it returns `true`.
+/// own order; outside an engine it returns `true`. In a `#[workflow]` body these are compile
+/// errors at the call: an id that is not a string literal, an id used a second time (by
+/// `patched` or `deprecated_patch`), and a patch inside a `#[step]` expression, the closure of
+/// [`step`](crate::step())`(..).run(..)` or a `#[step]` fn, where it would not be journaled. The
+/// macro sees the body only: a patch in a helper fn is not checked. See
+/// [`#[workflow]`](macro@crate::workflow#versions-and-patches) for how calls are recognised,
+/// and for versions, the way to make a larger change.
 pub fn patched(id: &str) -> bool {
     match body_run() {
         Some(run) => crate::replay::patched(&run, id),
@@ -667,7 +673,8 @@ pub fn patched(id: &str) -> bool {
 
 /// The second stage of [`patched`]: the old path is gone, and runs that took the patch still
 /// replay (their journal holds its marker, which this consumes). Remove the call once no run
-/// that took the patch remains in flight.
+/// that took the patch remains in flight. Checked at compile time like [`patched`]: the same
+/// id cannot be both `patched` and `deprecated_patch` in one body.
 pub fn deprecated_patch(id: &str) {
     if let Some(run) = body_run() {
         crate::replay::deprecated_patch(&run, id);
