@@ -344,6 +344,16 @@ pub enum Error {
         /// A registered version with other types.
         other: u32,
     },
+    /// [`Engine::migrate`](crate::Engine::migrate) refused: the run's journal does not replay
+    /// on the target version (or the run cannot move now). The run is left as it was.
+    MigrationRefused {
+        /// The run.
+        run_id: String,
+        /// The version it was to move to.
+        version: u32,
+        /// Why, with what diverged.
+        detail: String,
+    },
     /// A child workflow's run id is taken by a run its parent did not start: the parent does
     /// not adopt it (its value is not the child's).
     NotAChild {
@@ -466,6 +476,14 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "version {version} of workflow `{workflow}` takes or returns other types than version {other}: every version of a name takes the same input and returns the same output"
+            ),
+            Error::MigrationRefused {
+                run_id,
+                version,
+                detail,
+            } => write!(
+                f,
+                "run {run_id:?} cannot move to version {version}: {detail}; it is left as it was"
             ),
             Error::NotAChild { run_id, parent } => write!(
                 f,

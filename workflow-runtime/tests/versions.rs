@@ -409,3 +409,50 @@ async fn retry_with_a_larger_budget_continues_a_run_its_budget_stopped() {
     let record = engine.run("paid").await.unwrap().unwrap();
     assert_eq!(record.budget.max_cost_usd, Some(0.20));
 }
+
+// --- Migrate: a waiting run onto another version ------------------------------------------
+
+/// A run of version 1 waiting for its approval moves onto version 2, whose journal prefix it
+/// shares (reserve), and finishes on version 2's path. A run of version 2 that passed its
+/// fraud check cannot move back to version 1, which has no such step: refused, left as it was.
+#[tokio::test(start_paused = true)]
+async fn migrate_moves_a_waiting_run_only_when_its_journal_replays_on_the_target() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::with_store(Arc::clone(&store));
+    engine.register::<PurchaseV1>().await.unwrap();
+    engine.start::<PurchaseV1>("v1-run", (10,)).await.unwrap();
+    until_waiting(&engine, "v1-run").await;
+    engine.register::<PurchaseV2>().await.unwrap();
+    engine.start::<PurchaseV2>("v2-run", (20,)).await.unwrap();
+    until_waiting(&engine, "v2-run").await;
+    assert_eq!(engine.run("v2-run").await.unwrap().unwrap().version, 2);
+
+    let refused = engine.migrate("v2-run", 1).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::MigrationRefused { version: 1, .. })
+            && refused.to_string().contains("fraud_check"),
+        "{refused}"
+    );
+    assert_eq!(engine.run("v2-run").await.unwrap().unwrap().version, 2);
+
+    engine.migrate("v1-run", 2).await.unwrap();
+    assert_eq!(engine.run("v1-run").await.unwrap().unwrap().version, 2);
+    engine.send_event("v1-run", "approve", true).await.unwrap();
+    assert_eq!(
+        engine
+            .handle::<PurchaseV2>("v1-run")
+            .result()
+            .await
+            .unwrap(),
+        "v2: charged 10 (risk low, approved true)"
+    );
+    engine.send_event("v2-run", "approve", true).await.unwrap();
+    assert_eq!(
+        engine
+            .handle::<PurchaseV2>("v2-run")
+            .result()
+            .await
+            .unwrap(),
+        "v2: charged 20 (risk low, approved true)"
+    );
+}

@@ -28,6 +28,65 @@ impl Engine {
         Ok(true)
     }
 
+    /// Moves an unfinished run that is not executing (parked, waiting, or waiting for a
+    /// version no engine here has) onto version `version` of its workflow, registered in this
+    /// engine, when its whole journal replays on that version; it then continues on it. A
+    /// journal that does not replay there is refused with what diverged
+    /// ([`Error::MigrationRefused`]), and the run is left as it was.
+    pub async fn migrate(&self, run_id: &str, version: u32) -> Result<(), Error> {
+        self.refuse_when_shut_down()?;
+        let mut run = self.existing(run_id).await?;
+        let refused = |detail: String| Error::MigrationRefused {
+            run_id: run_id.to_owned(),
+            version,
+            detail,
+        };
+        if run.status.is_terminal() {
+            return Err(Error::RunFinished {
+                run_id: run_id.to_owned(),
+                status: run.status,
+            });
+        }
+        if self.inner.table().executing.contains_key(run_id) {
+            return Err(refused(
+                "it is executing; migrate it while it waits or is parked".into(),
+            ));
+        }
+        let Some(target) = lock(&self.inner.workflows).get(&run.workflow, version) else {
+            return Err(refused(format!(
+                "version {version} of `{}` is not registered in this engine",
+                run.workflow
+            )));
+        };
+        match self.replay_record(run.clone(), target.as_ref()).await {
+            // The whole journal replayed; the body then asked for what comes next.
+            Ok(_)
+            | Err(Error::RunParked {
+                reason: ParkReason::NotJournaled { .. },
+                ..
+            }) => {}
+            Err(e) => return Err(refused(e.to_string())),
+        }
+        run.version = version;
+        run.fingerprint = target.fingerprint();
+        if run.status == RunStatus::Parked {
+            run.status = RunStatus::Pending;
+            run.parked_by_fingerprint = None;
+            run.park_reason = None;
+            run.error = None;
+        }
+        run.updated_at_us = journal::now_us();
+        self.inner
+            .store
+            .commit(vec![Write::Run(run.clone())])
+            .await?;
+        // Queued under its old version: queue it again under the new one.
+        self.inner.table().queue.remove(run_id);
+        self.enqueue(&run);
+        self.kick();
+        Ok(())
+    }
+
     /// Cancels a run: it ends at once with status `cancelled`, the steps it was executing are
     /// dropped and journaled as cancelled, and it never resumes. Returns false when the run had
     /// already finished.

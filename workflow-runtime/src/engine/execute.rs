@@ -39,9 +39,23 @@ impl Engine {
     ) -> Result<Box<serde_json::value::RawValue>, Error> {
         let run_id = run.run_id.clone();
         let (ending, context) = execute_in(self, &mut run, workflow, Mode::VerifyOnly).await;
+        // A body that stops at a call the journal does not hold (a wait, or a step past the
+        // journal's end) while journaled outcomes were never asked for has left the journaled
+        // path before it stopped.
+        let unclaimed = context.as_ref().and_then(|c| c.first_unclaimed());
+        let not_journaled = matches!(
+            &ending,
+            Ending::Wait { .. } | Ending::Parked(ParkReason::NotJournaled { .. })
+        );
+        if not_journaled && let Some((seq, name)) = &unclaimed {
+            let detail = format!(
+                "the body went on to a call the journal does not hold without asking for step #{seq} (`{name}`) of the journal: the paths part there"
+            );
+            return Err(Error::ReplayDiverged { run_id, detail });
+        }
         match ending {
             Ending::Completed(raw) => {
-                if let Some((seq, name)) = context.and_then(|c| c.first_unclaimed()) {
+                if let Some((seq, name)) = unclaimed {
                     let detail = format!(
                         "the body returned without asking for step #{seq} (`{name}`) of the journal: the paths part there"
                     );
