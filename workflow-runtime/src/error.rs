@@ -116,7 +116,10 @@ impl fmt::Display for StoreError {
             StoreError::Closed => f.write_str("the journal store is closed"),
             StoreError::ReadOnly => f.write_str("the journal was opened for reading only"),
             StoreError::Damaged { detail } => {
-                write!(f, "the journal file is damaged, not a readable journal: {detail}")
+                write!(
+                    f,
+                    "the journal file is damaged, not a readable journal: {detail}"
+                )
             }
             StoreError::DiskFull { detail } => write!(
                 f,

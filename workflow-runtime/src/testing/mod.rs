@@ -318,8 +318,8 @@ mod tests;
 
 pub use self::engine::{TestEngine, Totals};
 pub use self::kit::StepOverride;
-pub use self::replay_check::{Change, ReplayCheck, ReplayReport, RunVerdict, Verdict};
 pub(crate) use self::kit::{TestKit, kit_of, watched_attempt};
+pub use self::replay_check::{Change, ReplayCheck, ReplayReport, RunVerdict, Verdict};
 
 use std::fmt;
 use std::ops::Range;
