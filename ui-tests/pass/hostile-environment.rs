@@ -31,10 +31,19 @@ async fn echo(text: &str) -> ::core::result::Result<String, ::std::io::Error> {
     ::core::result::Result::Ok(text.to_owned())
 }
 
-#[renamed_runtime::workflow(crate = "::renamed_runtime", max_steps = 5, concurrency = 2)]
+#[renamed_runtime::workflow(
+    crate = "::renamed_runtime",
+    max_steps = 5,
+    concurrency = 2,
+    version = 3
+)]
 async fn agent(goal: String) -> ::core::result::Result<String, renamed_runtime::StepError> {
     #[step(timeout = "1s", backoff(initial = "1ms"))]
     let echoed = echo(&goal).await?;
+    // A patch through the renamed crate is recognised, and checked, all the same.
+    if !renamed_runtime::durable::patched("loud") {
+        return ::core::result::Result::Ok(echoed);
+    }
     let loud = steps::shout(echoed).await?;
     ::core::result::Result::Ok(loud)
 }
@@ -57,9 +66,11 @@ mod shadowed {
 }
 
 macro_rules! define_workflow {
-    ($name:ident, $step:ident) => {
+    ($name:ident, $step:ident, $patch:expr) => {
         #[renamed_runtime::workflow(crate = "::renamed_runtime")]
         async fn $name(text: String) -> ::core::result::Result<String, renamed_runtime::StepError> {
+            // A literal id passed as an `expr` fragment, in an invisible group, is a literal.
+            renamed_runtime::durable::deprecated_patch($patch);
             #[step]
             let out = $step(&text).await?;
             ::core::result::Result::Ok(out)
@@ -67,12 +78,13 @@ macro_rules! define_workflow {
     };
 }
 
-define_workflow!(generated, echo);
+define_workflow!(generated, echo, "old-echo");
 
 #[::tokio::main(flavor = "current_thread")]
 async fn main() {
     ::core::assert_eq!(agent("hi".into()).await.unwrap(), "HI");
     ::core::assert_eq!(generated("x".into()).await.unwrap(), "x");
     ::core::assert_eq!(<generated as renamed_runtime::Workflow>::NAME, "generated");
+    ::core::assert_eq!(<agent as renamed_runtime::Workflow>::VERSION, 3);
     ::core::assert_eq!(shadowed::doubled(21).await.unwrap(), 42);
 }

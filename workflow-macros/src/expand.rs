@@ -129,7 +129,7 @@ pub(crate) fn workflow(model: &Workflow) -> TokenStream {
     // Only when set, like `concurrency`: without `version` the trait's default (1) applies.
     let version = version.map(|(n, span)| {
         let n = spanned_literal(Literal::u32_suffixed(n), span);
-        quote_spanned!(span=> const VERSION: u32 = #n;)
+        quote_spanned!(span=> const VERSION: ::core::primitive::u32 = #n;)
     });
     let fingerprint = Literal::u64_suffixed(*fingerprint);
 

@@ -344,7 +344,7 @@ fn version_becomes_the_workflow_version() {
     let expansion = workflow("name = \"purchase\", version = 2", WORKFLOW_FN);
     expansion.assert_no_errors();
     expansion.assert_contains("const NAME: &'static str = \"purchase\";");
-    expansion.assert_contains("const VERSION: u32 = 2u32;");
+    expansion.assert_contains("const VERSION: ::core::primitive::u32 = 2u32;");
     // Unset, the trait's default (1) applies.
     workflow("", WORKFLOW_FN).assert_lacks("const VERSION");
     workflow("version = 0", WORKFLOW_FN).assert_errors(&[(
@@ -368,7 +368,7 @@ fn version_becomes_the_workflow_version() {
     // Reported at the second, and the first still applies.
     let twice = workflow("version = 2, name = \"purchase\", version = 3", WORKFLOW_FN);
     twice.assert_errors(&[("duplicate option `version`", "version")]);
-    twice.assert_contains("const VERSION: u32 = 2u32;");
+    twice.assert_contains("const VERSION: ::core::primitive::u32 = 2u32;");
     workflow("versoin = 2", WORKFLOW_FN).assert_errors(&[(
         "unknown option `versoin`; did you mean `version`? valid options: `name`, `version`, `max_steps`, `max_cost_usd`, `max_tokens`, `max_duration`, `max_in_flight_steps`, `concurrency`, `crate`",
         "versoin",

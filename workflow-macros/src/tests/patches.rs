@@ -120,3 +120,26 @@ fn patches_in_nested_items_are_not_the_body_s() {
     )
     .assert_no_errors();
 }
+
+#[test]
+fn an_id_from_a_macro_rules_fragment_is_read_through_its_invisible_group() {
+    use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
+    use quote::quote;
+
+    // `durable::patched($id)` with `$id:expr`: rustc passes the fragment in a group without
+    // delimiters.
+    let body = |id: TokenStream| {
+        let id = TokenTree::Group(Group::new(Delimiter::None, id));
+        quote!(async fn w() -> anyhow::Result<u32> { durable::patched(#id); Ok(1) })
+    };
+    let expand = |item: TokenStream| {
+        let ctxt = crate::ctxt::Ctxt::new();
+        crate::entry::workflow_with(TokenStream::new(), item, &ctxt);
+        ctxt.into_errors()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(expand(body(quote!("receipt"))), Vec::<String>::new());
+    assert_eq!(expand(body(quote!(RECEIPT))), [NOT_A_LITERAL]);
+}
