@@ -198,9 +198,17 @@ fn is_step_run(call: &ExprMethodCall) -> bool {
 }
 
 impl VisitMut for Checker<'_> {
+    // #[step] let PAT = EXPR else { DIVERGE };
+    // EXPR is the step; DIVERGE runs after it, on the workflow's path, as the rewrite leaves it.
     fn visit_local_mut(&mut self, local: &mut Local) {
-        let step = local.attrs.iter().any(is_step_attr);
-        self.in_step_if(step, |this| visit_mut::visit_local_mut(this, local));
+        if !local.attrs.iter().any(is_step_attr) {
+            return visit_mut::visit_local_mut(self, local);
+        }
+        let Some(init) = &mut local.init else { return };
+        self.in_step_if(true, |this| this.visit_expr_mut(&mut init.expr));
+        if let Some((_, diverge)) = &mut init.diverge {
+            self.visit_expr_mut(diverge);
+        }
     }
 
     fn visit_expr_mut(&mut self, expr: &mut Expr) {

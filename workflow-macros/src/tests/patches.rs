@@ -102,6 +102,18 @@ fn a_patch_inside_a_step_is_reported_at_the_call() {
         (PATCH_IN_STEP, "durable::patched(\"in-an-expression\")"),
         (PATCH_IN_STEP, "durable::patched(\"in-a-closure\")"),
     ]);
+    // The `else` of a `#[step] let` runs after the step, on the workflow's path.
+    workflow_body(
+        r#"
+        #[step]
+        let Some(x) = find(&url).await? else {
+            if durable::patched("not-found") { return Ok(0); }
+            return Ok(1);
+        };
+        Ok(x)
+        "#,
+    )
+    .assert_no_errors();
     step(
         "",
         r#"async fn fetch(url: String) -> anyhow::Result<bool> { Ok(durable::patched("x")) }"#,
