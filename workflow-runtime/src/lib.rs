@@ -104,7 +104,12 @@
 //! 7. Budgets are summed from the journal, so a crash never resets them: what a failed attempt
 //!    spent is journaled before the step retries.
 //! 8. Bad input (a foreign file, a locked file, an undecodable value, a panic) gives a clear
-//!    error and loses nothing journaled.
+//!    error and loses nothing journaled. Every record carries a checksum checked on read, so a
+//!    changed byte is a [`StoreError::CorruptRecord`] naming run and step, never other data; a
+//!    damaged run record stays the problem of its run ([`Inspector::damaged_runs`]); a full
+//!    disk is named to every caller ([`StoreError::DiskFull`]) and the engine carries on once
+//!    there is space; a value JSON cannot give back (NaN, infinity) fails its step before it
+//!    is journaled.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
