@@ -491,3 +491,81 @@ pub(crate) async fn steer(
         ))),
     }
 }
+
+/// One workflow version's runs, by where they stand.
+#[derive(Debug, Default, serde::Serialize)]
+struct VersionRow {
+    workflow: String,
+    version: u32,
+    /// Pending or running: a binary with this version must be there to carry them on.
+    running: usize,
+    waiting: usize,
+    parked: usize,
+    finished: usize,
+    /// When the newest of its runs was started, in microseconds since the Unix epoch.
+    newest_started_us: u64,
+}
+
+/// `wf versions`: per workflow and version, how many runs are unfinished. A version can leave
+/// the binary once none of its runs is unfinished (or they were migrated); until then its runs
+/// wait for a binary that has it.
+pub(crate) async fn versions(source: &Source, json: bool) -> Result<String, CliError> {
+    let mut rows = std::collections::BTreeMap::<(String, u32), VersionRow>::new();
+    for run in source.runs().await? {
+        let row = rows
+            .entry((run.workflow.clone(), run.version))
+            .or_insert_with(|| VersionRow {
+                workflow: run.workflow.clone(),
+                version: run.version,
+                ..VersionRow::default()
+            });
+        match run.status {
+            status if status.is_terminal() => row.finished += 1,
+            RunStatus::Parked => row.parked += 1,
+            RunStatus::Waiting => row.waiting += 1,
+            _ => row.running += 1,
+        }
+        row.newest_started_us = row.newest_started_us.max(run.created_at_us);
+    }
+    let rows: Vec<VersionRow> = rows.into_values().collect();
+    if json {
+        return to_json(&rows);
+    }
+    if rows.is_empty() {
+        return Ok(format!("no runs in {}\n", source.describe()));
+    }
+    let mut table = Table::new(&[
+        ("WORKFLOW", Align::Left),
+        ("VERSION", Align::Right),
+        ("RUNNING", Align::Right),
+        ("WAITING", Align::Right),
+        ("PARKED", Align::Right),
+        ("FINISHED", Align::Right),
+        ("NEWEST", Align::Right),
+    ]);
+    let now = now_us();
+    for row in &rows {
+        table.row(vec![
+            row.workflow.clone(),
+            row.version.to_string(),
+            row.running.to_string(),
+            row.waiting.to_string(),
+            row.parked.to_string(),
+            row.finished.to_string(),
+            age(row.newest_started_us, now),
+        ]);
+    }
+    let mut text = table.render();
+    for row in &rows {
+        let unfinished = row.running + row.waiting + row.parked;
+        if unfinished > 0 {
+            text.push_str(&format!(
+                "{} version {}: {unfinished} unfinished run{}, which only a binary with this version carries on\n",
+                row.workflow,
+                row.version,
+                if unfinished == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    Ok(text)
+}

@@ -100,6 +100,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per workflow and version, how many runs are running, waiting, parked and finished: a
+    /// version can leave the binary once none of its runs is unfinished.
+    Versions {
+        /// The journal file.
+        db: PathBuf,
+        /// Print the rows as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a run: it ends now, for good.
     Cancel {
         /// The journal file.
@@ -187,6 +196,7 @@ impl Command {
             Command::Runs { db, .. }
             | Command::Show { db, .. }
             | Command::Cost { db, .. }
+            | Command::Versions { db, .. }
             | Command::Cancel { db, .. }
             | Command::Retry { db, .. }
             | Command::Resume { db, .. } => db,
@@ -225,6 +235,7 @@ async fn run(command: Command) -> Result<String, CliError> {
         Command::Cost {
             by, since, json, ..
         } => commands::cost(&source, &by, since, json).await,
+        Command::Versions { json, .. } => commands::versions(&source, json).await,
         Command::Cancel { run, .. } => commands::steer(&source, Steer::Cancel, &run).await,
         Command::Retry { run, force, .. } => {
             commands::steer(&source, Steer::Retry { force }, &run).await

@@ -707,3 +707,80 @@ async fn a_damaged_run_is_listed_as_damaged_and_a_damaged_file_never_prints_a_pa
         }
     }
 }
+
+struct GreetV1;
+
+impl Workflow for GreetV1 {
+    type Input = (bool,);
+    type Output = String;
+    const NAME: &'static str = "greet";
+
+    fn run((wait,): (bool,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async move {
+            if wait {
+                durable::wait_for_event::<bool>("go")
+                    .await
+                    .map_err(|e| WorkflowFailure::new(e.to_string()))?;
+            }
+            Ok("hello".to_owned())
+        })
+    }
+}
+
+struct GreetV2;
+
+impl Workflow for GreetV2 {
+    type Input = (bool,);
+    type Output = String;
+    const NAME: &'static str = "greet";
+    const VERSION: u32 = 2;
+
+    fn run(_: (bool,)) -> BoxFuture<'static, Result<String, WorkflowFailure>> {
+        Box::pin(async { Ok("hello, again".to_owned()) })
+    }
+}
+
+/// `wf versions` counts each version's runs by where they stand, and names the versions that
+/// still have unfinished runs (they cannot leave the binary yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_counts_each_versions_runs_and_names_those_still_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("versions.redb");
+    {
+        let engine = Engine::builder()
+            .park_after(Duration::ZERO)
+            .open(&path)
+            .await
+            .unwrap();
+        engine.register::<GreetV1>().await.unwrap();
+        engine
+            .start::<GreetV1>("done", (false,))
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
+        engine.start::<GreetV1>("waits", (true,)).await.unwrap();
+        wait_for_status(&engine, "waits", RunStatus::Waiting).await;
+        engine.register::<GreetV2>().await.unwrap();
+        let fresh = engine.start::<GreetV2>("fresh", (false,)).await.unwrap();
+        assert_eq!(fresh.result().await.unwrap(), "hello, again");
+        engine.shutdown().await;
+    }
+    let table = wf(&["versions", arg(&path)]).ok();
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .filter(|line| line.starts_with("greet ") && !line.contains("unfinished"))
+        .map(|line| line.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert_eq!(rows[0][..6], ["greet", "1", "0", "1", "0", "1"], "{table}");
+    assert_eq!(rows[1][..6], ["greet", "2", "0", "0", "0", "1"], "{table}");
+    assert!(
+        table.contains(
+            "greet version 1: 1 unfinished run, which only a binary with this version carries on"
+        ),
+        "{table}"
+    );
+    assert!(!table.contains("greet version 2:"), "{table}");
+}
