@@ -456,3 +456,48 @@ async fn migrate_moves_a_waiting_run_only_when_its_journal_replays_on_the_target
         "v2: charged 20 (risk low, approved true)"
     );
 }
+
+// --- Fork: a run again from a step, on other code ------------------------------------------
+
+/// A fork keeps the journaled steps before `from_step` (never re-run: the original's reserve
+/// is handed back), runs the rest on the target version, and leaves the original as it was.
+/// A prefix that does not replay on the target is refused and nothing is written.
+#[tokio::test(start_paused = true)]
+async fn fork_keeps_a_prefix_that_replays_and_runs_the_rest_on_the_target() {
+    let engine = Engine::in_memory();
+    // A run of version 1, waiting for its approval after `reserve`.
+    engine.register::<PurchaseV1>().await.unwrap();
+    engine.start::<PurchaseV1>("orig", (7,)).await.unwrap();
+    until_waiting(&engine, "orig").await;
+    engine.register::<PurchaseV2>().await.unwrap();
+
+    engine.fork("orig", 1, 2, "forked").await.unwrap();
+    engine.send_event("forked", "approve", true).await.unwrap();
+    assert_eq!(
+        engine
+            .handle::<PurchaseV2>("forked")
+            .result()
+            .await
+            .unwrap(),
+        "v2: charged 7 (risk low, approved true)"
+    );
+    let names: Vec<String> = engine
+        .journal("forked")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.is_step())
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["reserve", "fraud_check", "charge"]);
+    let original = engine.run("orig").await.unwrap().unwrap();
+    assert_eq!(
+        (original.version, original.status.is_terminal()),
+        (1, false)
+    );
+
+    // The fork's prefix (reserve, fraud_check) does not replay on version 1.
+    let refused = engine.fork("forked", 2, 1, "backwards").await.unwrap_err();
+    assert!(refused.to_string().contains("fraud_check"), "{refused}");
+    assert!(engine.run("backwards").await.unwrap().is_none());
+}

@@ -87,6 +87,90 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts run `new_run_id` as a fork of run `run_id`: it keeps the journaled outcomes of
+    /// steps before sequence number `from_step` and runs the rest on version `version` of the
+    /// workflow (registered here), from the same input and budget. The kept prefix must replay
+    /// on that version (else [`Error::MigrationRefused`] says what diverged, and nothing is
+    /// written). The fork's steps have its own idempotency keys (they derive from its run id),
+    /// so services see the re-run steps as new calls. The original run is left as it is.
+    pub async fn fork(
+        &self,
+        run_id: &str,
+        from_step: u64,
+        version: u32,
+        new_run_id: &str,
+    ) -> Result<(), Error> {
+        self.refuse_when_shut_down()?;
+        let original = self.existing(run_id).await?;
+        let refused = |detail: String| Error::MigrationRefused {
+            run_id: run_id.to_owned(),
+            version,
+            detail,
+        };
+        let Some(target) = lock(&self.inner.workflows).get(&original.workflow, version) else {
+            return Err(refused(format!(
+                "version {version} of `{}` is not registered in this engine",
+                original.workflow
+            )));
+        };
+        let prefix: Vec<StepRecord> = self
+            .journal(run_id)
+            .await?
+            .into_iter()
+            .filter(|step| step.seq < from_step)
+            .collect();
+        let mut fork = RunRecord::new(
+            new_run_id,
+            original.workflow.clone(),
+            target.fingerprint(),
+            original.input.clone(),
+        );
+        fork.version = version;
+        fork.budget = original.budget;
+        fork.priority = original.priority;
+        fork.concurrency_key = original.concurrency_key.clone();
+        fork.tags = original.tags.clone();
+        // The kept prefix must replay on the target: checked on a copy in memory first.
+        let check = Engine::with_store(crate::store::MemoryStore::new());
+        let mut writes = vec![Write::Run(fork.clone())];
+        writes.extend(prefix.iter().map(|step| Write::Step {
+            run_id: new_run_id.to_owned(),
+            step: step.clone(),
+        }));
+        check.inner.store.commit(writes).await?;
+        let replayed = check.replay_record(fork.clone(), target.as_ref()).await;
+        check.shutdown().await;
+        match replayed {
+            Ok(_)
+            | Err(Error::RunParked {
+                reason: ParkReason::NotJournaled { .. },
+                ..
+            }) => {}
+            Err(e) => return Err(refused(e.to_string())),
+        }
+        match self.inner.store.create_run(fork.clone()).await? {
+            crate::store::CreateRun::Created => {}
+            crate::store::CreateRun::Existing(_) => {
+                return Err(refused(format!("run {new_run_id:?} exists already")));
+            }
+        }
+        // A crash between the two commits leaves a fork with a shorter prefix: it re-runs
+        // those steps, as a crash during any step would.
+        let steps: Vec<Write> = prefix
+            .into_iter()
+            .map(|step| Write::Step {
+                run_id: new_run_id.to_owned(),
+                step,
+            })
+            .collect();
+        if !steps.is_empty() {
+            self.inner.store.commit(steps).await?;
+        }
+        self.enqueue(&fork);
+        self.kick();
+        Ok(())
+    }
+
     /// Cancels a run: it ends at once with status `cancelled`, the steps it was executing are
     /// dropped and journaled as cancelled, and it never resumes. Returns false when the run had
     /// already finished.
