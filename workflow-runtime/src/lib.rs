@@ -152,12 +152,12 @@ pub use journal::{
 };
 pub use monitor::{AlertThresholds, ErrorRateThreshold};
 pub use ratelimit::RateLimit;
-pub use resource::{ResourceError, resource};
+pub use resource::ResourceError;
 pub use retry::{
     Backoff, Classify, ErrorClass, HttpError, RetryPolicy, StepFailure, classify_http,
     parse_retry_after,
 };
-pub use step::{Step, StepContext, step};
+pub use step::{Step, StepContext, resource, step};
 pub use store::{BoxFuture, MemoryStore, RedbStore};
 pub use workflow::Workflow;
 pub use workflow_macros::{step, workflow};

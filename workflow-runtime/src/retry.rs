@@ -22,6 +22,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{StepError, StepErrorKind};
+use crate::resource::ResourceError;
 
 /// What kind of failure an error is; decides whether and how a step retries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +340,20 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// A missing resource stays missing: another attempt would not find it either.
+impl Classify for ResourceError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Terminal
+    }
+}
+
+/// A step that returns [`StepFailure`] reads a resource with `resource::<T>()?`: never retried.
+impl From<ResourceError> for StepFailure {
+    fn from(error: ResourceError) -> StepFailure {
+        StepFailure::classified(error)
+    }
+}
+
 /// The class of an error found by looking through its chain of causes.
 pub(crate) fn classify_chain(error: &(dyn StdError + 'static)) -> ErrorClass {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
@@ -355,9 +370,8 @@ pub(crate) fn classify_chain(error: &(dyn StdError + 'static)) -> ErrorClass {
         if let Some(e) = error.downcast_ref::<serde_json::Error>() {
             return e.class();
         }
-        // A missing resource stays missing: retrying only repeats the same error.
-        if error.is::<crate::resource::ResourceError>() {
-            return ErrorClass::Terminal;
+        if let Some(e) = error.downcast_ref::<ResourceError>() {
+            return e.class();
         }
         if let Some(e) = error.downcast_ref::<std::io::Error>()
             && e.kind() == std::io::ErrorKind::TimedOut
@@ -714,7 +728,7 @@ mod tests {
                 Some(&self.0)
             }
         }
-        let missing = Context(crate::resource::ResourceError::Missing {
+        let missing = Context(ResourceError::Missing {
             type_name: "Client",
         });
         assert_eq!(classify_chain(&missing), ErrorClass::Terminal);

@@ -129,11 +129,12 @@ impl EngineBuilder {
         self
     }
 
-    /// The test kit of [`testing`](crate::testing), kept with the resources so that a step
-    /// finds it where it finds them.
+    /// A resource already shared: the test kit of [`testing`](crate::testing), kept with the
+    /// resources so that a step finds it where it finds them (the builder need not know its
+    /// type).
     #[cfg(feature = "testing")]
-    pub(crate) fn test_kit(mut self, kit: Arc<crate::testing::TestKit>) -> Self {
-        self.resources.insert(kit);
+    pub(crate) fn shared_resource<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.resources.insert(value);
         self
     }
 

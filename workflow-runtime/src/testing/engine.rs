@@ -93,7 +93,7 @@ impl TestEngine {
         let bump = Arc::clone(&left_execution);
         let engine = builder
             .park_after_unless_set(Duration::ZERO)
-            .test_kit(Arc::clone(&kit))
+            .shared_resource(Arc::clone(&kit))
             .on_event(move |event| {
                 if matches!(event, Event::RunWaiting { .. } | Event::RunFinished { .. }) {
                     bump.send_modify(|n| *n += 1);

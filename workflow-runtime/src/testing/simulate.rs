@@ -144,7 +144,7 @@ impl Plan {
             for (name, with) in &self.overrides {
                 kit.set_override(name.clone(), with.clone());
             }
-            builder = builder.test_kit(Arc::new(kit));
+            builder = builder.shared_resource(Arc::new(kit));
         }
         builder.store(store)
     }
