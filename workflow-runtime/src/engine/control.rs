@@ -58,15 +58,9 @@ impl Engine {
                 run.workflow
             )));
         };
-        match self.replay_record(run.clone(), target.as_ref()).await {
-            // The whole journal replayed; the body then asked for what comes next.
-            Ok(_)
-            | Err(Error::RunParked {
-                reason: ParkReason::NotJournaled { .. },
-                ..
-            }) => {}
-            Err(e) => return Err(refused(e.to_string())),
-        }
+        journal_replays_on(self, run.clone(), target.as_ref())
+            .await
+            .map_err(refused)?;
         run.version = version;
         run.fingerprint = target.fingerprint();
         if run.status == RunStatus::Parked {
@@ -113,11 +107,15 @@ impl Engine {
                 original.workflow
             )));
         };
-        let prefix: Vec<StepRecord> = self
+        let prefix: Vec<Write> = self
             .journal(run_id)
             .await?
             .into_iter()
             .filter(|step| step.seq < from_step)
+            .map(|step| Write::Step {
+                run_id: new_run_id.to_owned(),
+                step,
+            })
             .collect();
         let mut fork = RunRecord::new(
             new_run_id,
@@ -133,21 +131,11 @@ impl Engine {
         // The kept prefix must replay on the target: checked on a copy in memory first.
         let check = Engine::with_store(crate::store::MemoryStore::new());
         let mut writes = vec![Write::Run(fork.clone())];
-        writes.extend(prefix.iter().map(|step| Write::Step {
-            run_id: new_run_id.to_owned(),
-            step: step.clone(),
-        }));
+        writes.extend(prefix.iter().cloned());
         check.inner.store.commit(writes).await?;
-        let replayed = check.replay_record(fork.clone(), target.as_ref()).await;
+        let replayed = journal_replays_on(&check, fork.clone(), target.as_ref()).await;
         check.shutdown().await;
-        match replayed {
-            Ok(_)
-            | Err(Error::RunParked {
-                reason: ParkReason::NotJournaled { .. },
-                ..
-            }) => {}
-            Err(e) => return Err(refused(e.to_string())),
-        }
+        replayed.map_err(refused)?;
         match self.inner.store.create_run(fork.clone()).await? {
             crate::store::CreateRun::Created => {}
             crate::store::CreateRun::Existing(_) => {
@@ -156,15 +144,8 @@ impl Engine {
         }
         // A crash between the two commits leaves a fork with a shorter prefix: it re-runs
         // those steps, as a crash during any step would.
-        let steps: Vec<Write> = prefix
-            .into_iter()
-            .map(|step| Write::Step {
-                run_id: new_run_id.to_owned(),
-                step,
-            })
-            .collect();
-        if !steps.is_empty() {
-            self.inner.store.commit(steps).await?;
+        if !prefix.is_empty() {
+            self.inner.store.commit(prefix).await?;
         }
         self.enqueue(&fork);
         self.kick();
@@ -372,5 +353,23 @@ impl Engine {
         self.enqueue(&run);
         self.kick();
         Ok(true)
+    }
+}
+
+/// Whether `run`'s whole journal, in `engine`'s store, replays on `target`, writing nothing:
+/// every journaled outcome is asked for in its place, and the body may then ask for what comes
+/// next. Otherwise, what diverged.
+async fn journal_replays_on(
+    engine: &Engine,
+    run: RunRecord,
+    target: &dyn ErasedWorkflow,
+) -> Result<(), String> {
+    match engine.replay_record(run, target).await {
+        Ok(_)
+        | Err(Error::RunParked {
+            reason: ParkReason::NotJournaled { .. },
+            ..
+        }) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
